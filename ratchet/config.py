@@ -1,0 +1,200 @@
+"""The pipeline config: thresholds, rules and batch sizes, as one validated pydantic model.
+
+Layers, later over earlier: the model's defaults (the embedded defaults, so the project runs with
+no file at all) ← ``configs/base.yaml`` ← ``configs/<RATCHET_ENV>.yaml`` ← ``RATCHET_CONFIG`` ←
+explicit overrides (flow parameters). Every field has a ``description``: that is the config's
+documentation, printed by ``ratchet config show --describe``. Unknown keys are errors
+(``extra="forbid"``), so a typo never silently falls back to a default. Secrets never live here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ratchet.settings import Settings
+
+
+class ConfigError(ValueError):
+    """A config file or value is invalid; the message names the key and the file, never a secret."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+class IngestConfig(_Section):
+    batch_size: int = Field(
+        10_000, ge=100, le=1_000_000, description="Records parsed, redacted and written per batch."
+    )
+    max_record_bytes: int = Field(
+        1 << 20, ge=1024, description="A line longer than this is quarantined as too_large."
+    )
+    max_quarantine_share: float = Field(
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description="The run fails when more than this share of a file's lines is quarantined.",
+    )
+    earliest_timestamp: str = Field(
+        "2015-01-01", description="Timestamps before this date are quarantined as bad_timestamp."
+    )
+    future_tolerance_days: int = Field(
+        2, ge=0, description="Timestamps this many days past the run's clock are bad_timestamp."
+    )
+    quarantine_line_chars: int = Field(
+        4096, ge=0, description="How much of a quarantined line is kept (after redaction)."
+    )
+
+
+class RedactionConfig(_Section):
+    disabled_types: list[str] = Field(
+        default_factory=list, description="Detector types to switch off, e.g. ['IP_ADDRESS']."
+    )
+    extra_patterns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra detectors: placeholder type (UPPER_SNAKE) -> RE2-compatible regex.",
+    )
+    allow_list: list[str] = Field(
+        default_factory=list,
+        description="Exact strings never redacted (a support address the agent must quote).",
+    )
+
+
+class CurationConfig(_Section):
+    golden_min_rating: int = Field(4, ge=1, le=5, description="Rating at or above: golden.")
+    negative_max_rating: int = Field(2, ge=1, le=5, description="Rating at or below: negative.")
+    neutral_rating_to: Literal["neutral", "review"] = Field(
+        "neutral", description="Where a middle rating goes: counted as neutral, or to review."
+    )
+    expert_outranks_user: bool = Field(
+        True, description="When expert and user disagree, the expert decides (else: review)."
+    )
+    holdout_share: float = Field(
+        0.2, ge=0.0, lt=1.0, description="Share of cases held out of training, by id hash."
+    )
+    validation_share: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Share of training examples kept for validation."
+    )
+    near_duplicate_threshold: float = Field(
+        0.8, gt=0.0, le=1.0, description="Estimated Jaccard at or above which texts are dupes."
+    )
+    minhash_permutations: int = Field(
+        64, ge=16, le=512, description="MinHash signature length for near-duplicate search."
+    )
+    min_chars: int = Field(2, ge=0, description="Shorter answers or questions are filtered.")
+    max_chars: int = Field(20_000, ge=1, description="Longer examples are filtered.")
+    max_per_topic: int = Field(
+        500, ge=1, description="Balance: at most this many examples per task or topic."
+    )
+
+
+class ExportConfig(_Section):
+    min_examples: int = Field(10, ge=1, description="Fewer examples: the export is invalid.")
+    base_model: str = Field(
+        "gpt-4.1-mini-2025-04-14", description="Model whose context limit checks token counts."
+    )
+    context_tokens: int = Field(
+        65_536, ge=512, description="Per-example token limit for the base model."
+    )
+
+
+class RuntimeConfig(_Section):
+    max_workers: int = Field(
+        2, ge=1, le=64, description="Threads of the flow's task runner (never unbounded)."
+    )
+
+
+class PipelineConfig(_Section):
+    """Everything a run needs to know that is not a secret or a location."""
+
+    ingest: IngestConfig = Field(default_factory=IngestConfig, description="Ingest stage.")
+    redaction: RedactionConfig = Field(
+        default_factory=RedactionConfig, description="Redaction rules layered on the built-ins."
+    )
+    curation: CurationConfig = Field(default_factory=CurationConfig, description="Curation.")
+    export: ExportConfig = Field(default_factory=ExportConfig, description="Exports.")
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="Execution.")
+
+    @model_validator(mode="after")
+    def _ratings_ordered(self) -> PipelineConfig:
+        c = self.curation
+        if c.negative_max_rating >= c.golden_min_rating:
+            raise ValueError(
+                "curation.negative_max_rating must be below curation.golden_min_rating"
+            )
+        return self
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Merge mappings key by key; a non-mapping value in ``over`` replaces the base value."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {path}{where} is not valid YAML") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top")
+    return data
+
+
+def config_layers(settings: Settings) -> list[Path]:
+    """The YAML files that apply, in order; missing optional ones are skipped."""
+    layers = [settings.config_dir / "base.yaml", settings.config_dir / f"{settings.env}.yaml"]
+    found = [p for p in layers if p.is_file()]
+    if settings.config is not None:
+        if not settings.config.is_file():
+            raise ConfigError(f"RATCHET_CONFIG points at {settings.config}, which is not a file")
+        found.append(settings.config)
+    return found
+
+
+def load_config(settings: Settings, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Validate every layer into one model, or raise ConfigError naming the key and the file."""
+    merged: dict[str, Any] = {}
+    sources: list[str] = []
+    for path in config_layers(settings):
+        merged = deep_merge(merged, _read_yaml(path))
+        sources.append(str(path))
+    if overrides:
+        merged = deep_merge(merged, overrides)
+        sources.append("overrides")
+    try:
+        return PipelineConfig.model_validate(merged)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors(include_input=False, include_url=False)
+        )
+        raise ConfigError(f"invalid pipeline config ({', '.join(sources)}): {problems}") from None
+
+
+def describe(model: type[BaseModel] = PipelineConfig, prefix: str = "") -> list[tuple[str, str]]:
+    """(dotted key, description) for every field: the config's reference documentation."""
+    rows: list[tuple[str, str]] = []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            rows.extend(describe(ann, key + "."))
+        else:
+            rows.append((key, field.description or ""))
+    return rows

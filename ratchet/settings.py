@@ -1,0 +1,98 @@
+"""Settings: environment, infrastructure and secrets, from ``RATCHET_*`` variables.
+
+Kept apart from the pipeline config (thresholds and rules, versioned YAML): settings differ per
+machine and carry secrets; the pipeline config is reviewed like code. Built by :func:`get_settings`
+at the edge (CLI, flow start), never at import time, and nowhere else reads the environment.
+
+| variable | meaning | default |
+|---|---|---|
+| ``RATCHET_HOME`` | local state folder (store, database, key file) | ``./.ratchet`` |
+| ``RATCHET_STORE`` | store root: a folder or a URL (``s3://bucket/prefix``, ``memory://x``) | ``$RATCHET_HOME/store`` |
+| ``RATCHET_DATABASE_URL`` | SQLAlchemy URL of the training database | ``sqlite:///$RATCHET_HOME/ratchet.db`` |
+| ``RATCHET_CONFIG`` | a YAML file layered over ``configs/`` | none |
+| ``RATCHET_ENV`` | which ``configs/<env>.yaml`` delta to layer over ``base.yaml`` | ``local`` |
+| ``RATCHET_CONFIG_DIR`` | where ``base.yaml`` lives | the repo's ``configs/`` |
+| ``RATCHET_PSEUDONYM_KEY`` | secret key for pseudonymising user ids (HMAC) | generated once, local store only |
+| ``RATCHET_S3_ENDPOINT_URL`` | endpoint of an S3-compatible store (MinIO, moto, R2...) | AWS |
+| ``RATCHET_OPENAI_API_KEY`` | key for the ``openai`` backend (falls back to ``OPENAI_API_KEY``) | none |
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class Settings(BaseSettings):
+    """Where things live and the secrets to reach them; see the module docstring for the table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RATCHET_", extra="ignore", hide_input_in_errors=True, frozen=True
+    )
+
+    home: Path = Field(default=Path(".ratchet"), description="Local state folder.")
+    store: str | None = Field(default=None, description="Store root, folder or URL.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy database URL.")
+    config: Path | None = Field(default=None, description="YAML layered over configs/.")
+    env: str = Field(default="local", description="Which configs/<env>.yaml delta applies.")
+    config_dir: Path = Field(default=REPO_CONFIG_DIR, description="Folder holding base.yaml.")
+    pseudonym_key: SecretStr | None = Field(default=None, description="HMAC key for user ids.")
+    s3_endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint.")
+    openai_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("RATCHET_OPENAI_API_KEY", "OPENAI_API_KEY"),
+        description="API key for the openai backend.",
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _env_is_a_name(cls, v: str) -> str:
+        if not v.replace("-", "").replace("_", "").isalnum():
+            raise ValueError("must be a plain name such as 'local' or 'production'")
+        return v
+
+    @property
+    def store_root(self) -> str:
+        return self.store or str(self.home / "store")
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'ratchet.db'}"
+
+    @property
+    def store_is_local(self) -> bool:
+        root = self.store_root
+        return "://" not in root or root.startswith("file://")
+
+    def masked(self) -> dict[str, object]:
+        """The settings as printable values, secrets shown only as set / not set."""
+        out: dict[str, object] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                out[name] = "**********"
+            elif name == "database_url" and value:
+                out[name] = _mask_url_password(value)
+            else:
+                out[name] = str(value) if value is not None else None
+        out["store_root"] = self.store_root
+        out["db_url"] = _mask_url_password(self.db_url)
+        return out
+
+
+def _mask_url_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy understands: print nothing of it
+        return "<unparseable URL>"
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (plus explicit overrides); the one place env is read."""
+    return Settings(**overrides)  # type: ignore[arg-type]
