@@ -1,0 +1,1 @@
+"""Ingest: input files to redacted, validated, exactly-once Parquet parts (see ``pipeline``)."""

@@ -1,0 +1,101 @@
+"""Input files: resolve paths/globs/folders, hash them, and stream their lines in batches.
+
+Streaming keeps peak memory a function of the batch size, never of the file size. Lines are
+yielded as raw bytes with their 1-based line number, so a line that is not UTF-8 can still be
+quarantined with its position. ``.gz`` files are read through gzip transparently.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+_SUFFIXES = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz")
+
+
+class InputError(ValueError):
+    """A path given to ingest does not name any readable input file."""
+
+
+@dataclass(frozen=True)
+class Line:
+    number: int  # 1-based
+    data: bytes  # without the trailing newline
+    oversize: bool  # longer than the limit: ``data`` holds only its first bytes
+
+
+def expand_inputs(specs: list[str]) -> list[Path]:
+    """Files, globs or folders (searched for *.jsonl[.gz] files) to a sorted, unique list."""
+    out: dict[Path, None] = {}
+    for spec in specs:
+        p = Path(spec)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(_SUFFIXES))
+        elif p.is_file():
+            found = [p]
+        else:
+            found = sorted(Path(m) for m in glob.glob(spec, recursive=True) if Path(m).is_file())
+        if not found:
+            raise InputError(f"no input files match {spec!r}")
+        for f in found:
+            out.setdefault(f.resolve(), None)
+    return list(out)
+
+
+def _open(path: Path) -> BinaryIO:
+    raw = path.open("rb")
+    if raw.read(2) == b"\x1f\x8b":
+        raw.seek(0)
+        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+    raw.seek(0)
+    return raw
+
+
+def file_sha256(path: Path) -> str:
+    """Hash of the file's bytes as stored (compressed or not): the source file's identity."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def iter_lines(path: Path, max_bytes: int) -> Iterator[Line]:
+    """Every line of a file, blank ones included (the caller counts them), lengths capped.
+
+    An over-size line is not kept whole in memory: its first ``max_bytes`` are kept (enough to
+    quarantine a redacted excerpt) and the rest is skipped.
+    """
+    with _open(path) as f:
+        number = 0
+        while True:
+            chunk = f.readline(max_bytes + 1)
+            if not chunk:
+                return
+            number += 1
+            if chunk.endswith(b"\n"):
+                yield Line(number, chunk.rstrip(b"\r\n"), False)
+                continue
+            if len(chunk) <= max_bytes:  # last line without a newline
+                yield Line(number, chunk.rstrip(b"\r"), False)
+                continue
+            head = chunk
+            while chunk and not chunk.endswith(b"\n"):  # skip the rest of the long line
+                chunk = f.readline(1 << 20)
+            yield Line(number, head[:max_bytes], True)
+
+
+def iter_batches(path: Path, batch_size: int, max_bytes: int) -> Iterator[list[Line]]:
+    batch: list[Line] = []
+    for line in iter_lines(path, max_bytes):
+        batch.append(line)
+        if len(batch) >= batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
