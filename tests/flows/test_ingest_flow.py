@@ -74,7 +74,10 @@ def test_planted_pii_reaches_no_store_log_artifact_or_error(prefect_harness, rat
     for name in ("", "prefect", "ratchet"):
         logging.getLogger(name).addHandler(collect)
     try:
-        state = ingest_flow(paths=[str(f)], return_state=True)
+        state = ingest_flow(
+            paths=[str(f)], config_overrides={"ingest": {"max_quarantine_share": 0.5}},
+            return_state=True,
+        )
     finally:
         for name in ("", "prefect", "ratchet"):
             logging.getLogger(name).removeHandler(collect)

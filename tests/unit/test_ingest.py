@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from datetime import UTC, datetime
@@ -303,7 +304,7 @@ def test_residual_pii_fails_the_quality_suite_and_commits_nothing(ctx, tmp_path)
     class LeakyRedactor(Redactor):
         def redact_table(self, table):  # a broken redactor: passes text through
             result = super().redact_table(table)
-            return type(result)(table, result.pii_counts, result.totals)
+            return dataclasses.replace(result, table=table)
 
     ctx = IngestContext(**{**ctx.__dict__, "redactor": LeakyRedactor(ctx.config.redaction)})
     f = write_jsonl(tmp_path / "leak.jsonl", [interaction(1, response="Call me on jane@example.com")])
