@@ -45,6 +45,13 @@ class IngestConfig(_Section):
     future_tolerance_days: int = Field(
         2, ge=0, description="Timestamps this many days past the run's clock are bad_timestamp."
     )
+    workers: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Processes that parse and redact a file's batches in parallel (0: one per "
+        "CPU, at most 8; 1: in process). Small files (one or two batches) stay in process.",
+    )
     quarantine_line_chars: int = Field(
         4096, ge=0, description="How much of a quarantined line is kept (after redaction)."
     )
@@ -65,6 +72,8 @@ class RedactionConfig(_Section):
 
 
 class CurationConfig(_Section):
+    """Rules that turn feedback into eval cases and training data (ratchet.curation)."""
+
     golden_min_rating: int = Field(4, ge=1, le=5, description="Rating at or above: golden.")
     negative_max_rating: int = Field(2, ge=1, le=5, description="Rating at or below: negative.")
     neutral_rating_to: Literal["neutral", "review"] = Field(
@@ -72,6 +81,11 @@ class CurationConfig(_Section):
     )
     expert_outranks_user: bool = Field(
         True, description="When expert and user disagree, the expert decides (else: review)."
+    )
+    system_feedback: Literal["ignore", "as_user"] = Field(
+        "ignore",
+        description="Feedback with source=system (automatic signals): ignored (counted), or "
+        "treated like user feedback.",
     )
     holdout_share: float = Field(
         0.2, ge=0.0, lt=1.0, description="Share of cases held out of training, by id hash."
@@ -85,20 +99,66 @@ class CurationConfig(_Section):
     minhash_permutations: int = Field(
         64, ge=16, le=512, description="MinHash signature length for near-duplicate search."
     )
+    shingle_chars: int = Field(
+        5, ge=2, le=16, description="Character n-gram size (over the normalised text) for MinHash."
+    )
+    minhash_seed: int = Field(
+        1, ge=0, description="Seed of the MinHash permutations (part of the dataset version)."
+    )
+    topic_cluster_rows: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="When metadata names no topic/task, the topic is a cluster id made of this "
+        "many leading MinHash values (fewer: coarser clusters).",
+    )
     min_chars: int = Field(2, ge=0, description="Shorter answers or questions are filtered.")
     max_chars: int = Field(20_000, ge=1, description="Longer examples are filtered.")
     max_per_topic: int = Field(
         500, ge=1, description="Balance: at most this many examples per task or topic."
     )
+    refusal_patterns: list[str] = Field(
+        default_factory=lambda: [
+            r"^(i'?m sorry,? (but )?)?i (can'?t|cannot|am unable to|won'?t) (help|assist) with",
+            r"^(sorry,? )?i (can'?t|cannot) (do|answer|provide) (that|this)",
+            r"^as an ai( language model)?,? i (can'?t|cannot)",
+        ],
+        description="Case-insensitive RE2 regexes (matched on the stripped answer): an answer "
+        "that matches is a refusal and is filtered.",
+    )
+    placeholder_pattern: str = Field(
+        r"\[[A-Z][A-Z0-9_]*\]",
+        description="RE2 regex of a redaction placeholder; text that is only placeholders, "
+        "whitespace and punctuation is filtered as placeholder_only.",
+    )
 
 
 class ExportConfig(_Section):
+    """Format checks applied to every export before it is written (ratchet.export)."""
+
     min_examples: int = Field(10, ge=1, description="Fewer examples: the export is invalid.")
     base_model: str = Field(
         "gpt-4.1-mini-2025-04-14", description="Model whose context limit checks token counts."
     )
     context_tokens: int = Field(
         65_536, ge=512, description="Per-example token limit for the base model."
+    )
+    token_estimator: Literal["auto", "tiktoken", "chars"] = Field(
+        "auto",
+        description="auto: tiktoken's encoding if it loads offline, else the conservative "
+        "character estimate; tiktoken: required (fails if unavailable); chars: always estimate.",
+    )
+    tiktoken_encoding: str = Field(
+        "cl100k_base", description="tiktoken encoding used when tiktoken is the estimator."
+    )
+    chars_per_token: float = Field(
+        3.0,
+        gt=0.5,
+        le=8.0,
+        description="Character estimate: ceil(chars / this) tokens per message (conservative).",
+    )
+    tokens_per_message: int = Field(
+        4, ge=0, le=64, description="Per-message overhead added to every token estimate."
     )
 
 

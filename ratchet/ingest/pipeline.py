@@ -22,14 +22,16 @@ last guard: a second writer cannot commit the same record twice.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-from collections import Counter, defaultdict
+import multiprocessing
+import os
+from collections import Counter, defaultdict, deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,17 +39,25 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ratchet.config import PipelineConfig
 from ratchet.db import repo
-from ratchet.ingest.adapters import from_openai_chat, looks_like_openai_chat
-from ratchet.ingest.reader import Line, file_sha256, iter_batches
-from ratchet.ingest.records import Parsed, Reject, TimeRules, parse_feedback, parse_interaction
-from ratchet.quality import QualityReport, validate_frame
-from ratchet.redaction import Redactor, pseudonymise_array
-from ratchet.schemas import FEEDBACK, INTERACTIONS, QUARANTINE
+from ratchet.ingest.prepare import (
+    ID_COLUMN,
+    RECORD_KIND,
+    SCHEMA,
+    Format,
+    Kind,
+    PreparedBatch,
+    PrepareSpec,
+    prepare_batch,
+    quarantine_row,
+    quarantine_table,
+)
+from ratchet.ingest.reader import file_sha256, iter_batches
+from ratchet.ingest.records import Reject
+from ratchet.quality import DataQualityError, QualityReport, validate_frame
+from ratchet.redaction import Redactor
+from ratchet.schemas import QUARANTINE
 from ratchet.store import Store, WrittenPart, feedback_dir, interactions_dir, quarantine_dir
 
-Kind = Literal["interactions", "feedback"]
-Format = Literal["auto", "canonical", "openai-chat"]
-_RECORD_KIND = {"interactions": "interaction", "feedback": "feedback"}
 
 
 class IngestError(RuntimeError):
@@ -69,12 +79,6 @@ class IngestContext:
     pseudonym_key: bytes
     now: datetime  # the run's clock: fixes the accepted timestamp range for the whole run
     flow_run_id: str | None = None
-
-    @property
-    def time_rules(self) -> TimeRules:
-        cfg = self.config.ingest
-        earliest = datetime.fromisoformat(cfg.earliest_timestamp).replace(tzinfo=UTC)
-        return TimeRules(earliest, self.now + timedelta(days=cfg.future_tolerance_days))
 
 
 @dataclass
@@ -129,16 +133,40 @@ class _Pending:
     frames: dict[str, list[pa.Table]] = field(default_factory=lambda: defaultdict(list))
 
 
-def content_hash(row: dict[str, Any], key: bytes) -> str:
-    """Keyed hash of a record's canonical content (before redaction, so two records that differ
-    only in PII still differ; keyed, so the stored hash reveals nothing about the raw text)."""
-    canonical = json.dumps(row, sort_keys=True, ensure_ascii=False, default=str)
-    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
+def _workers(configured: int) -> int:
+    return configured or min(8, os.cpu_count() or 1)
 
 
-def derive_feedback_id(row: dict[str, Any], key: bytes) -> str:
-    """An event given without an id gets one from its content: the same event twice is one."""
-    return "fb_" + content_hash({k: row[k] for k in sorted(row) if k != "feedback_id"}, key)[:32]
+def _prepared_batches(
+    spec: PrepareSpec, path: Path, workers: int
+) -> Iterator[PreparedBatch]:
+    """Prepared batches in file order. The first batch is prepared in process; from the second
+    on, batches go to a pool of worker processes, at most ``2 × workers`` in flight, so memory
+    stays bounded by the batch size whatever the file size."""
+    cfg = spec.config.ingest
+    batches = iter_batches(path, cfg.batch_size, cfg.max_record_bytes)
+    first = next(batches, None)
+    if first is None:
+        return
+    second = next(batches, None)
+    if second is None or workers <= 1:
+        yield prepare_batch(spec, first)
+        if second is not None:
+            yield prepare_batch(spec, second)
+            for batch in batches:
+                yield prepare_batch(spec, batch)
+        return
+    context = multiprocessing.get_context("spawn")  # no fork under Prefect's threads
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        in_flight: deque[Future[PreparedBatch]] = deque(
+            [pool.submit(prepare_batch, spec, first), pool.submit(prepare_batch, spec, second)]
+        )
+        for batch in batches:
+            if len(in_flight) >= 2 * workers:
+                yield in_flight.popleft().result()
+            in_flight.append(pool.submit(prepare_batch, spec, batch))
+        while in_flight:
+            yield in_flight.popleft().result()
 
 
 def ingest_file(
@@ -163,8 +191,13 @@ def ingest_file(
 
     pending = _Pending()
     cfg = ctx.config.ingest
-    for batch in iter_batches(path, cfg.batch_size, cfg.max_record_bytes):
-        _ingest_batch(ctx, batch, kind, fmt, default_agent, source, report, pending)
+    spec = PrepareSpec(
+        kind=kind, fmt=fmt, default_agent=default_agent, source=source, source_name=name,
+        config=ctx.config, key=ctx.pseudonym_key, now=ctx.now,
+        redaction_version=ctx.redactor.version, redactor_cls=type(ctx.redactor),
+    )  # fmt: skip
+    for prepared in _prepared_batches(spec, path, _workers(cfg.workers)):
+        _commit_side(ctx, spec, prepared, report, pending)
 
     bad = sum(report.quarantined.values())
     valid_lines = report.lines - report.blank
@@ -207,8 +240,6 @@ def ingest_file(
 
 def _raise_if_failed(result: QualityReport, report: FileReport) -> None:
     if not result.success:
-        from ratchet.quality import DataQualityError
-
         raise DataQualityError(
             f"data-quality suite {result.suite} failed on {report.name} "
             f"({report.source_file[:12]}): {', '.join(result.failed)}; nothing was committed",
@@ -216,177 +247,100 @@ def _raise_if_failed(result: QualityReport, report: FileReport) -> None:
         )
 
 
-# --- one batch ------------------------------------------------------------------------------
-def _ingest_batch(
-    ctx: IngestContext,
-    batch: list[Line],
-    kind: Kind,
-    fmt: Format,
-    default_agent: str | None,
-    source: str,
-    report: FileReport,
+# --- one prepared batch --------------------------------------------------------------------
+def _commit_side(
+    ctx: IngestContext, spec: PrepareSpec, prepared: PreparedBatch, report: FileReport,
     pending: _Pending,
-) -> None:
-    rules = ctx.time_rules
-    rejects: list[tuple[int, str, Reject, bytes]] = []  # line, record kind, why, raw
-    records: dict[str, list[tuple[int, Parsed, bytes]]] = {"interactions": [], "feedback": []}
-    for line in batch:
-        report.lines += 1
-        if not line.data.strip():
-            report.blank += 1
-            continue
-        own_kind = _RECORD_KIND[kind]
-        try:
-            if line.oversize:
-                raise Reject("too_large", f"line longer than {ctx.config.ingest.max_record_bytes} bytes")
-            try:
-                text = line.data.decode("utf-8")
-            except UnicodeDecodeError:
-                raise Reject("not_utf8", "line is not valid UTF-8") from None
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError:
-                raise Reject("not_json", "line is not valid JSON") from None
-            except RecursionError:
-                raise Reject("not_json", "line nests too deeply") from None
-            if not isinstance(obj, dict):
-                raise Reject("not_object", "line is JSON but not an object")
-            if kind == "feedback":
-                records["feedback"].append((line.number, parse_feedback(obj, rules, default_agent), line.data))
-                continue
-            if fmt == "openai-chat" or (fmt == "auto" and looks_like_openai_chat(obj)):
-                obj = from_openai_chat(obj)
-            parsed = parse_interaction(obj, rules, default_agent)
-        except Reject as why:
-            rejects.append((line.number, own_kind, why, line.data))
-            continue
-        records["interactions"].append((line.number, parsed, line.data))
-        for event in parsed.feedback:  # inline feedback: its own records, same line number
-            try:
-                records["feedback"].append((line.number, parse_feedback(event, rules), line.data))
-            except Reject as why:
-                rejects.append((line.number, "feedback", why, line.data))
-
+) -> None:  # fmt: skip
+    """Ledger decisions for a prepared batch, then its parts written (not yet committed)."""
+    report.lines += prepared.lines
+    report.blank += prepared.blank
+    report.records += sum(prepared.records.values())
+    report.dropped_consent += prepared.dropped_consent
+    report.assumed_utc += prepared.assumed_utc
+    report.pii_by_type.update(prepared.pii_by_type)
+    quarantine = list(prepared.quarantine)
     for table_name in ("interactions", "feedback"):
-        if records[table_name]:
-            _store_records(ctx, table_name, records[table_name], source, report, pending, rejects)
-    if rejects:
-        _quarantine(ctx, rejects, source, report, pending)
+        table = prepared.tables.get(table_name)
+        if table is not None:
+            _store_new(ctx, spec, table_name, table, report, pending, quarantine)
+    if quarantine:
+        for row in quarantine:
+            report.quarantined[row["reason"]] += 1
+        q = quarantine_table(quarantine)
+        part = ctx.store.write_part(quarantine_dir(spec.source), q, QUARANTINE)
+        pending.parts.append(("quarantine", part, None, None))
+        pending.frames["quarantine"].append(q.select(_QUALITY_COLUMNS["quarantine"]))
 
 
-def _store_records(
+def _store_new(
     ctx: IngestContext,
+    spec: PrepareSpec,
     table_name: str,
-    items: list[tuple[int, Parsed, bytes]],
-    source: str,
+    table: pa.Table,
     report: FileReport,
     pending: _Pending,
-    rejects: list[tuple[int, str, Reject, bytes]],
+    quarantine: list[dict[str, Any]],
 ) -> None:
-    record_kind = _RECORD_KIND[table_name]
-    id_col = "interaction_id" if table_name == "interactions" else "feedback_id"
-    key = ctx.pseudonym_key
-
-    # consent, identity, content hash
-    kept: list[tuple[int, Parsed, str]] = []
-    for number, parsed, raw in items:
-        row = parsed.row
-        if table_name == "interactions" and row["consent"] is False:
-            report.dropped_consent += 1
-            continue
-        if table_name == "feedback" and row["feedback_id"] is None:
-            row["feedback_id"] = derive_feedback_id(row, key)
-        kept.append((number, parsed, content_hash(row, key)))
-        del raw
-    report.records += len(items)
-    if not kept:
-        return
-
-    # tombstones (by pseudonymised user and by interaction id) and the identity check
+    """Keep the rows that are neither tombstoned nor already stored; write them by partition."""
+    record_kind = RECORD_KIND[table_name]
+    id_col = ID_COLUMN[table_name]
+    agents = table.column("agent_id").to_pylist()
+    ids = table.column(id_col).to_pylist()
+    interaction_ids = table.column("interaction_id").to_pylist()
+    hashes = table.column("content_hash").to_pylist()
+    users = table.column("user_id").to_pylist() if table_name == "interactions" else None
     by_agent: dict[str, list[int]] = defaultdict(list)
-    for i, (_, parsed, _) in enumerate(kept):
-        by_agent[parsed.row["agent_id"]].append(i)
-    user_col = "user_id" if table_name == "interactions" else "annotator"
-    pseudo = pseudonymise_array(pa.array([p.row[user_col] for _, p, _ in kept], pa.string()), key)
-    accept: list[int] = []
+    for i, agent in enumerate(agents):
+        by_agent[agent].append(i)
+    keep: list[int] = []
     with ctx.sessions() as s:
         for agent, idx in by_agent.items():
-            users = {pseudo[i].as_py() for i in idx} - {None}
-            dead_users = repo.tombstoned(s, agent, "user", sorted(users)) if users else set()
-            ids = sorted({kept[i][1].row["interaction_id"] for i in idx})
-            dead_ids = repo.tombstoned(s, agent, "interaction", ids)
-            record_ids = [kept[i][1].row[id_col] for i in idx]
-            unseen = [r for r in record_ids if (record_kind, agent, r) not in pending.seen]
-            stored = repo.lookup_keys(s, record_kind, agent, sorted(set(unseen))) if unseen else {}
+            dead_ids = repo.tombstoned(s, agent, "interaction", {interaction_ids[i] for i in idx})
+            dead_users = (
+                repo.tombstoned(s, agent, "user", {users[i] for i in idx} - {None})
+                if users is not None
+                else set()
+            )
+            unseen = {ids[i] for i in idx if (record_kind, agent, ids[i]) not in pending.seen}
+            stored = repo.lookup_keys(s, record_kind, agent, unseen) if unseen else {}
             for i in idx:
-                number, parsed, digest = kept[i]
-                row = parsed.row
-                if row["interaction_id"] in dead_ids or (
-                    table_name == "interactions" and pseudo[i].as_py() in dead_users
-                ):
+                if interaction_ids[i] in dead_ids or (users is not None and users[i] in dead_users):
                     report.skipped_tombstone += 1
                     continue
-                k = (record_kind, agent, row[id_col])
-                previous = pending.seen.get(k) or stored.get(row[id_col])
-                if previous == digest:
+                k = (record_kind, agent, ids[i])
+                previous = pending.seen.get(k) or stored.get(ids[i])
+                if previous == hashes[i]:
                     report.skipped_stored[table_name] += 1
-                    continue
-                if previous is not None:
-                    rejects.append(
-                        (number, record_kind,
-                         Reject("conflicting_duplicate", f"{id_col} already stored with other content"),
-                         _raw_for(parsed)),
-                    )  # fmt: skip
-                    continue
-                pending.seen[k] = digest
-                accept.append(i)
-    if not accept:
+                elif previous is not None:
+                    row = table.slice(i, 1).to_pylist()[0]  # redacted already
+                    why = Reject("conflicting_duplicate", f"{id_col} already stored with other content")
+                    raw = json.dumps(row, ensure_ascii=False, default=str).encode()
+                    quarantine.append(
+                        quarantine_row(spec, ctx.redactor, row["source_line"], record_kind, why, raw)
+                    )
+                else:
+                    pending.seen[k] = hashes[i]
+                    keep.append(i)
+    if not keep:
         return
-
-    # build, redact, scan, write per (agent, date)
-    now = ctx.now
-    rows = []
-    for i in accept:
-        number, parsed, digest = kept[i]
-        row = dict(parsed.row)
-        row[user_col] = pseudo[i].as_py()
-        row.update(
-            content_hash=digest, source_file=source, source_line=number, ingested_at=now,
-            timestamp_assumed_utc=parsed.assumed_utc, redaction_version=ctx.redactor.version,
-            pii_residual=0,
-        )  # fmt: skip
-        rows.append(row)
-        report.assumed_utc += parsed.assumed_utc
-    schema = INTERACTIONS if table_name == "interactions" else FEEDBACK
-    table = pa.Table.from_pylist(rows, schema=schema)
-    redacted = ctx.redactor.redact_table(table)
-    report.pii_by_type.update(redacted.totals)
-    table = redacted.table.set_column(
-        schema.get_field_index("pii_counts"), "pii_counts", redacted.pii_counts
-    )
-    table = table.set_column(
-        schema.get_field_index("pii_residual"), "pii_residual", ctx.redactor.scan_table(table)
-    )
-    days = pc.strftime(table.column("timestamp"), format="%Y-%m-%d")
-    agents = table.column("agent_id")
+    table = table.take(keep)
+    schema = SCHEMA[table_name]
+    days = pc.strftime(table.column("timestamp"), format="%Y-%m-%d").to_pylist()
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for i, (a, d) in enumerate(zip(agents.to_pylist(), days.to_pylist(), strict=True)):
-        groups[(a, d)].append(i)
+    for i, (agent, day) in enumerate(zip(table.column("agent_id").to_pylist(), days, strict=True)):
+        groups[(agent, day)].append(i)
+    directory_of = interactions_dir if table_name == "interactions" else feedback_dir
     for (agent, day), idx in sorted(groups.items()):
         part_table = table.take(idx)
-        directory = (interactions_dir if table_name == "interactions" else feedback_dir)(agent, day)
-        part = ctx.store.write_part(directory, part_table, schema)
+        part = ctx.store.write_part(directory_of(agent, day), part_table, schema)
         pending.parts.append((table_name, part, agent, date.fromisoformat(day)))
-        ids = part_table.column(id_col).to_pylist()
-        hashes = part_table.column("content_hash").to_pylist()
-        pending.keys[part.path] = list(zip(ids, hashes, strict=True))
+        pending.keys[part.path] = list(
+            zip(part_table.column(id_col).to_pylist(),
+                part_table.column("content_hash").to_pylist(), strict=True)
+        )  # fmt: skip
         report.stored[table_name] += part_table.num_rows
-        pending.frames[table_name].append(_quality_columns(table_name, part_table))
-
-
-def _raw_for(parsed: Parsed) -> bytes:
-    """The record as JSON (not its raw line, which may hold other records' inline feedback)."""
-    return json.dumps(parsed.row, ensure_ascii=False, default=str).encode()
+        pending.frames[table_name].append(part_table.select(_QUALITY_COLUMNS[table_name]))
 
 
 _QUALITY_COLUMNS = {
@@ -397,55 +351,3 @@ _QUALITY_COLUMNS = {
     ],
     "quarantine": ["source_line", "reason", "redaction_version"],
 }  # fmt: skip
-
-
-def _quality_columns(table_name: str, table: pa.Table) -> pa.Table:
-    """Only the columns the suite checks travel to it: cheap, and no text beyond what it needs."""
-    return table.select(_QUALITY_COLUMNS[table_name])
-
-
-def _quarantine(
-    ctx: IngestContext,
-    rejects: list[tuple[int, str, Reject, bytes]],
-    source: str,
-    report: FileReport,
-    pending: _Pending,
-) -> None:
-    limit = ctx.config.ingest.quarantine_line_chars
-    rows = []
-    for number, record_kind, why, raw in rejects:
-        text = raw[: limit * 4].decode("utf-8", errors="replace")[:limit]
-        redacted, _ = ctx.redactor.redact_text(text)
-        agent = _agent_hint(raw)
-        rows.append(
-            {
-                "source_file": source,
-                "source_name": report.name,
-                "source_line": number,
-                "record_kind": record_kind,
-                "reason": why.reason,
-                "detail": why.detail,
-                "agent_id": agent,
-                "raw_redacted": redacted,
-                "redaction_version": ctx.redactor.version,
-                "quarantined_at": ctx.now,
-            }
-        )
-        report.quarantined[why.reason] += 1
-    table = pa.Table.from_pylist(rows, schema=QUARANTINE)
-    part = ctx.store.write_part(quarantine_dir(source), table, QUARANTINE)
-    pending.parts.append(("quarantine", part, None, None))
-    pending.frames["quarantine"].append(_quality_columns("quarantine", table))
-
-
-def _agent_hint(raw: bytes) -> str | None:
-    """The agent id of a rejected line when it is readable and safe, for filtering quarantine."""
-    from ratchet.store import valid_agent_id
-
-    try:
-        obj = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    agent = obj.get("agent_id") if isinstance(obj, dict) else None
-    return agent if isinstance(agent, str) and valid_agent_id(agent) else None
-
