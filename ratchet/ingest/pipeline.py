@@ -25,6 +25,8 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import threading
+import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -137,6 +139,18 @@ def _workers(configured: int) -> int:
     return configured or min(8, os.cpu_count() or 1)
 
 
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: exit when the ingesting process is gone (killed, OOM), instead of
+    lingering as an orphan that holds its pipes open."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="ratchet-parent-watch").start()
+
+
 def _prepared_batches(
     spec: PrepareSpec, path: Path, workers: int
 ) -> Iterator[PreparedBatch]:
@@ -157,7 +171,10 @@ def _prepared_batches(
                 yield prepare_batch(spec, batch)
         return
     context = multiprocessing.get_context("spawn")  # no fork under Prefect's threads
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    ) as pool:  # fmt: skip
         in_flight: deque[Future[PreparedBatch]] = deque(
             [pool.submit(prepare_batch, spec, first), pool.submit(prepare_batch, spec, second)]
         )

@@ -141,6 +141,9 @@ def prepare_batch(spec: PrepareSpec, lines: list[Line]) -> PreparedBatch:
             out.blank += 1
             continue
         parsed, events, bad = _parse_line(spec, line, rules)
+        if parsed is not None and parsed.row["consent"] is False and events:
+            out.dropped_consent += len(events)  # no consent: its inline feedback goes too
+            events = []
         if parsed is not None:
             items["interactions"].append((line.number, parsed))
         items["feedback"].extend((line.number, e) for e in events)

@@ -54,7 +54,9 @@ CHILD = textwrap.dedent(
         repo.record_part = record_then_maybe_die
 
     settings = get_settings()
-    config = PipelineConfig.model_validate({"ingest": {"batch_size": 100}})
+    # worker processes only where the kill lands mid-file (they must not outlive their parent)
+    workers = 2 if point == "mid_file" else 1
+    config = PipelineConfig.model_validate({"ingest": {"batch_size": 100, "workers": workers}})
     ctx = IngestContext(
         store=Store(settings.store_root), sessions=open_database(settings), config=config,
         redactor=Redactor(config.redaction), pseudonym_key=b"k" * 32,
