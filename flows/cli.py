@@ -19,6 +19,12 @@ import typer
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n")[0])
 config_app = typer.Typer(no_args_is_help=True, help="Show the effective configuration.")
 app.add_typer(config_app, name="config")
+feedback_app = typer.Typer(
+    no_args_is_help=True, help="Record feedback (labels) without starting a flow."
+)
+app.add_typer(feedback_app, name="feedback")
+datasets_app = typer.Typer(no_args_is_help=True, help="List, show and compare dataset versions.")
+app.add_typer(datasets_app, name="datasets")
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "ratchet" / "data" / "sample"
 
@@ -33,6 +39,10 @@ def _quiet_prefect() -> None:
         "PREFECT_LOGGING_LEVEL": "WARNING",
     }.items():
         os.environ.setdefault(key, value)
+    import logging
+
+    # GX logs a line per ephemeral context at INFO; the run's own artifacts say what matters
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -121,8 +131,17 @@ def weekly(
     ] = False,
     logs: Annotated[list[str] | None, typer.Option(help="Interaction files or folders.")] = None,
     feedback: Annotated[list[str] | None, typer.Option(help="Feedback files.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Curate feedback from this date/time (UTC if no zone).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="... up to (excluding) this date/time; default: now.")
+    ] = None,
 ) -> None:
-    """The weekly improvement flow: every stage built so far, chained."""
+    """The weekly improvement flow: every stage built so far, chained.
+
+    Curates the feedback of the 7 days before --until (default now); with --sample, all of it.
+    """
     _quiet_prefect()
     _check_config()
     from flows.weekly import weekly_flow
@@ -133,12 +152,364 @@ def weekly(
         feedback = [str(p) for p in sorted(SAMPLE_DIR.glob("feedback-*.jsonl*"))]
     if not logs and not feedback:
         raise _fail("give --sample, or --logs/--feedback files", 2)
+    since_utc, until_utc = _when(since, "--since"), _when(until, "--until")
     try:
-        summary = weekly_flow(paths=list(logs or []), feedback_paths=list(feedback or []))
+        summary = weekly_flow(
+            paths=list(logs or []), feedback_paths=list(feedback or []), since=since_utc,
+            until=until_utc, all_time=sample and since_utc is None,
+        )
     except Exception as exc:
         raise _fail(f"{type(exc).__name__}: {exc}") from None
     for stage, result in summary.items():
-        _print_summary(stage, result)
+        _print_summary(stage, {k: v for k, v in result.items() if k != "reports"})
+
+
+def _when(value: str | None, option: str) -> Any:
+    """A UTC datetime from YYYY-MM-DD or an ISO date-time (no zone: UTC); exit 2 if invalid."""
+    from ratchet.curation.select import to_utc
+
+    try:
+        return to_utc(value)
+    except ValueError:
+        raise _fail(f"{option} must be YYYY-MM-DD or an ISO 8601 date-time", 2) from None
+
+
+def _echo_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str, sort_keys=True))
+
+
+@app.command()
+def curate(
+    agent: Annotated[str | None, typer.Option(help="Only this agent (default: all).")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Feedback received from (UTC if no zone; default: ever).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="... up to, excluding (default: now).")
+    ] = None,
+) -> None:
+    """Curate stored feedback into dataset versions (eval cases, SFT, pairs...) and exports."""
+    _quiet_prefect()
+    _check_config()
+    since_utc, until_utc = _when(since, "--since"), _when(until, "--until")
+    if since_utc and until_utc and since_utc >= until_utc:
+        raise _fail("--since must be before --until", 2)
+    from flows.curate import curate_flow
+
+    try:
+        summary = curate_flow(agent=agent, since=since_utc, until=until_utc)
+    except Exception as exc:
+        raise _fail(f"{type(exc).__name__}: {exc}") from None
+    _print_summary("curate", {k: v for k, v in summary.items() if k != "reports"})
+
+
+# --- feedback: record commands (no flow) -------------------------------------------------------
+def _record_feedback_file(path: Path, agent: str | None) -> dict[str, Any]:
+    """Ingest a feedback JSONL through the ingest core: same redaction, validation and
+    exactly-once path as the ingest flow, without starting Prefect."""
+    from datetime import UTC, datetime
+
+    from ratchet.config import load_config
+    from ratchet.db import open_database
+    from ratchet.ingest.pipeline import IngestContext, ingest_file
+    from ratchet.redaction import Redactor, resolve_pseudonym_key
+    from ratchet.settings import get_settings
+    from ratchet.store import Store
+
+    settings = get_settings()
+    config = load_config(settings)
+    if settings.pseudonym_key is None and os.environ.get("PREFECT_API_URL"):
+        # a running Prefect server may hold the key as a Secret block (a fast lookup)
+        from tasks import runtime
+
+        key = runtime.pseudonym_key(settings)
+    else:
+        key = resolve_pseudonym_key(settings)
+    ctx = IngestContext(
+        store=Store(settings.store_root, s3_endpoint_url=settings.s3_endpoint_url),
+        sessions=open_database(settings), config=config, redactor=Redactor(config.redaction),
+        pseudonym_key=key, now=datetime.now(UTC),
+    )
+    return ingest_file(ctx, path, kind="feedback", default_agent=agent).as_dict()
+
+
+def _resolve_agent(interaction_id: str, agent: str | None) -> str:
+    from ratchet.curation.select import agents_of_interaction
+    from ratchet.db import open_database
+    from ratchet.settings import get_settings
+
+    with open_database(get_settings())() as s:
+        owners = agents_of_interaction(s, interaction_id)
+    if agent is not None:
+        if agent not in owners:
+            raise _fail(f"interaction {interaction_id!r} is not stored for agent {agent!r}", 2)
+        return agent
+    if not owners:
+        raise _fail(f"interaction {interaction_id!r} is not stored (ingest it first)", 2)
+    if len(owners) > 1:
+        raise _fail(f"interaction {interaction_id!r} exists for several agents: give --agent", 2)
+    return owners[0]
+
+
+def _report_recorded(report: dict[str, Any], unlabelled: int = 0) -> None:
+    stored = report["stored"].get("feedback", 0)
+    if report["status"] == "already_ingested":
+        typer.echo("already recorded (the same file was imported before): nothing new")
+        return
+    typer.echo(
+        f"recorded {stored} feedback event(s); already stored {sum(report['skipped_stored'].values())}; "
+        f"quarantined {sum(report['quarantined'].values())}"
+        + (f" {report['quarantined']}" if report["quarantined"] else "")
+        + (f"; rows without a label skipped: {unlabelled}" if unlabelled else "")
+    )
+    typer.echo("the next curate run whose window includes now will use them")
+
+
+@feedback_app.command("add")
+def feedback_add(
+    interaction: Annotated[str, typer.Option("--interaction", help="The interaction's id.")],
+    rating: Annotated[int | None, typer.Option(min=1, max=5, help="Rating 1-5.")] = None,
+    thumb: Annotated[
+        str | None, typer.Option(help="+1 (good) or -1 (bad).")
+    ] = None,
+    correction: Annotated[str | None, typer.Option(help="The right answer.")] = None,
+    comment: Annotated[str | None, typer.Option(help="A free-text comment.")] = None,
+    agent: Annotated[
+        str | None, typer.Option(help="Agent id (default: the one that has the interaction).")
+    ] = None,
+    source: Annotated[
+        str, typer.Option(help="user | expert | system (a person labelling: expert).")
+    ] = "expert",
+    annotator: Annotated[str | None, typer.Option(help="Who labels (pseudonymised).")] = None,
+) -> None:
+    """Record one feedback event now (no flow); the next curate run uses it."""
+    import tempfile
+    from datetime import UTC, datetime
+
+    from ratchet.review import feedback_event, write_jsonl
+    from ratchet.schemas import FEEDBACK_SOURCES
+
+    _check_config()
+    if source not in FEEDBACK_SOURCES:
+        raise _fail(f"--source must be one of {', '.join(FEEDBACK_SOURCES)}", 2)
+    thumb_value = None
+    if thumb is not None:
+        if thumb.strip() not in ("+1", "1", "-1"):
+            raise _fail("--thumb must be +1 or -1", 2)
+        thumb_value = -1 if thumb.strip() == "-1" else 1
+    if rating is None and thumb_value is None and not (correction or "").strip():
+        raise _fail("give --rating, --thumb or --correction", 2)
+    owner = _resolve_agent(interaction, agent)
+    event = feedback_event(
+        agent_id=owner, interaction_id=interaction, timestamp=datetime.now(UTC), source=source,
+        annotator=annotator, rating=rating, thumb=thumb_value, correction=correction,
+        comment=comment,
+    )
+    with tempfile.TemporaryDirectory(prefix="ratchet-feedback-") as tmp:
+        path = write_jsonl([event], Path(tmp) / "feedback-add.jsonl")
+        try:
+            report = _record_feedback_file(path, owner)
+        except Exception as exc:
+            raise _fail(f"{type(exc).__name__}: {exc}") from None
+    _report_recorded(report)
+
+
+@feedback_app.command("import")
+def feedback_import(
+    file: Annotated[Path, typer.Argument(help="A filled review CSV, or a feedback JSONL.")],
+    agent: Annotated[
+        str | None, typer.Option(help="Agent id for rows/lines that name none.")
+    ] = None,
+    source: Annotated[
+        str, typer.Option(help="Source of CSV labels (JSONL lines carry their own).")
+    ] = "expert",
+    annotator: Annotated[str | None, typer.Option(help="Who labelled the CSV.")] = None,
+) -> None:
+    """Import labels (no flow): a review CSV's filled rows become expert feedback events."""
+    import tempfile
+    from datetime import UTC, datetime
+
+    from ratchet.review import LabelError, labels_from_csv, write_jsonl
+    from ratchet.schemas import FEEDBACK_SOURCES
+
+    _check_config()
+    if not file.is_file():
+        raise _fail(f"{file} is not a file", 2)
+    if source not in FEEDBACK_SOURCES:
+        raise _fail(f"--source must be one of {', '.join(FEEDBACK_SOURCES)}", 2)
+    if file.suffix.lower() != ".csv":
+        try:
+            report = _record_feedback_file(file, agent)
+        except Exception as exc:
+            raise _fail(f"{type(exc).__name__}: {exc}") from None
+        _report_recorded(report)
+        return
+    try:
+        labels = labels_from_csv(file, now=datetime.now(UTC), source=source,
+                                 annotator=annotator, default_agent=agent)
+    except LabelError as exc:
+        raise _fail(str(exc), 2) from None
+    if not labels.events:
+        typer.echo(f"no labelled rows (rows without a label: {labels.unlabelled}): nothing to do")
+        return
+    for e in labels.events:
+        e["agent_id"] = _resolve_agent(e["interaction_id"], e.get("agent_id"))
+    with tempfile.TemporaryDirectory(prefix="ratchet-labels-") as tmp:
+        path = write_jsonl(labels.events, Path(tmp) / "review-labels.jsonl")
+        try:
+            report = _record_feedback_file(path, agent)
+        except Exception as exc:
+            raise _fail(f"{type(exc).__name__}: {exc}") from None
+    _report_recorded(report, labels.unlabelled)
+
+
+# --- datasets: read-only (no flow) --------------------------------------------------------------
+def _db_and_store() -> tuple[Any, Any]:
+    from ratchet.db import open_database
+    from ratchet.settings import get_settings
+    from ratchet.store import Store
+
+    settings = get_settings()
+    return open_database(settings), Store(settings.store_root,
+                                          s3_endpoint_url=settings.s3_endpoint_url)
+
+
+def _get_version(session: Any, version: str) -> Any:
+    from ratchet.db import NotFoundError, repo
+
+    try:
+        return repo.get_dataset_version(session, version)
+    except NotFoundError:
+        raise _fail(f"no dataset version {version!r} (see: ratchet datasets list)", 2) from None
+
+
+@datasets_app.command("list")
+def datasets_list(
+    agent: Annotated[str | None, typer.Option(help="Only this agent.")] = None,
+    kind: Annotated[str | None, typer.Option(help="Only this kind (eval_cases, ...).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 100,
+) -> None:
+    """Registered dataset versions, newest first."""
+    from ratchet.db import repo
+    from ratchet.schemas import CURATED_KINDS
+
+    _check_config()
+    if kind is not None and kind not in CURATED_KINDS:
+        raise _fail(f"--kind must be one of {', '.join(CURATED_KINDS)}", 2)
+    factory, _ = _db_and_store()
+    with factory() as s:
+        rows = [
+            {"version": v.id, "agent": v.agent_id, "kind": v.kind, "rows": v.rows,
+             "created": v.created_at.isoformat(), "parent": v.parent_id, "path": v.path}
+            for v in repo.list_dataset_versions(s, agent_id=agent, kind=kind, limit=limit)
+        ]
+    if as_json:
+        _echo_json(rows)
+        return
+    if not rows:
+        typer.echo("no dataset versions")
+        return
+    typer.echo(f"{'version':<26}{'agent':<20}{'kind':<18}{'rows':>7}  created")
+    for r in rows:
+        typer.echo(f"{r['version']:<26}{r['agent']:<20}{r['kind']:<18}{r['rows']:>7}  "
+                   f"{r['created'][:19]}")
+
+
+@datasets_app.command("show")
+def datasets_show(
+    version: Annotated[str, typer.Argument(help="A dataset version id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """One version: rows, path, kind, agent, created, lineage, stats."""
+    from ratchet.curation.registry import describe_version
+
+    _check_config()
+    factory, _ = _db_and_store()
+    with factory() as s:
+        info = describe_version(s, _get_version(s, version))
+    if as_json:
+        _echo_json(info)
+        return
+    for key in ("version", "agent", "kind", "rows", "path", "created", "parent", "config_hash",
+                "flow_run"):
+        typer.echo(f"{key}: {info[key]}")
+    typer.echo("lineage:")
+    for ref in info["lineage"]:
+        typer.echo(f"  {ref['kind']}: {ref['ref']}")
+    typer.echo("stats:")
+    for key, value in sorted((info["stats"] or {}).items()):
+        typer.echo(f"  {key}: {json.dumps(value, default=str) if isinstance(value, dict) else value}")
+
+
+@datasets_app.command("diff")
+def datasets_diff(
+    a: Annotated[str, typer.Argument(help="The older version.")],
+    b: Annotated[str, typer.Argument(help="The newer version (same kind).")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Rows added / removed / changed from A to B; for eval cases, status changes too."""
+    from ratchet.curation.registry import diff_tables, read_version
+
+    _check_config()
+    factory, store = _db_and_store()
+    with factory() as s:
+        va, vb = _get_version(s, a), _get_version(s, b)
+        if va.kind != vb.kind:
+            raise _fail(f"{a} is {va.kind} and {b} is {vb.kind}: diff needs the same kind", 2)
+        result = diff_tables(va.kind, read_version(store, va), read_version(store, vb))
+    result = {"a": a, "b": b, **result}
+    if as_json:
+        _echo_json(result)
+        return
+    typer.echo(f"{result['kind']}: {a} ({result['rows_a']} rows) -> {b} ({result['rows_b']} rows)")
+    typer.echo(f"  added: {result['added']}  removed: {result['removed']}  "
+               f"changed: {result['changed']}")
+    if "status_changes" in result:
+        moves = ", ".join(f"{k}: {v}" for k, v in result["status_changes"].items()) or "none"
+        typer.echo(f"  status changes: {moves}")
+        for cid in result["retired"]:
+            typer.echo(f"    retired: {cid}")
+
+
+@app.command("export")
+def export_version(
+    version: Annotated[str, typer.Argument(help="A dataset version id.")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="openai-sft | openai-dpo | eval-jsonl | hf")
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="Folder (default ./exports/<agent>/<version>/).")
+    ] = None,
+) -> None:
+    """Validate a registered version in a format and write it (nothing is written if invalid)."""
+    from ratchet.config import load_config
+    from ratchet.curation.registry import ExportFormatError, export_table, read_version
+    from ratchet.export import ExportValidationError
+    from ratchet.settings import get_settings
+
+    _check_config()
+    config = load_config(get_settings())
+    factory, store = _db_and_store()
+    with factory() as s:
+        v = _get_version(s, version)
+        agent, kind = v.agent_id, v.kind
+        table = read_version(store, v)
+    target = out or Path("exports") / agent / version
+    try:
+        results = export_table(table, kind, fmt, target, config.export)
+    except ExportFormatError as exc:
+        raise _fail(str(exc), 2) from None
+    except ExportValidationError as exc:
+        typer.secho(f"error: {exc.format} export of {version} is invalid; nothing written",
+                    fg=typer.colors.RED, err=True)
+        for v_ in exc.violations:
+            where = f" ({v_.where})" if v_.where else ""
+            typer.echo(f"  line {v_.line}: {v_.rule}{where}", err=True)
+        raise typer.Exit(1) from None
+    for r in results:
+        typer.echo(f"wrote {r.path} ({r.rows} examples, {r.bytes} bytes, sha256 {r.sha256[:12]}, "
+                   f"largest example {r.max_example_tokens} tokens by {r.token_estimator})")
 
 
 @app.command("sample")

@@ -110,7 +110,13 @@ def _publish(reports: list[dict[str, Any]], summary: dict[str, Any], failures: l
     create_markdown_artifact(key="ingest-summary", markdown="\n".join(lines))
 
 
-@flow(name="ingest", flow_run_name="ingest-{agent}", log_prints=False)
+def _run_name() -> str:
+    params = flow_run.parameters
+    files = len(params.get("paths") or []) + len(params.get("feedback_paths") or [])
+    return f"ingest-{params.get('agent') or 'any-agent'}-{files}-inputs"
+
+
+@flow(name="ingest", flow_run_name=_run_name, log_prints=False)
 def ingest_flow(
     paths: list[str],
     feedback_paths: list[str] | None = None,

@@ -118,7 +118,12 @@ def validate_frame(table: str, data: pa.Table, extra: list[Spec] | None = None) 
     """Run the table's suite on the data (only the columns it checks need be present)."""
     import os
 
+    import logging
+
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    # GX logs an INFO line per ephemeral context ("Created temporary directory ..."): noise in
+    # every flow run; its warnings and errors still show.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     import great_expectations as gx
     import great_expectations.expectations as gxe
     from great_expectations.data_context.types.base import ProgressBarsConfig

@@ -1,0 +1,199 @@
+"""Which stored records a curation run reads: selection by when the feedback *arrived*.
+
+A run covers the half-open window ``[since, until)`` on feedback ``timestamp`` (``since=None``:
+the beginning of time). The interactions it curates are those that received at least one
+feedback event in the window, so a vote given weeks after its interaction is used in the week
+it arrives. For those interactions, *every* event with ``timestamp < until`` is passed on (so
+the current vote, superseded votes and expert-over-user are judged on the whole history), and
+nothing later (a rerun of an old window sees what the first run saw).
+
+Reads go through the ledger, never a folder listing:
+
+* feedback parts are partitioned by the event's UTC date, so the window's parts are found by
+  ``partition_date``; the earlier events of the selected interactions can be in any older
+  feedback part of the agent (no index maps an interaction to its feedback), so those parts are
+  read too, with only the rows of the selected interactions kept. Feedback is small next to
+  interactions (one event per rated interaction);
+* interactions are looked up by id in ``record_keys`` → ``part_id`` → ``parts.path`` and only
+  the parts that hold them are read (never a scan of the interactions table).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ratchet import schemas
+from ratchet.db import repo
+from ratchet.db.models import Part, RecordKey
+from ratchet.store import Store
+
+_IN_CHUNK = 900  # ids per IN (...) query: below SQLite's oldest bound-parameter limit
+
+
+class WindowError(ValueError):
+    """A window is empty or inverted, or a bound is not timezone-aware."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """``[since, until)`` in UTC; ``since=None`` is the beginning of time."""
+
+    since: datetime | None
+    until: datetime
+
+    def __post_init__(self) -> None:
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise WindowError(f"{name} must be timezone-aware (UTC)")
+        if self.since is not None and self.since >= self.until:
+            raise WindowError("since must be before until (the window is [since, until))")
+
+    def label(self) -> str:
+        since = self.since.isoformat() if self.since else "beginning"
+        return f"[{since}, {self.until.isoformat()})"
+
+
+def to_utc(value: datetime | date | str | None) -> datetime | None:
+    """A UTC datetime from a datetime, a date (its midnight) or an ISO string; naive means UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    if not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass
+class Selection:
+    """One agent's inputs for ``curate`` and where they came from (part ids, for lineage)."""
+
+    agent_id: str
+    window: Window
+    interactions: pa.Table
+    feedback: pa.Table
+    interaction_part_ids: list[str] = field(default_factory=list)
+    feedback_part_ids: list[str] = field(default_factory=list)
+    stats: dict[str, int] = field(default_factory=dict)
+
+    def lineage(self) -> list[tuple[str, str]]:
+        parts = sorted(set(self.interaction_part_ids) | set(self.feedback_part_ids))
+        return [("part", p) for p in parts]
+
+
+def agents_with_feedback(session: Session) -> list[str]:
+    """Every agent that has committed feedback (the default set a curate run covers)."""
+    stmt = (
+        select(Part.agent_id)
+        .where(Part.table_name == "feedback", Part.retired_at.is_(None), Part.agent_id.is_not(None))
+        .distinct()
+        .order_by(Part.agent_id)
+    )
+    return [a for a in session.execute(stmt).scalars() if a]
+
+
+def interaction_parts(session: Session, agent_id: str, ids: list[str]) -> dict[str, str]:
+    """``part_id -> path`` of the committed parts holding the given interaction ids."""
+    out: dict[str, str] = {}
+    unique = sorted(set(ids))
+    for start in range(0, len(unique), _IN_CHUNK):
+        chunk = unique[start : start + _IN_CHUNK]
+        stmt = (
+            select(Part.id, Part.path)
+            .join(RecordKey, RecordKey.part_id == Part.id)
+            .where(
+                RecordKey.kind == "interaction",
+                RecordKey.agent_id == agent_id,
+                RecordKey.record_id.in_(chunk),
+                Part.retired_at.is_(None),
+            )
+            .distinct()
+        )
+        out.update({pid: path for pid, path in session.execute(stmt).tuples()})
+    return out
+
+
+def _ts_mask(table: pa.Table, since: datetime | None, until: datetime) -> pa.Array:
+    ts = table["timestamp"]
+    mask = pc.less(ts, pa.scalar(until, schemas.UTC_TS))
+    if since is not None:
+        mask = pc.and_(mask, pc.greater_equal(ts, pa.scalar(since, schemas.UTC_TS)))
+    return mask
+
+
+def _last_day_exclusive(until: datetime) -> date:
+    """The first partition date that holds no event before ``until``."""
+    return (until - timedelta(microseconds=1)).date() + timedelta(days=1)
+
+
+def select_inputs(session: Session, store: Store, agent_id: str, window: Window) -> Selection:
+    """Read the feedback of the window (plus the earlier history of the same interactions) and
+    the interactions it points at, from the parts that hold them."""
+    parts = repo.list_parts(session, "feedback", agent_id=agent_id,
+                            until=_last_day_exclusive(window.until))
+    parts = [p for p in parts if p.partition_date is not None]
+    since_day = window.since.date() if window.since else None
+    in_window = [p for p in parts if since_day is None or p.partition_date >= since_day]
+    earlier = [p for p in parts if since_day is not None and p.partition_date < since_day]
+    stats: dict[str, int] = {"feedback_parts_in_window": len(in_window)}
+
+    window_fb: list[tuple[str, pa.Table]] = []
+    ids: set[str] = set()
+    for p in in_window:
+        t = store.read_table(p.path, schemas.FEEDBACK)
+        t = t.filter(_ts_mask(t, None, window.until))  # all history before until
+        window_fb.append((p.id, t))
+        hit = t.filter(_ts_mask(t, window.since, window.until))
+        ids.update(hit["interaction_id"].to_pylist())
+    stats["feedback_in_window"] = sum(
+        t.filter(_ts_mask(t, window.since, window.until)).num_rows for _, t in window_fb
+    )
+    stats["interactions_selected"] = len(ids)
+    if not ids:
+        return Selection(agent_id, window, schemas.INTERACTIONS.empty_table(),
+                         schemas.FEEDBACK.empty_table(), stats=stats)
+
+    id_set = pa.array(sorted(ids), pa.string())
+    fb_tables: list[pa.Table] = []
+    fb_parts: list[str] = []
+    for pid, t in window_fb:
+        t = t.filter(pc.is_in(t["interaction_id"], value_set=id_set))
+        if t.num_rows:
+            fb_tables.append(t)
+            fb_parts.append(pid)
+    for p in earlier:
+        t = store.read_table(p.path, schemas.FEEDBACK)
+        t = t.filter(pc.is_in(t["interaction_id"], value_set=id_set))
+        if t.num_rows:
+            fb_tables.append(t)
+            fb_parts.append(p.id)
+    feedback = pa.concat_tables(fb_tables) if fb_tables else schemas.FEEDBACK.empty_table()
+    stats["feedback_history_events"] = feedback.num_rows - stats["feedback_in_window"]
+
+    holders = interaction_parts(session, agent_id, sorted(ids))
+    tables = []
+    for _pid, path in sorted(holders.items(), key=lambda kv: kv[1]):
+        t = store.read_table(path, schemas.INTERACTIONS)
+        tables.append(t.filter(pc.is_in(t["interaction_id"], value_set=id_set)))
+    interactions = pa.concat_tables(tables) if tables else schemas.INTERACTIONS.empty_table()
+    stats["interaction_parts_read"] = len(holders)
+    stats["interactions_missing"] = len(ids) - len(set(interactions["interaction_id"].to_pylist()))
+    return Selection(agent_id, window, interactions, feedback, sorted(holders), sorted(fb_parts),
+                     stats)
+
+
+def agents_of_interaction(session: Session, interaction_id: str) -> list[str]:
+    """The agents that have a stored interaction with this id (usually one)."""
+    stmt = (
+        select(RecordKey.agent_id)
+        .where(RecordKey.kind == "interaction", RecordKey.record_id == interaction_id)
+        .order_by(RecordKey.agent_id)
+    )
+    return list(session.execute(stmt).scalars())
