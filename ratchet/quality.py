@@ -86,7 +86,7 @@ def _ts_range(column: str) -> Spec:
 
 SUITES: dict[str, Callable[[], list[Spec]]] = {
     "interactions": lambda: [
-        *_not_null("agent_id", "interaction_id", "timestamp", "response"),
+        *_not_null("agent_id", "interaction_id", "timestamp", "response_length"),
         _unique("agent_id", "interaction_id"),
         _ts_range("timestamp"),
         _zero_residual(),

@@ -357,11 +357,20 @@ def _store_new(
                 part_table.column("content_hash").to_pylist(), strict=True)
         )  # fmt: skip
         report.stored[table_name] += part_table.num_rows
-        pending.frames[table_name].append(part_table.select(_QUALITY_COLUMNS[table_name]))
+        pending.frames[table_name].append(_quality_frame(table_name, part_table))
+
+
+def _quality_frame(table_name: str, table: pa.Table) -> pa.Table:
+    """The columns the suite checks, and no text: a file's frames are held until its suite runs,
+    so they must stay small (ids, timestamps, counts) whatever the size of the records."""
+    frame = table.select(_QUALITY_COLUMNS[table_name])
+    if table_name == "interactions":
+        frame = frame.append_column("response_length", pc.utf8_length(table.column("response")))
+    return frame
 
 
 _QUALITY_COLUMNS = {
-    "interactions": ["agent_id", "interaction_id", "timestamp", "response", "pii_residual"],
+    "interactions": ["agent_id", "interaction_id", "timestamp", "pii_residual"],
     "feedback": [
         "agent_id", "feedback_id", "interaction_id", "timestamp", "source", "rating", "thumb",
         "pii_residual",
