@@ -67,6 +67,10 @@ LB_TOKEN = _lb(r"\w\-")
 LB_IPV4 = _lb(r"\w.")
 LB_AWS = _lb("A-Z0-9")
 LB_EMAIL = _lb(r"\w.%+\-")
+LB_MAC = _lb(r"\w:\-.")
+LB_IPV6 = _lb(r"\w:")
+# A keyword's left boundary (``\b`` that also accepts a JSON escape such as ``\n`` before it).
+KW_B = r"(?:(?<=\\[nrt])|\b)"
 # Digits: not glued to a word, an amount or a path, and not the middle of a longer digit run
 # ("9400 1000 0000 …" is a tracking number, not a phone or card that starts at "0000").
 LB_DIGIT = _lb(r"\w@$%&+./,\-") + r"(?:(?=[+(%])|(?<!\d[ .\-]))"
@@ -92,6 +96,11 @@ class Detector:
     # the piece must be at least ``min_len`` long and, lowercased, contain one of ``needles``.
     min_len: int = 1
     needles: tuple[str, ...] = ()
+    # The rule's right boundary (a look-ahead, seen against the real text). When the greedy match
+    # fails its validator, the engine retries the same start cut at each earlier group end where
+    # this boundary holds: "+44 20 7946 0958 536-22-1234" is a phone, then an SSN, not one
+    # 21-digit non-phone.
+    right: str | None = None
 
     def compiled(self) -> re.Pattern[str]:
         return re.compile(self.pattern)
@@ -179,7 +188,7 @@ def _kv(type_: str, rule: str, words: str, needles: tuple[str, ...]) -> Detector
     return Detector(
         type=type_,
         rule=rule,
-        pattern=rf"(?i:\b(?:{words}))(?-i:{_KV_SEP})(?P<v>{_KV_VALUE}{{4,}})",
+        pattern=rf"(?i:{KW_B}(?:{words}))(?-i:{_KV_SEP})(?P<v>{_KV_VALUE}{{4,}})",
         shape=rf"(?i:{words}){_KV_SEP_RE2}{_KV_VALUE}{{4}}",
         marker=rf"(?i:{words}){_KV_SEP_RE2}{_KV_VALUE}+",
         min_len=7,
@@ -192,7 +201,9 @@ _PEM = (
     r"(?:[\s\S]*?-----END [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----|(?:[A-Za-z0-9+/=\s]|\\[nr])*)"
 )
 _URL_CRED = r"""[A-Za-z][A-Za-z0-9+.\-]{1,20}://[^\s:/@"'\\]{1,256}:(?P<v>[^\s@/"'\\]{1,256})@"""
-_URL_CRED_RE2 = r"""[A-Za-z][A-Za-z0-9+.\-]{1,20}://[^\s:/@"'\\]{1,256}:[^\s@/"'\\]{1,256}@"""
+# Unbounded on purpose: RE2 expands a counted repetition into that many states, and ``{1,256}``
+# made the DFA thrash on every hex id (ids, pseudonyms: 10x slower scans). A superset of the rule.
+_URL_CRED_RE2 = r"""[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@"'\\]+:[^\s@/"'\\]+@"""
 _SK = r"sk-(?:ant-|proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}"
 _GH = r"(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})"
 _SLACK = r"xox[abposr]-[A-Za-z0-9\-]{10,}"
@@ -226,7 +237,7 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
     Detector(
         "SECRET",
         "bearer_token",
-        r"(?i:\bbearer)\s+(?P<v>[A-Za-z0-9._~+/\-]{16,}=*)",
+        rf"(?i:{KW_B}bearer)\s+(?P<v>[A-Za-z0-9._~+/\-]{{16,}}=*)",
         _BEARER_RE2,
         _BEARER_RE2,
         min_len=22, needles=("bearer",),
@@ -264,6 +275,7 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
         M_DIGITS,
         checksums.card_prefix_len,
         min_len=12,
+        right=RB_DIGIT,
     ),
     Detector(
         "US_SSN",
@@ -273,12 +285,13 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
         M_DIGITS,
         _whole(checksums.ssn_ok),
         min_len=11, needles=("-", " "),
+        right=RB_DIGIT,
     ),
     Detector(
         "CRYPTO_WALLET",
         "btc_base58check",
         rf"{LB_WORD}(?P<v>[13][1-9A-HJ-NP-Za-km-z]{{25,34}})(?!\w)",
-        r"\b[13][1-9A-HJ-NP-Za-km-z]{25,34}\b",
+        _B + r"[13][1-9A-HJ-NP-Za-km-z]{25,34}\b",
         M_CRYPTO,
         _whole(checksums.base58check_ok),
         min_len=26,
@@ -287,7 +300,7 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
         "CRYPTO_WALLET",
         "btc_bech32",
         rf"{LB_WORD}(?P<v>(?:bc|BC)1[02-9ac-hj-np-zAC-HJ-NP-Z]{{8,87}})(?!\w)",
-        r"\b(?:bc|BC)1[02-9ac-hj-np-zAC-HJ-NP-Z]{8,87}\b",
+        _B + r"(?:bc|BC)1[02-9ac-hj-np-zAC-HJ-NP-Z]{8,87}\b",
         M_CRYPTO,
         _whole(checksums.bech32_ok),
         min_len=14, needles=("bc1",),
@@ -303,7 +316,7 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
     Detector(
         "MAC_ADDRESS",
         "mac_address",
-        r"(?<![\w:\-.])(?P<v>[0-9A-Fa-f]{2}(?P<s>[:\-])[0-9A-Fa-f]{2}(?:(?P=s)[0-9A-Fa-f]{2}){4}"
+        LB_MAC + r"(?P<v>[0-9A-Fa-f]{2}(?P<s>[:\-])[0-9A-Fa-f]{2}(?:(?P=s)[0-9A-Fa-f]{2}){4}"
         r"|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4})(?![\w:\-]|\.\w)",
         r"[0-9A-Fa-f]{2}[:\-][0-9A-Fa-f]{2}[:\-][0-9A-Fa-f]{2}[:\-][0-9A-Fa-f]{2}[:\-]"
         r"[0-9A-Fa-f]{2}[:\-][0-9A-Fa-f]{2}|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}",
@@ -313,7 +326,7 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
     Detector(
         "IP_ADDRESS",
         "ipv6",
-        r"(?<![\w:])(?P<v>[0-9A-Fa-f]{0,4}(?:::?[0-9A-Fa-f]{1,4}){1,7}(?:::)?|::[0-9A-Fa-f]{1,4})"
+        LB_IPV6 + r"(?P<v>[0-9A-Fa-f]{0,4}(?:::?[0-9A-Fa-f]{1,4}){1,7}(?:::)?|::[0-9A-Fa-f]{1,4})"
         r"(?![\w:]|\.\w)",
         r"[0-9A-Fa-f]{0,4}::[0-9A-Fa-f]{1,4}|[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){5,7}",
         M_HEXCOLON,
@@ -337,6 +350,7 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
         M_DIGITS,
         _phone_digits(8, 15),
         min_len=8, needles=("+", "%2b"),
+        right=RB_DIGIT,
     ),
     Detector(
         "PHONE",
@@ -347,6 +361,7 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
         M_DIGITS,
         _nanp_ok,
         min_len=12,
+        right=RB_DIGIT,
     ),
     Detector(
         "PHONE",
@@ -359,6 +374,7 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
         M_DIGITS,
         _national_ok,
         min_len=9,
+        right=RB_DIGIT,
     ),
 )
 

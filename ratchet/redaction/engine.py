@@ -9,10 +9,17 @@ How a column is processed (measured choices, see ``benchmarks/README.md``):
    maximal token that could hold PII is wrapped in a sentinel. Splitting on the sentinel gives
    the token positions without any Python regex scanning the row.
 3. **Detect** (Python ``re`` + checksums) only inside those tokens, with look-arounds that see the
-   real context. Overlaps are settled by detector priority (secrets, then e-mail, IBAN, card…).
+   real context. A token that ends inside a word (a greedy marker alternative can stop in the
+   middle of the next value) is extended to the end of that word. Digit-only tokens go only to
+   the digit-family rules. A greedy match that fails its validator is retried cut at earlier
+   group ends (``Detector.right``), preferring a cut whose rest is itself a value. Overlaps are
+   settled by detector priority (secrets, then e-mail, IBAN, card…).
 4. **Replace** in Python for those rows; ``replace_with_mask`` puts them back into the column.
+5. **Repeat** 2-4 on the rows that changed, up to ``_MAX_ROUNDS``: a value whose left context was
+   another value (digits right after a card or a token) is found once that neighbour is a
+   placeholder. So ``scan(redact(x)) == 0`` is the fixed point, not a hope.
 
-The residual scan (``scan_table``) runs the same three passes and counts instead of replacing,
+The residual scan (``scan_table``) runs the same passes and counts instead of replacing,
 so it uses exactly the full detector set, checksums included. Placeholders (``[EMAIL]``) never
 match a detector; a hit whose value *is* a placeholder is ignored regardless.
 """
@@ -34,6 +41,11 @@ from ratchet.config import RedactionConfig
 from ratchet.redaction.arrow import collect_leaf, transform_leaf
 from ratchet.redaction.detectors import (
     BUILTIN_DETECTORS,
+    M_CRYPTO,
+    M_DIGITS,
+    M_HEXCOLON,
+    M_IPV4,
+    M_MACDOT,
     PLACEHOLDER_RE,
     TYPES,
     Detector,
@@ -44,7 +56,7 @@ from ratchet.schemas import PII_COUNTS, text_columns
 
 # Bump when a built-in detector, validator or the placeholder format changes: partitions record
 # the version that redacted them, so a changed rule set is visible in the data.
-RULESET_VERSION = "1.0.0"
+RULESET_VERSION = "1.1.0"
 
 # Text columns that hold hashes, versions or enums: never redacted and never scanned (a 64-hex
 # content hash is not PII, and scanning it only costs time). Top-level column names.
@@ -80,6 +92,16 @@ IDENTITY_COLUMNS: frozenset[str] = frozenset(
 )
 
 _SENTINEL = "\x1f"
+# A marker token may end inside a word (RE2 takes the first alternative, and a greedy one such as
+# the IBAN groups can stop in the middle of the next value): rules may match up to the end of
+# that word, at most this many characters past the token.
+_MAX_EXTEND = 256
+_SPACE = re.compile(r"\s")
+# Detection runs to a fixed point: a value whose context was another value (a digit run right
+# after a card, a token cut by a neighbour's marker) is found once that neighbour is a
+# placeholder. Each round only re-reads the rows the previous one changed.
+_MAX_ROUNDS = 4
+_DIGITISH = "0123456789 .-/()+"
 _EXTRA_TYPE_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,39}$")
 
 
@@ -123,6 +145,7 @@ class _Rule:
     detector: Detector
     regex: re.Pattern[str]
     has_value_group: bool
+    right: re.Pattern[str] | None = None
 
 
 def _check_re2(pattern: str, what: str) -> None:
@@ -167,9 +190,24 @@ class Redactor:
         )
         self.types: tuple[str, ...] = tuple(dict.fromkeys(d.type for d in self.detectors))
         self._rules = [
-            _Rule(d, re.compile(d.pattern), "v" in re.compile(d.pattern).groupindex)
+            _Rule(
+                d,
+                re.compile(d.pattern),
+                "v" in re.compile(d.pattern).groupindex,
+                re.compile(d.right) if d.right else None,
+            )
             for d in self.detectors
         ]
+        # Family routing: a window made only of digits and digit separators goes only to the rules
+        # whose tokens can be that (cards, SSNs, phones, IPv4, dashed MACs, base58 wallets) and the
+        # operator's extras; the secret, e-mail and IBAN rules would need a letter, '@' or ':'.
+        digit_markers = {M_DIGITS, M_IPV4, M_HEXCOLON + "|" + M_MACDOT, M_CRYPTO}
+        self._digit_rules = [
+            (p, r)
+            for p, r in enumerate(self._rules)
+            if r.detector.marker in digit_markers or r.detector.rule.startswith("extra:")
+        ]
+        self._all_rules = list(enumerate(self._rules))
         self._allow = frozenset(self.config.allow_list)
         self._min_len = min((d.min_len for d in self.detectors), default=1)
         shapes = list(dict.fromkeys(d.shape for d in self.detectors))
@@ -179,6 +217,14 @@ class Redactor:
         self._prefilter = "|".join(f"(?:{s})" for s in shapes) if shapes else None
         self._marker = "|".join(f"(?:{m})" for m in markers) if markers else None
         self._marker_py = re.compile(self._marker) if self._marker else None
+        # The prefilter for single strings (``redact_text``): Python ``re`` when it compiles the
+        # same union (a pyarrow call costs ~5 ms a string, mostly compiling the RE2 program).
+        self._prefilter_py: re.Pattern[str] | None = None
+        if self._prefilter is not None:
+            try:
+                self._prefilter_py = re.compile(self._prefilter)
+            except re.error:
+                self._prefilter_py = None
         self.version = f"{RULESET_VERSION}+{self.config_hash(self.config)}"
 
     @staticmethod
@@ -202,18 +248,64 @@ class Redactor:
             return []
         return [m.span() for m in self._marker_py.finditer(text) if m.end() > m.start()]
 
+    def _keep(self, rule: _Rule, text: str, s: int, e: int) -> int:
+        """How much of ``text[s:e]`` the rule redacts (validator, allow-list, placeholders); 0: none."""
+        validate = rule.detector.validate
+        keep = e - s
+        if validate is not None:
+            keep = validate(text[s:e])
+            if not keep:
+                return 0
+        value = text[s : s + keep]
+        if value in self._allow or PLACEHOLDER_RE.fullmatch(value):
+            return 0
+        return keep
+
+    def _back_off(self, rule: _Rule, text: str, start: int, s: int, e: int) -> tuple[int, int]:
+        """The greedy match ``[s, e)`` failed its validator: retry the same start cut at each
+        earlier group end (an alphanumeric followed by a separator) where the rule's right boundary
+        holds in the real text. The longest valid cut wins, unless a shorter one leaves a rest
+        that is itself a whole value ("+44 20 7946 0958 020 7946 0958": two phones, not one of
+        15 digits and a stray "7946 0958"). Returns ``(start, kept length)``; 0 when none."""
+        assert rule.right is not None
+        best = (s, 0)
+        for cut in range(e - 1, s, -1):
+            if text[cut].isalnum() or not (text[cut - 1].isalnum() or text[cut - 1] == ")"):
+                continue
+            m = rule.regex.match(text, start, cut)
+            if m is None:
+                continue
+            s2, e2 = m.span("v") if rule.has_value_group else m.span()
+            if e2 != cut or e2 <= s2 or not rule.right.match(text, e2):
+                continue
+            keep = self._keep(rule, text, s2, e2)
+            if not keep:
+                continue
+            if best[1] == 0:
+                best = (s2, keep)
+            # The rest as the next round would see it: after a placeholder, not after digits.
+            off = s2 + keep - 1
+            rest = self._find("]" + text[off + 1 :], [(1, e - off)])
+            if rest and rest[-1][1] >= e - off:
+                return s2, keep
+        return best
+
     def _find(self, text: str, windows: Iterable[tuple[int, int]]) -> list[tuple[int, int, str]]:
         """Accepted ``(start, end, type)`` spans, sorted, non-overlapping, priority-settled."""
         found: list[tuple[int, int, int, str]] = []  # (start, end, priority, type)
         n = len(text)
         min_len = self._min_len
         for a, b in windows:
+            if 0 < b < n and not text[b].isspace() and not text[b - 1].isspace():
+                m = _SPACE.search(text, b, min(n, b + _MAX_EXTEND))
+                b = m.start() if m else min(n, b + _MAX_EXTEND)
             size = b - a
             if size < min_len:
                 continue
             low = text[a:b].lower()
             endpos = min(n, b + 3)  # a little right context for the look-aheads
-            for priority, rule in enumerate(self._rules):
+            rules = self._all_rules if low.strip(_DIGITISH) else self._digit_rules
+            for priority, rule in rules:
                 det = rule.detector
                 if size < det.min_len or (
                     det.needles and not any(map(low.__contains__, det.needles))
@@ -223,16 +315,11 @@ class Redactor:
                     s, e = m.span("v") if rule.has_value_group else m.span()
                     if e > b or e <= s:
                         continue
-                    validate = rule.detector.validate
-                    if validate is not None:
-                        keep = validate(text[s:e])
-                        if not keep:
-                            continue
-                        e = s + keep
-                    value = text[s:e]
-                    if value in self._allow or PLACEHOLDER_RE.fullmatch(value):
-                        continue
-                    found.append((s, e, priority, rule.detector.type))
+                    keep = self._keep(rule, text, s, e)
+                    if not keep and rule.right is not None:
+                        s, keep = self._back_off(rule, text, m.start(), s, e)
+                    if keep:
+                        found.append((s, s + keep, priority, det.type))
         if not found:
             return []
         found.sort(key=lambda f: (f[2], f[0]))
@@ -258,10 +345,21 @@ class Redactor:
         """One string, redacted, with its counts by type (quarantined lines, file names)."""
         if not text or self._prefilter is None:
             return text, {}
-        if not pc.match_substring_regex(pa.array([text]), self._prefilter)[0].as_py():
-            return text, {}
-        spans = self._find(text, self._windows(text))
-        return self._apply(text, spans), dict(Counter(t for _, _, t in spans))
+        counts: Counter[str] = Counter()
+        for _ in range(_MAX_ROUNDS):
+            if not self._maybe_pii(text):
+                break
+            spans = self._find(text, self._windows(text))
+            if not spans:
+                break
+            text = self._apply(text, spans)
+            counts.update(t for _, _, t in spans)
+        return text, dict(counts)
+
+    def _maybe_pii(self, text: str) -> bool:
+        if self._prefilter_py is not None:
+            return self._prefilter_py.search(text) is not None
+        return bool(pc.match_substring_regex(pa.array([text]), self._prefilter)[0].as_py())
 
     def scan_text(self, text: str) -> int:
         """Detector hits in one string (0 for redacted text)."""
@@ -297,33 +395,51 @@ class Redactor:
             all_spans.append(self._find(text, windows) if windows else [])
         return texts, all_spans
 
+    def _settle(self, arr: pa.Array) -> dict[int, tuple[str, Counter[str]]]:
+        """Elements of a flat string array with hits: their redacted text and counts by type,
+        detection run to a fixed point (each round re-reads only the rows the last one changed)."""
+        result: dict[int, tuple[str, Counter[str]]] = {}
+        rows = np.arange(len(arr))
+        current = arr
+        for _ in range(_MAX_ROUNDS):
+            idx = self._candidates(current)
+            if len(idx) == 0:
+                break
+            texts, all_spans = self._spans_for(current, idx)
+            next_rows: list[int] = []
+            next_texts: list[str] = []
+            for k, text, spans in zip(idx.tolist(), texts, all_spans, strict=True):
+                if not spans:
+                    continue
+                row = int(rows[k])
+                new = self._apply(text, spans)
+                counts = result[row][1] if row in result else Counter()
+                counts.update(t for _, _, t in spans)
+                result[row] = (new, counts)
+                next_rows.append(row)
+                next_texts.append(new)
+            if not next_rows:
+                break
+            rows = np.array(next_rows, dtype=np.int64)
+            current = pa.array(next_texts, pa.string())
+        return result
+
     def redact_array(self, arr: pa.Array) -> tuple[pa.Array, dict[int, Counter[str]]]:
         """A flat string array, redacted, and the counts of each element that had hits."""
-        idx = self._candidates(arr)
-        if len(idx) == 0:
+        settled = self._settle(arr)
+        if not settled:
             return arr, {}
-        texts, all_spans = self._spans_for(arr, idx)
-        counts: dict[int, Counter[str]] = {}
-        new_values: list[str] = []
-        changed: list[int] = []
-        for i, text, spans in zip(idx.tolist(), texts, all_spans, strict=True):
-            if spans:
-                changed.append(i)
-                new_values.append(self._apply(text, spans))
-                counts[i] = Counter(t for _, _, t in spans)
-        if not changed:
-            return arr, {}
+        changed = sorted(settled)
         mask = np.zeros(len(arr), dtype=bool)
         mask[changed] = True
-        return pc.replace_with_mask(arr, pa.array(mask), pa.array(new_values, arr.type)), counts
+        new_values = pa.array([settled[i][0] for i in changed], arr.type)
+        counts = {i: settled[i][1] for i in changed}
+        return pc.replace_with_mask(arr, pa.array(mask), new_values), counts
 
     def scan_array(self, arr: pa.Array) -> dict[int, int]:
-        """Hits per element of a flat string array (only elements with hits are listed)."""
-        idx = self._candidates(arr)
-        if len(idx) == 0:
-            return {}
-        _, all_spans = self._spans_for(arr, idx)
-        return {i: len(s) for i, s in zip(idx.tolist(), all_spans, strict=True) if s}
+        """Hits per element of a flat string array (only elements with hits are listed); the
+        same fixed point as :meth:`redact_array`, so it counts what redaction would replace."""
+        return {i: sum(c.values()) for i, (_, c) in self._settle(arr).items()}
 
     # --- tables -----------------------------------------------------------------------------------
     def redact_table(self, table: pa.Table) -> RedactionResult:
