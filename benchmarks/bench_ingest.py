@@ -56,7 +56,8 @@ elapsed = time.perf_counter() - t
 print(json.dumps({"seconds": elapsed, "rows": sum(report.stored.values()),
                   "quarantined": sum(report.quarantined.values()),
                   "consent_dropped": report.dropped_consent,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 """
 
 
@@ -88,14 +89,14 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((n, mb, gen, floor, ours))
             src.unlink()
     print("| interactions | input MB | floor s (MB/s) | ratchet s (MB/s) | speed vs floor | "
-          "floor peak RSS | ratchet peak RSS |")
+          "floor peak RSS | ratchet peak RSS (writer / largest worker) |")
     print("|---|---|---|---|---|---|---|")
     for n, mb, _gen, floor, ours in rows:
         print(
             f"| {n:,} | {mb:,.0f} | {floor['seconds']:.1f} ({mb / floor['seconds']:.0f}) | "
             f"{ours['seconds']:.1f} ({mb / ours['seconds']:.0f}) | "
             f"{floor['seconds'] / ours['seconds']:.2f}x | {floor['peak_rss_mb']:,.0f} MB | "
-            f"{ours['peak_rss_mb']:,.0f} MB |"
+            f"{ours['peak_rss_mb']:,.0f} MB / {ours['worker_peak_rss_mb']:,.0f} MB |"
         )
         accounted = ours["rows"] + ours["consent_dropped"] + ours["quarantined"]
         assert accounted == n, f"stored {ours['rows']} of {n}, the rest unaccounted for"

@@ -114,36 +114,46 @@ def register_suite(table: str, builder: Callable[[], list[Spec]]) -> None:
     SUITES[table] = builder
 
 
+def _build_definition(table: str, specs: list[Spec]) -> Any:
+    """A GX validation definition for a suite, on its own ephemeral context."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    asset = ctx.data_sources.add_pandas(f"{table}-source").add_dataframe_asset(table)
+    batch = asset.add_batch_definition_whole_dataframe("whole")
+    suite = ctx.suites.add(gx.ExpectationSuite(name=f"{table}_suite"))
+    for type_name, kwargs in specs:
+        suite.add_expectation(getattr(gxe, type_name)(**kwargs))
+    return ctx.validation_definitions.add(
+        gx.ValidationDefinition(name=f"{table}_validation", data=batch, suite=suite)
+    )
+
+
+_definitions: dict[str, Any] = {}  # built once per suite per process; ingest validates per batch
+
+
 def validate_frame(table: str, data: pa.Table, extra: list[Spec] | None = None) -> QualityReport:
     """Run the table's suite on the data (only the columns it checks need be present)."""
-    import os
-
     import logging
+    import os
 
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     # GX logs an INFO line per ephemeral context ("Created temporary directory ..."): noise in
     # every flow run; its warnings and errors still show.
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    import great_expectations as gx
-    import great_expectations.expectations as gxe
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
     try:
         specs = SUITES[table]() + (extra or [])
     except KeyError:
         raise ValueError(f"no data-quality suite for table {table!r}") from None
     frame = data.to_pandas()
+    key = f"{table}:{specs!r}"
     with _lock:
-        ctx = gx.get_context(mode="ephemeral")
-        ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-        asset = ctx.data_sources.add_pandas(f"{table}-source").add_dataframe_asset(table)
-        batch = asset.add_batch_definition_whole_dataframe("whole")
-        suite = ctx.suites.add(gx.ExpectationSuite(name=f"{table}_suite"))
-        for type_name, kwargs in specs:
-            suite.add_expectation(getattr(gxe, type_name)(**kwargs))
-        definition = ctx.validation_definitions.add(
-            gx.ValidationDefinition(name=f"{table}_validation", data=batch, suite=suite)
-        )
+        definition = _definitions.get(key)
+        if definition is None:
+            definition = _definitions[key] = _build_definition(table, specs)
         result = definition.run(batch_parameters={"dataframe": frame}, result_format="BOOLEAN_ONLY")
     failed = [
         f"{r.expectation_config.type}"

@@ -11,13 +11,15 @@ The order is the privacy and the idempotency argument in one:
    against the database ledger: same content → skipped as already stored; different content →
    quarantined as a conflicting duplicate (the stored one stays);
 5. parts are written under content-hashed names, *not yet referenced* by anything;
-6. the data-quality suite runs on what was written; only if it passes are the parts, their record
-   keys and the source file committed to the ledger, in one transaction.
+6. the data-quality suite runs on what the batch wrote; only if it passes are the batch's parts
+   and their record keys committed to the ledger, in one short transaction; after the last
+   batch the source file is marked completed.
 
-A crash anywhere before step 6 leaves files nobody reads (readers list parts from the ledger),
-and a rerun writes the same bytes under the same names. A crash after it leaves a completed
-source file that the rerun skips. The ledger's primary key on (kind, agent, record id) is the
-last guard: a second writer cannot commit the same record twice.
+A crash before a batch's commit leaves files nobody reads (readers list parts from the ledger),
+and a rerun writes the same bytes under the same names. A crash after it leaves committed
+batches whose records the rerun finds in the ledger and skips, so memory never has to hold a
+whole file's keys. A completed source file is skipped whole. The ledger's primary key on
+(kind, agent, record id) is the last guard: a second writer cannot commit a record twice.
 """
 
 from __future__ import annotations
@@ -127,7 +129,8 @@ class FileReport:
 
 @dataclass
 class _Pending:
-    """What a file wrote but has not committed yet."""
+    """What one batch wrote but has not committed yet (``seen``: its own ids, for duplicates
+    inside the batch; earlier batches are already in the ledger)."""
 
     parts: list[tuple[str, WrittenPart, str | None, date | None]] = field(default_factory=list)
     keys: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # path -> (id, hash)
@@ -193,7 +196,12 @@ def ingest_file(
     fmt: Format = "auto",
     default_agent: str | None = None,
 ) -> FileReport:
-    """Ingest one file; returns its report, or raises IngestError (nothing committed)."""
+    """Ingest one file; returns its report, or raises (the file is then marked failed).
+
+    Each batch commits on its own once its data-quality suite passes, so memory is bounded by
+    the batch size, not the file size; a rerun after a failure or a crash skips what earlier
+    batches stored (same content, same keys) and carries on.
+    """
     source = file_sha256(path)
     name, _ = ctx.redactor.redact_text(path.name)
     report = FileReport(source_file=source, name=name, kind=kind)
@@ -206,30 +214,54 @@ def ingest_file(
         report.status = "already_ingested"
         return report
 
-    pending = _Pending()
     cfg = ctx.config.ingest
     spec = PrepareSpec(
         kind=kind, fmt=fmt, default_agent=default_agent, source=source, source_name=name,
         config=ctx.config, key=ctx.pseudonym_key, now=ctx.now,
         redaction_version=ctx.redactor.version, redactor_cls=type(ctx.redactor),
     )  # fmt: skip
-    for prepared in _prepared_batches(spec, path, _workers(cfg.workers)):
-        _commit_side(ctx, spec, prepared, report, pending)
+    quality: dict[str, QualityReport] = {}
+    try:
+        for prepared in _prepared_batches(spec, path, _workers(cfg.workers)):
+            pending = _Pending()
+            _commit_side(ctx, spec, prepared, report, pending)
+            bad = sum(report.quarantined.values())
+            valid_lines = report.lines - report.blank
+            share = bad / valid_lines if valid_lines else 0.0
+            if share > cfg.max_quarantine_share:
+                report.status = "quarantine_threshold"
+                _commit_batch(ctx, source, pending, report, only_quarantine=True)
+                raise QuarantineThresholdExceeded(
+                    f"{report.name} ({source[:12]}): {bad} of {valid_lines} lines read so far "
+                    f"quarantined ({share:.1%} > ingest.max_quarantine_share "
+                    f"{cfg.max_quarantine_share:.1%}); reasons: {dict(report.quarantined)}. "
+                    f"Ingest of the file stopped: its quarantine rows are stored, and so are the "
+                    f"records of earlier batches, which were under the threshold."
+                )
+            for table_name, frames in pending.frames.items():
+                result = validate_frame(table_name, pa.concat_tables(frames))
+                _merge_quality(quality, result)
+                _raise_if_failed(result, report)
+            _commit_batch(ctx, source, pending, report, only_quarantine=False)
+    except Exception as exc:
+        with ctx.sessions() as s, s.begin():
+            repo.fail_source_file(s, source, error=f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+    finally:
+        report.quality = [q.summary() for q in quality.values()]
+    with ctx.sessions() as s, s.begin():
+        repo.complete_source_file(s, source, lines=report.lines, counts=report.as_dict())
+    return report
 
-    bad = sum(report.quarantined.values())
-    valid_lines = report.lines - report.blank
-    share = bad / valid_lines if valid_lines else 0.0
-    over = share > cfg.max_quarantine_share
-    if over:
-        report.status = "quarantine_threshold"
-    else:
-        for table_name, frames in pending.frames.items():
-            result = validate_frame(table_name, pa.concat_tables(frames))
-            report.quality.append(result.summary())
-            _raise_if_failed(result, report)
+
+def _commit_batch(
+    ctx: IngestContext, source: str, pending: _Pending, report: FileReport, *,
+    only_quarantine: bool,
+) -> None:  # fmt: skip
+    """One short transaction: a batch's parts and their record keys, all or nothing."""
     with ctx.sessions() as s, s.begin():
         for table_name, part, agent, day in pending.parts:
-            if over and table_name != "quarantine":
+            if only_quarantine and table_name != "quarantine":
                 continue
             record = repo.PartRecord(
                 table_name=table_name, path=part.path, rows=part.rows,
@@ -239,27 +271,25 @@ def ingest_file(
             )  # fmt: skip
             repo.record_part(s, record, pending.keys.get(part.path, ()))
             report.parts.append(part.path)
-        if over:
-            repo.fail_source_file(
-                s, source, error=f"quarantined share {share:.1%} > {cfg.max_quarantine_share:.1%}"
-            )
-        else:
-            repo.complete_source_file(s, source, lines=report.lines, counts=report.as_dict())
-    if over:
-        raise QuarantineThresholdExceeded(
-            f"{report.name} ({source[:12]}): {bad} of {valid_lines} lines quarantined "
-            f"({share:.1%} > ingest.max_quarantine_share {cfg.max_quarantine_share:.1%}); "
-            f"reasons: {dict(report.quarantined)}. Its quarantine rows are stored; its records "
-            f"are not."
-        )
-    return report
+
+
+def _merge_quality(into: dict[str, QualityReport], result: QualityReport) -> None:
+    """One report per suite for the whole file, whatever the number of batches."""
+    seen = into.get(result.suite)
+    if seen is None:
+        into[result.suite] = result
+        return
+    seen.success = seen.success and result.success
+    seen.rows += result.rows
+    seen.failed = sorted(set(seen.failed) | set(result.failed))
 
 
 def _raise_if_failed(result: QualityReport, report: FileReport) -> None:
     if not result.success:
         raise DataQualityError(
             f"data-quality suite {result.suite} failed on {report.name} "
-            f"({report.source_file[:12]}): {', '.join(result.failed)}; nothing was committed",
+            f"({report.source_file[:12]}): {', '.join(result.failed)}; the failing batch was not "
+            f"committed",
             result,
         )
 

@@ -110,8 +110,9 @@ def test_killed_run_then_rerun_stores_everything_once(tmp_path: Path, point: str
 
     killed = _run(home, point, f)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    if home.joinpath("ratchet.db").exists():
-        assert _stored_ids(home, "interactions", "interaction_id") == []  # nothing committed
+    if home.joinpath("ratchet.db").exists():  # batches commit one by one: a prefix, no dupes
+        before = _stored_ids(home, "interactions", "interaction_id")
+        assert len(before) == len(set(before)) < 350
 
     done = _run(home, "none", f)
     assert done.returncode == 0, done.stderr[-2000:]
