@@ -141,9 +141,12 @@ def validate_frame(table: str, data: pa.Table, extra: list[Spec] | None = None) 
     import os
 
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations  # noqa: F401  (its import sets its own loggers' levels)
+
     # GX logs an INFO line per ephemeral context ("Created temporary directory ..."): noise in
     # every flow run; its warnings and errors still show.
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    for name in ("great_expectations", "great_expectations.data_context.types.base"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         specs = SUITES[table]() + (extra or [])
     except KeyError:
