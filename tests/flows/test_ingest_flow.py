@@ -41,15 +41,13 @@ class _Collect(logging.Handler):
 def _artifacts_text(flow_run_id) -> str:
     """Every artifact of the run, as the API serves it to the UI."""
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     with get_client(sync_client=True) as client:
-        # the typed read_artifacts sends nulls for unset filters, which this server refuses
-        response = client._client.post(
-            "/artifacts/filter",
-            json={"artifacts": {"flow_run_id": {"any_": [str(flow_run_id)]}}, "limit": 200},
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
         )
-        response.raise_for_status()
-    return json.dumps(response.json())
+    return json.dumps([a.model_dump(mode="json") for a in arts])
 
 
 def _everything_written(home: Path) -> str:
