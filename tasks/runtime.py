@@ -37,15 +37,20 @@ def sessions(s: Settings) -> sessionmaker[Session]:
     return open_database(s)
 
 
-@lru_cache(maxsize=1)
+_block_value: str | None = None  # cached once found; a missing block is asked again next time
+
+
 def _secret_block_value() -> str | None:
     """The key from a Prefect Secret block, when one is registered (and a server is reachable)."""
-    try:
-        from prefect.blocks.system import Secret
+    global _block_value
+    if _block_value is None:
+        try:
+            from prefect.blocks.system import Secret
 
-        return str(Secret.load(PSEUDONYM_SECRET_BLOCK).get())  # type: ignore[union-attr]
-    except Exception:  # no block, no server: fall through to the next source
-        return None
+            _block_value = str(Secret.load(PSEUDONYM_SECRET_BLOCK).get())  # type: ignore[union-attr]
+        except Exception:  # no block, no server: fall through to the next source
+            return None
+    return _block_value
 
 
 def pseudonym_key(s: Settings) -> bytes:
