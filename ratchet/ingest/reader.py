@@ -65,29 +65,40 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def iter_lines(path: Path, max_bytes: int) -> Iterator[Line]:
+def iter_lines(path: Path, max_bytes: int, block_size: int = 1 << 22) -> Iterator[Line]:
     """Every line of a file, blank ones included (the caller counts them), lengths capped.
 
-    An over-size line is not kept whole in memory: its first ``max_bytes`` are kept (enough to
-    quarantine a redacted excerpt) and the rest is skipped.
+    Reads in blocks (a ``readline`` per line cost the writer process ~10 µs a record). An
+    over-size line is never held whole: its first ``max_bytes`` are kept (enough to quarantine a
+    redacted excerpt) and the rest is skipped up to its newline.
     """
+    number = 0
+    carry = b""  # a partial line from the previous block (at most max_bytes)
+    skipping = False  # inside an over-size line whose head was already yielded
     with _open(path) as f:
-        number = 0
-        while True:
-            chunk = f.readline(max_bytes + 1)
-            if not chunk:
-                return
-            number += 1
-            if chunk.endswith(b"\n"):
-                yield Line(number, chunk.rstrip(b"\r\n"), False)
+        while block := f.read(block_size):
+            parts = (carry + block).split(b"\n") if carry else block.split(b"\n")
+            carry = b""
+            tail = parts.pop()  # after the block's last newline: maybe a partial line
+            for line in parts:
+                if skipping:  # this newline ends the over-size line (already yielded)
+                    skipping = False
+                    continue
+                number += 1
+                if len(line) > max_bytes:
+                    yield Line(number, line[:max_bytes], True)
+                else:
+                    yield Line(number, line[:-1] if line.endswith(b"\r") else line, False)
+            if skipping:
                 continue
-            if len(chunk) <= max_bytes:  # last line without a newline
-                yield Line(number, chunk.rstrip(b"\r"), False)
-                continue
-            head = chunk
-            while chunk and not chunk.endswith(b"\n"):  # skip the rest of the long line
-                chunk = f.readline(1 << 20)
-            yield Line(number, head[:max_bytes], True)
+            if len(tail) > max_bytes:
+                number += 1
+                yield Line(number, tail[:max_bytes], True)
+                skipping = True
+            else:
+                carry = tail
+    if carry:  # a last line without a newline
+        yield Line(number + 1, carry[:-1] if carry.endswith(b"\r") else carry, False)
 
 
 def iter_batches(path: Path, batch_size: int, max_bytes: int) -> Iterator[list[Line]]:

@@ -253,6 +253,11 @@ def _response(value: Any, dropped: list[str]) -> tuple[str, list[dict[str, Any]]
 
 
 # --- records --------------------------------------------------------------------------------
+def _extra_json(extra: dict[str, Any]) -> str | None:
+    """Unknown fields, kept (never dropped) as one JSON object; redacted like any text."""
+    return json.dumps(extra, ensure_ascii=False, sort_keys=True, default=str) if extra else None
+
+
 def agent_of(obj: dict[str, Any], default_agent: str | None) -> str:
     agent = _str(obj, "agent_id") or default_agent
     if not agent:
@@ -298,9 +303,7 @@ def parse_interaction(
         "cost_usd": _num(obj, "cost_usd"),
         "consent": consent,
         "metadata": _json_obj(obj, "metadata"),
-        "extra": json.dumps(extra, ensure_ascii=False, sort_keys=True, default=str)
-        if extra
-        else None,
+        "extra": _extra_json(extra),
     }
     inline = obj.get("feedback")
     if inline is None:
@@ -361,8 +364,6 @@ def parse_feedback(
         "correction": correction,
         "comment": _str(obj, "comment"),
         "aspects": _json_obj(obj, "aspects"),
-        "extra": json.dumps(extra, ensure_ascii=False, sort_keys=True, default=str)
-        if extra
-        else None,
+        "extra": _extra_json(extra),
     }
     return Parsed(row, assumed, [])
