@@ -799,7 +799,7 @@ class _Simulator:
             inv = f"INV-{self.day(ts, 0)[:4]}-{_range(rng, 1000, 99999):05d}"
             result = {"invoice": inv, "sent": True, "total": total}
             correct = f"Done: invoice {inv} for {oid} ({total}) has been emailed to the address on your account."
-            given = f"Invoices are only available for business accounts." if wrong else correct
+            given = "Invoices are only available for business accounts." if wrong else correct
             topic = "billing"
         else:  # lookup_order
             q = _pick(rng, (f"Where is my order {oid}?", f"Can you check the status of order {oid}?",

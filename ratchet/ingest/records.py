@@ -320,7 +320,9 @@ def parse_interaction(
     return Parsed(row, assumed, events)
 
 
-_THUMBS = {1: 1, -1: -1, "up": 1, "down": -1, "+1": 1, "-1": -1, True: 1, False: -1}
+# JSON true/false are handled before this lookup: in a dict, True and False would collide with
+# the keys 1 and 0 (so a thumb of 0 would silently become a thumb down).
+_THUMBS = {1: 1, -1: -1, "up": 1, "down": -1, "+1": 1, "-1": -1}
 
 
 def parse_feedback(
@@ -342,7 +344,9 @@ def parse_feedback(
             raise Reject("invalid_value", "rating must be an integer from 1 to 5")
         rating = int(rating)
     thumb = obj.get("thumb")
-    if thumb is not None:
+    if isinstance(thumb, bool):
+        thumb = 1 if thumb else -1
+    elif thumb is not None:
         try:
             thumb = _THUMBS[thumb]
         except (KeyError, TypeError):

@@ -312,3 +312,21 @@ def test_residual_pii_fails_the_quality_suite_and_commits_nothing(ctx, tmp_path)
         ingest_file(ctx, f)
     assert "jane@example.com" not in str(err.value)
     assert stored(ctx, "interactions").num_rows == 0
+
+
+@pytest.mark.parametrize(
+    ("thumb", "stored"),
+    [(1, 1), (-1, -1), ("up", 1), ("down", -1), (True, 1), (False, -1), (0, None), (2, None), ("meh", None)],
+)
+def test_thumb_values(ctx, tmp_path, thumb, stored) -> None:
+    event = {"interaction_id": "int-1", "agent_id": "shop-assistant",
+             "timestamp": "2026-11-03T09:00:00Z", "thumb": thumb}
+    report = ingest_file(ctx, write_jsonl(tmp_path / "fb.jsonl", [event]), kind="feedback")
+    if stored is None:
+        assert dict(report.quarantined) == {"invalid_value": 1}
+    else:
+        assert stored_thumbs(ctx) == [stored]
+
+
+def stored_thumbs(ctx: IngestContext) -> list[int]:
+    return stored(ctx, "feedback").column("thumb").to_pylist()
