@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 
+
 def only_digits(text: str) -> str:
     """The digits of ``text`` in order (separators, URL-encoded spaces and ``+`` dropped)."""
-    return "".join(ch for ch in text.replace("%20", "") if ch.isdigit())
+    return "".join(filter(str.isdigit, text.replace("%20", "")))
 
 
 def luhn_ok(digits: str) -> bool:
@@ -161,14 +162,26 @@ _BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 _BECH32_CONSTS = (1, 0x2BC830A3)  # bech32 (segwit v0), bech32m (v1+, taproot)
 
 
+_BECH32_GEN = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
+
+
+def _gen_xor(top: int) -> int:
+    out = 0
+    for i in range(5):
+        if (top >> i) & 1:
+            out ^= _BECH32_GEN[i]
+    return out
+
+
+# The XOR of the generator terms for each 5-bit top value: one lookup per symbol.
+_BECH32_TABLE = tuple(_gen_xor(top) for top in range(32))
+
+
 def _bech32_polymod(values: list[int]) -> int:
-    gen = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
+    table = _BECH32_TABLE
     chk = 1
     for v in values:
-        top = chk >> 25
-        chk = (chk & 0x1FFFFFF) << 5 ^ v
-        for i in range(5):
-            chk ^= gen[i] if (top >> i) & 1 else 0
+        chk = ((chk & 0x1FFFFFF) << 5 ^ v) ^ table[chk >> 25]
     return chk
 
 

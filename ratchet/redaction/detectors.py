@@ -225,7 +225,7 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
         "API_KEY", "openai_anthropic_key", rf"{LB_TOKEN}(?P<v>{_SK})", _SK, _SK, min_len=23, needles=("sk-",),
     ),
     Detector(
-        "API_KEY", "github_token", rf"{LB_WORD}(?P<v>{_GH})(?!\w)", _GH, _GH, min_len=34, needles=("gh", "github_pat_"),
+        "API_KEY", "github_token", rf"{LB_WORD}(?P<v>{_GH})(?!\w)", _GH, _GH, min_len=34, needles=("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
     ),
     Detector(
         "API_KEY", "slack_token", rf"{LB_WORD}(?P<v>{_SLACK})", _SLACK, _SLACK, min_len=15, needles=("xox",),
@@ -321,7 +321,7 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
         r"[0-9A-Fa-f]{2}[:\-][0-9A-Fa-f]{2}[:\-][0-9A-Fa-f]{2}[:\-][0-9A-Fa-f]{2}[:\-]"
         r"[0-9A-Fa-f]{2}[:\-][0-9A-Fa-f]{2}|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}",
         M_HEXCOLON + "|" + M_MACDOT,
-        min_len=14,
+        min_len=14, needles=(":", "-", "."),  # every MAC has one of its separators
     ),
     Detector(
         "IP_ADDRESS",
@@ -360,7 +360,7 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
         r"\(\d{3}\) ?\d{3}|\b\d{3}[ .\-]\d{3}[ .\-]\d{4}",
         M_DIGITS,
         _nanp_ok,
-        min_len=12,
+        min_len=12, needles=(" ", ".", "-"),  # the 3-4 split always has one
         right=RB_DIGIT,
     ),
     Detector(

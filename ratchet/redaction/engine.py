@@ -4,16 +4,22 @@ How a column is processed (measured choices, see ``benchmarks/README.md``):
 
 1. **Prefilter** (one vectorised RE2 pass, ``pyarrow.compute.match_substring_regex``) over the
    whole column with the union of the detectors' tight ``shape`` regexes. Rows it rejects are
-   provably free of every rule's matches and are never touched by Python.
+   provably free of every rule's matches and are never touched by Python. Columns of 1 MiB and
+   more are cut in two slices run on two threads (the kernel releases the GIL); so is step 2.
 2. **Mark** (one RE2 pass over the candidate rows only, ``replace_substring_regex``): every
    maximal token that could hold PII is wrapped in a sentinel. Splitting on the sentinel gives
    the token positions without any Python regex scanning the row.
 3. **Detect** (Python ``re`` + checksums) only inside those tokens, with look-arounds that see the
    real context. A token that ends inside a word (a greedy marker alternative can stop in the
    middle of the next value) is extended to the end of that word. Digit-only tokens go only to
-   the digit-family rules. A greedy match that fails its validator is retried cut at earlier
-   group ends (``Detector.right``), preferring a cut whose rest is itself a value. Overlaps are
-   settled by detector priority (secrets, then e-mail, IBAN, card…).
+   the digit-family rules; every token goes only to the rules whose needles it holds and, for
+   each rule, only if it has as many digits as the rule's values need (a routing table, built
+   lazily). A token without hits is remembered with two characters of left context and three
+   of right (all the built-in rules can see), so the repeated dates, order-id tails and tracking
+   numbers of shop text are settled once per ``Redactor``; a hit is never remembered. A greedy
+   match that fails its validator is retried cut at earlier group ends (``Detector.right``),
+   preferring a cut whose rest is itself a value. Overlaps are settled by detector priority
+   (secrets, then e-mail, IBAN, card…).
 4. **Replace** in Python for those rows; ``replace_with_mask`` puts them back into the column.
 5. **Repeat** 2-4 on the rows that changed, up to ``_MAX_ROUNDS``: a value whose left context was
    another value (digits right after a card or a token) is found once that neighbour is a
@@ -28,10 +34,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import accumulate, pairwise
 
 import numpy as np
 import pyarrow as pa
@@ -103,6 +113,54 @@ _SPACE = re.compile(r"\s")
 _MAX_ROUNDS = 4
 _DIGITISH = "0123456789 .-/()+"
 _EXTRA_TYPE_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,39}$")
+_DIGIT = re.compile(r"\d")
+# Built-in rules whose every kept value holds at least this many ``\d`` digits (from the regex or
+# the validator): a token with fewer is not worth running them on. Counts above 12 all qualify.
+_MIN_DIGITS: dict[str, int] = {
+    "card_luhn": 12,  # card_prefix_len: 12-19 digits
+    "phone_nanp": 10,  # 3 + 3 + 4 in the regex
+    "us_ssn": 9,
+    "phone_national": 9,  # _national_ok: 9-12 digits
+    "phone_international": 8,  # _phone_digits(8, 15)
+    "ipv4": 4,
+    "iban_mod97": 2,
+    "btc_base58check": 1,  # starts with 1 or 3
+    "ipv6": 1,  # ipv6_ok wants a digit
+}
+# The widest look-behind of a built-in rule (``(?<=\\[nrt])``, ``(?<!\d[ .\-])``): two chars.
+_LOOKBEHIND = 2
+# Clean windows remembered per Redactor (cleared when full): shop text repeats its dates, order-id
+# and carrier formats, and a token seen before in the same context costs one set lookup.
+_MEMO_MAX = 1 << 16
+
+
+# The prefilter (the one pass over every byte) runs on slices in parallel for columns this large.
+_PARALLEL_MIN_BYTES = 1 << 20
+_WORKERS = max(1, min(2, os.cpu_count() or 1))
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _forget_pool() -> None:
+    """A forked child has none of the parent's threads: it must start its own pool."""
+    global _POOL, _POOL_LOCK
+    _POOL = None
+    _POOL_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _pool() -> ThreadPoolExecutor | None:
+    """The shared prefilter pool (``None`` on one core); its tasks never submit tasks."""
+    global _POOL
+    if _WORKERS < 2:
+        return None
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(_WORKERS, thread_name_prefix="ratchet-prefilter")
+        return _POOL
 
 
 def _touched(path: str) -> bool:
@@ -156,7 +214,8 @@ def _check_re2(pattern: str, what: str) -> None:
 
 
 class Redactor:
-    """Replaces PII with ``[TYPE]`` placeholders; one instance per rule set, reusable, stateless.
+    """Replaces PII with ``[TYPE]`` placeholders; one instance per rule set, reusable, stateless
+    but for caches that never change a result (clean tokens, the routing table; thread-safe).
 
     Built from a :class:`~ratchet.config.RedactionConfig` (extra patterns, allow-list, disabled
     types). ``version`` identifies the rule set: ``RULESET_VERSION`` plus a hash of that config.
@@ -208,6 +267,11 @@ class Redactor:
             if r.detector.marker in digit_markers or r.detector.rule.startswith("extra:")
         ]
         self._all_rules = list(enumerate(self._rules))
+        # Routing table: (digit-only, digits up to 12, which needles) -> the rules worth running.
+        self._needles = tuple(sorted({n for d in self.detectors for n in d.needles}))
+        self._routes: dict[tuple[bool, int, tuple[bool, ...]], list[tuple[int, int, _Rule]]] = {}
+        # Operator patterns may look behind arbitrarily far: no window memo with extras.
+        self._memo: set[tuple[str, int, int]] | None = None if extras else set()
         self._allow = frozenset(self.config.allow_list)
         self._min_len = min((d.min_len for d in self.detectors), default=1)
         shapes = list(dict.fromkeys(d.shape for d in self.detectors))
@@ -295,31 +359,33 @@ class Redactor:
         found: list[tuple[int, int, int, str]] = []  # (start, end, priority, type)
         n = len(text)
         min_len = self._min_len
+        memo = self._memo
+        window_hits = self._window_hits
         for a, b in windows:
             if 0 < b < n and not text[b].isspace() and not text[b - 1].isspace():
-                m = _SPACE.search(text, b, min(n, b + _MAX_EXTEND))
-                b = m.start() if m else min(n, b + _MAX_EXTEND)
-            size = b - a
-            if size < min_len:
+                limit = min(n, b + _MAX_EXTEND)
+                m = _SPACE.search(text, b, limit)
+                b = m.start() if m else limit
+            if b - a < min_len:
                 continue
-            low = text[a:b].lower()
             endpos = min(n, b + 3)  # a little right context for the look-aheads
-            rules = self._all_rules if low.strip(_DIGITISH) else self._digit_rules
-            for priority, rule in rules:
-                det = rule.detector
-                if size < det.min_len or (
-                    det.needles and not any(map(low.__contains__, det.needles))
-                ):
+            # What a window yields depends only on text[a - _LOOKBEHIND : endpos] (the built-in
+            # rules look at most that far back; back-offs never read past a whitespace ``b``):
+            # a clean token in the same context (a date, an order-id tail, a tracking number) is
+            # looked at once. Only windows without hits are remembered, so no value is kept.
+            key = None
+            if memo is not None and (b == n or text[b].isspace()):
+                left = a - _LOOKBEHIND if a > _LOOKBEHIND else 0
+                key = (text[left:endpos], a - left, b - a)
+                if key in memo:
                     continue
-                for m in rule.regex.finditer(text, a, endpos):
-                    s, e = m.span("v") if rule.has_value_group else m.span()
-                    if e > b or e <= s:
-                        continue
-                    keep = self._keep(rule, text, s, e)
-                    if not keep and rule.right is not None:
-                        s, keep = self._back_off(rule, text, m.start(), s, e)
-                    if keep:
-                        found.append((s, s + keep, priority, det.type))
+            hits = window_hits(text, a, b, endpos)
+            if hits:
+                found.extend(hits)
+            elif key is not None:
+                if len(memo) >= _MEMO_MAX:
+                    memo.clear()
+                memo.add(key)
         if not found:
             return []
         found.sort(key=lambda f: (f[2], f[0]))
@@ -329,6 +395,50 @@ class Redactor:
                 accepted.append((s, e, type_))
         accepted.sort()
         return accepted
+
+    def _window_hits(
+        self, text: str, a: int, b: int, endpos: int
+    ) -> list[tuple[int, int, int, str]]:
+        """``(start, end, priority, type)`` of every rule's kept values inside ``text[a:b]``."""
+        hits: list[tuple[int, int, int, str]] = []
+        size = b - a
+        low = text[a:b].lower()
+        digits = len(_DIGIT.findall(low))
+        key = (
+            not low.strip(_DIGITISH),
+            min(12, digits),
+            tuple(map(low.__contains__, self._needles)),
+        )
+        rules = self._routes.get(key)
+        if rules is None:
+            rules = self._routes[key] = self._route(*key)
+        for min_len, priority, rule in rules:
+            if size < min_len:
+                continue
+            det = rule.detector
+            for m in rule.regex.finditer(text, a, endpos):
+                s, e = m.span("v") if rule.has_value_group else m.span()
+                if e > b or e <= s:
+                    continue
+                keep = self._keep(rule, text, s, e)
+                if not keep and rule.right is not None:
+                    s, keep = self._back_off(rule, text, m.start(), s, e)
+                if keep:
+                    hits.append((s, s + keep, priority, det.type))
+        return hits
+
+    def _route(
+        self, digit_only: bool, digits: int, present: tuple[bool, ...]
+    ) -> list[tuple[int, int, _Rule]]:
+        """The rules a window of this kind can hold a value of: its family (digit runs go only to
+        the digit rules), the needles it contains, and enough digits for the rule's values."""
+        have = {n for n, p in zip(self._needles, present, strict=True) if p}
+        return [
+            (r.detector.min_len, priority, r)
+            for priority, r in (self._digit_rules if digit_only else self._all_rules)
+            if (not r.detector.needles or have.intersection(r.detector.needles))
+            and digits >= _MIN_DIGITS.get(r.detector.rule, 0)
+        ]
 
     @staticmethod
     def _apply(text: str, spans: Sequence[tuple[int, int, str]]) -> str:
@@ -370,28 +480,52 @@ class Redactor:
         """Indices of rows the prefilter keeps."""
         if self._prefilter is None or len(arr) == 0:
             return np.empty(0, dtype=np.int64)
-        mask = pc.match_substring_regex(arr, self._prefilter)
-        return np.flatnonzero(mask.to_numpy(zero_copy_only=False) == True)  # noqa: E712 (nulls)
+        pool = _pool() if arr.nbytes >= _PARALLEL_MIN_BYTES else None
+        if pool is None:
+            mask = pc.match_substring_regex(arr, self._prefilter).to_numpy(zero_copy_only=False)
+        else:
+            # pyarrow's regex kernels release the GIL: one slice per core, in parallel.
+            k = _WORKERS
+            bounds = [len(arr) * i // k for i in range(k + 1)]
+            parts = pool.map(
+                lambda lo_hi: pc.match_substring_regex(
+                    arr.slice(lo_hi[0], lo_hi[1] - lo_hi[0]), self._prefilter
+                ).to_numpy(zero_copy_only=False),
+                list(pairwise(bounds)),
+            )
+            mask = np.concatenate(list(parts))
+        return np.flatnonzero(mask == True)
+
+    def _mark(self, cand: pa.Array) -> pa.Array:
+        return pc.replace_substring_regex(cand, self._marker, _SENTINEL + r"\0" + _SENTINEL)
 
     def _spans_for(self, arr: pa.Array, idx: np.ndarray) -> tuple[list[str], list[list[tuple[int, int, str]]]]:
         """Texts of the candidate rows and their accepted spans."""
         cand = arr.take(pa.array(idx))
+        pool = _pool() if cand.nbytes >= _PARALLEL_MIN_BYTES else None
+        if pool is None:
+            marked_arr = self._mark(cand)
+        else:
+            k = _WORKERS
+            bounds = [len(cand) * i // k for i in range(k + 1)]
+            pieces = pool.map(
+                lambda lo_hi: self._mark(cand.slice(lo_hi[0], lo_hi[1] - lo_hi[0])),
+                list(pairwise(bounds)),
+            )
+            marked_arr = pa.chunked_array(list(pieces), cand.type)
         texts: list[str] = cand.to_pylist()
-        marked: list[str] = pc.replace_substring_regex(
-            cand, self._marker, _SENTINEL + r"\0" + _SENTINEL
-        ).to_pylist()
+        marked: list[str] = marked_arr.to_pylist()
         all_spans: list[list[tuple[int, int, str]]] = []
         for text, mk in zip(texts, marked, strict=True):
             if _SENTINEL in text:  # the text itself holds the sentinel: find tokens the slow way
                 windows = self._windows(text)
             else:
-                windows = []
-                pos = 0
-                pieces = mk.split(_SENTINEL)
-                for i, piece in enumerate(pieces):
-                    if i & 1 and piece:
-                        windows.append((pos, pos + len(piece)))
-                    pos += len(piece)
+                # Odd pieces are the marked tokens; their offsets are the running sum of lengths.
+                lengths = list(map(len, mk.split(_SENTINEL)))
+                ends = list(accumulate(lengths))
+                windows = [
+                    (ends[i - 1], ends[i]) for i in range(1, len(lengths), 2) if lengths[i]
+                ]
             all_spans.append(self._find(text, windows) if windows else [])
         return texts, all_spans
 
