@@ -13,7 +13,7 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from ratchet.schemas import FEEDBACK_SOURCES, SCHEMA_MAJOR, SCHEMA_VERSION, VALID_ROLES
 from ratchet.store import valid_agent_id
@@ -267,14 +267,22 @@ def agent_of(obj: dict[str, Any], default_agent: str | None) -> str:
     return agent
 
 
+def _identity(
+    obj: dict[str, Any], rules: TimeRules, default_agent: str | None
+) -> tuple[str, str, datetime, bool]:
+    """What every record needs first: a known schema major, its interaction, agent and time."""
+    check_schema_version(obj)
+    interaction_id = cast(str, _str(obj, "interaction_id", required=True))  # never None: required
+    agent = agent_of(obj, default_agent)
+    ts, assumed = parse_timestamp(obj.get("timestamp"), rules)
+    return interaction_id, agent, ts, assumed
+
+
 def parse_interaction(
     obj: dict[str, Any], rules: TimeRules, default_agent: str | None = None
 ) -> Parsed:
     """Validate a canonical interaction object into INTERACTIONS column values."""
-    check_schema_version(obj)
-    interaction_id = _str(obj, "interaction_id", required=True)
-    agent = agent_of(obj, default_agent)
-    ts, assumed = parse_timestamp(obj.get("timestamp"), rules)
+    interaction_id, agent, ts, assumed = _identity(obj, rules, default_agent)
     dropped: list[str] = []
     messages = parse_messages(obj.get("messages"), dropped)
     response, response_calls = _response(obj.get("response"), dropped)
@@ -329,10 +337,7 @@ def parse_feedback(
     obj: dict[str, Any], rules: TimeRules, default_agent: str | None = None
 ) -> Parsed:
     """Validate a feedback event into FEEDBACK column values (feedback_id derived later)."""
-    check_schema_version(obj)
-    interaction_id = _str(obj, "interaction_id", required=True)
-    agent = agent_of(obj, default_agent)
-    ts, assumed = parse_timestamp(obj.get("timestamp"), rules)
+    interaction_id, agent, ts, assumed = _identity(obj, rules, default_agent)
     source = obj.get("source", "user")
     if source not in FEEDBACK_SOURCES:
         raise Reject("invalid_value", "source must be user, expert or system")
