@@ -33,7 +33,7 @@ from tests.unit.test_db import (  # noqa: F401 - collected here, against Postgre
     test_database_from_a_newer_release_is_refused,
     test_dataset_version_registration_is_idempotent_with_lineage_and_parent,
     test_eval_run_records_metrics_with_intervals,
-    test_insert_keys_is_bulk_fast,
+    test_insert_keys_is_bulk_not_per_row_orm,
     test_list_parts_window_is_half_open_and_skips_retired,
     test_lookup_keys_chunks_thousands_of_ids,
     test_migrations_from_empty_match_the_models_and_reapply_as_noop,

@@ -7,7 +7,6 @@ and runs them again against a real PostgreSQL by overriding that fixture.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
@@ -205,8 +204,10 @@ def test_lookup_keys_chunks_thousands_of_ids(factory: sessionmaker[Session]) -> 
     assert len(found) == n and found["id02499"] == "h2499" and "id02500" not in found
 
 
-def test_insert_keys_is_bulk_fast(factory: sessionmaker[Session]) -> None:
-    n = 100_000
+def test_insert_keys_is_bulk_not_per_row_orm(factory: sessionmaker[Session]) -> None:
+    """Keys go in as bulk statements, never as ORM objects (a per-row ORM path is what made this
+    slow; its speed is measured in benchmarks/, not asserted here)."""
+    n = 20_000
     with factory() as s, s.begin():
         part = repo.record_part(s, _part("interactions/a/bulk.parquet"))
         part_id = part.id
@@ -215,12 +216,13 @@ def test_insert_keys_is_bulk_fast(factory: sessionmaker[Session]) -> None:
          "part_id": part_id}
         for i in range(n)
     ]
-    start = time.perf_counter()
     with factory() as s, s.begin():
         assert repo.insert_keys(s, rows) == n
-    elapsed = time.perf_counter() - start
-    # Measured about 1 s per 100k on SQLite (2 cores); the bound catches a per-row ORM path.
-    assert elapsed < 8, f"{n} keys took {elapsed:.1f}s"
+        assert not s.new and not any(type(o).__name__ == "RecordKey"
+                                     for o in s.identity_map.values())
+    with factory() as s:
+        stored = s.execute(text("SELECT count(*) FROM record_keys WHERE kind = 'feedback'"))
+        assert stored.scalar_one() == n
 
 
 def test_list_parts_window_is_half_open_and_skips_retired(factory: sessionmaker[Session]) -> None:

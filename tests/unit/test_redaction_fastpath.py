@@ -91,7 +91,14 @@ def test_parallel_passes_equal_serial(monkeypatch: pytest.MonkeyPatch, min_bytes
     arr = pa.array(_texts() * 3)
     expected = [Redactor().redact_text(t)[0] for t in arr.to_pylist()]
     monkeypatch.setattr(engine, "_PARALLEL_MIN_BYTES", min_bytes)
+    # force the pool even on a one-core machine (else the threaded path never runs here)
+    monkeypatch.setattr(engine, "_WORKERS", 2)
+    monkeypatch.setattr(engine, "_POOL", None)
+    used: list[object] = []
+    real_pool = engine._pool
+    monkeypatch.setattr(engine, "_pool", lambda: used.append(1) or real_pool())
     out, counts = Redactor().redact_array(arr)
+    assert bool(used) == (min_bytes == 1)  # the threaded passes ran (or not) as asked
     assert out.to_pylist() == expected
     assert len(counts) == len(arr)
 
@@ -114,12 +121,13 @@ def test_bech32_table_equals_reference() -> None:
         assert checksums._bech32_polymod(values) == ref(values)
 
 
-def test_forked_child_gets_its_own_pool() -> None:
+def test_forked_child_gets_its_own_pool(monkeypatch: pytest.MonkeyPatch) -> None:
     import multiprocessing as mp
 
+    monkeypatch.setattr(engine, "_WORKERS", 2)  # a pool even on one core: the case under test
     pool0 = engine._pool()
-    if pool0 is not None:  # the parent's pool has running threads before the fork
-        pool0.submit(int).result()
+    assert pool0 is not None
+    pool0.submit(int).result()  # the parent's pool has running threads before the fork
     ctx = mp.get_context("fork")
     with ctx.Pool(1) as pool:
         out = pool.apply_async(_redact_in_child, ()).get(timeout=60)
@@ -128,4 +136,5 @@ def test_forked_child_gets_its_own_pool() -> None:
 
 def _redact_in_child() -> list[str]:
     engine._PARALLEL_MIN_BYTES = 1  # force the threaded passes in the child
+    assert engine._pool() is not None  # _WORKERS=2 is inherited: the child starts its own pool
     return Redactor().redact_array(pa.array(_texts()))[0].to_pylist()
