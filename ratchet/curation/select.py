@@ -1,19 +1,22 @@
 """Which stored records a curation run reads: selection by when the feedback *arrived*.
 
-A run covers the half-open window ``[since, until)`` on feedback ``timestamp`` (``since=None``:
-the beginning of time). The interactions it curates are those that received at least one
-feedback event in the window, so a vote given weeks after its interaction is used in the week
-it arrives. For those interactions, *every* event with ``timestamp < until`` is passed on (so
-the current vote, superseded votes and expert-over-user are judged on the whole history), and
-nothing later (a rerun of an old window sees what the first run saw).
+A run covers the half-open window ``[since, until)`` on **arrival**: the time the ledger
+committed the feedback record (``record_keys.first_seen_at``), never the event's own
+``timestamp`` (``since=None``: the beginning of time). So a vote dated last week but ingested
+after last week's run is curated by the next run, in the week it arrived. The interactions a run
+curates are those that received at least one feedback event in the window; for those, every
+event that arrived before ``until`` is passed on (so the current vote, superseded votes and
+expert-over-user are judged on the whole history, ordered by the events' own timestamps), and
+nothing that arrived later: a rerun of an old window sees what the first run saw. (Events whose
+own timestamp is after ``until`` are ignored, and counted, by :mod:`ratchet.curation.signals`.)
 
 Reads go through the ledger, never a folder listing:
 
-* feedback parts are partitioned by the event's UTC date, so the window's parts are found by
-  ``partition_date``; the earlier events of the selected interactions can be in any older
-  feedback part of the agent (no index maps an interaction to its feedback), so those parts are
-  read too, with only the rows of the selected interactions kept. Feedback is small next to
-  interactions (one event per rated interaction);
+* the window's feedback ids and the parts that hold the agent's feedback come from
+  ``record_keys`` joined to ``parts`` (live parts only); the earlier events of the selected
+  interactions can be in any older feedback part of the agent (no index maps an interaction to
+  its feedback), so those parts are read too, with only the rows of the selected interactions
+  kept. Feedback is small next to interactions (one event per rated interaction);
 * interactions are looked up by id in ``record_keys`` → ``part_id`` → ``parts.path`` and only
   the parts that hold them are read (never a scan of the interactions table).
 """
@@ -21,7 +24,7 @@ Reads go through the ledger, never a folder listing:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,7 +32,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ratchet import schemas
-from ratchet.db import repo
 from ratchet.db.models import Part, RecordKey
 from ratchet.store import Store
 
@@ -65,7 +67,7 @@ def to_utc(value: datetime | date | str | None) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, str):
-        value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        value = datetime.fromisoformat(value.strip())
     if not isinstance(value, datetime):
         value = datetime(value.year, value.month, value.day)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
@@ -120,63 +122,78 @@ def interaction_parts(session: Session, agent_id: str, ids: list[str]) -> dict[s
     return out
 
 
-def _ts_mask(table: pa.Table, since: datetime | None, until: datetime) -> pa.Array:
-    ts = table["timestamp"]
-    mask = pc.less(ts, pa.scalar(until, schemas.UTC_TS))
-    if since is not None:
-        mask = pc.and_(mask, pc.greater_equal(ts, pa.scalar(since, schemas.UTC_TS)))
-    return mask
+def _arrivals(session: Session, agent_id: str, window: Window
+              ) -> tuple[dict[str, str], set[str], dict[str, str]]:
+    """What the ledger had received for this agent, by commit time (``first_seen_at``).
+
+    Returns (feedback ids that arrived in the window -> part id, feedback ids that arrived at or
+    after ``until`` (hidden from this run), part id -> path of every live part holding feedback
+    that arrived before ``until``).
+    """
+    arrived = RecordKey.first_seen_at
+    base = (
+        select(RecordKey.record_id, RecordKey.part_id)
+        .join(Part, Part.id == RecordKey.part_id)
+        .where(RecordKey.kind == "feedback", RecordKey.agent_id == agent_id,
+               Part.retired_at.is_(None))
+    )
+    in_window = base.where(arrived < window.until)
+    if window.since is not None:
+        in_window = in_window.where(arrived >= window.since)
+    window_ids = {rid: pid for rid, pid in session.execute(in_window).tuples()}
+    late = set(session.execute(
+        select(RecordKey.record_id).where(
+            RecordKey.kind == "feedback", RecordKey.agent_id == agent_id,
+            arrived >= window.until)
+    ).scalars())
+    parts_stmt = (
+        select(Part.id, Part.path)
+        .join(RecordKey, RecordKey.part_id == Part.id)
+        .where(RecordKey.kind == "feedback", RecordKey.agent_id == agent_id,
+               arrived < window.until, Part.retired_at.is_(None))
+        .distinct()
+    )
+    parts = {pid: path for pid, path in session.execute(parts_stmt).tuples()}
+    return window_ids, late, parts
 
 
-def _last_day_exclusive(until: datetime) -> date:
-    """The first partition date that holds no event before ``until``."""
-    return (until - timedelta(microseconds=1)).date() + timedelta(days=1)
+def _is_in(column: pa.ChunkedArray | pa.Array, values: set[str]) -> pa.Array:
+    return pc.is_in(column, value_set=pa.array(sorted(values), pa.string()))
 
 
 def select_inputs(session: Session, store: Store, agent_id: str, window: Window) -> Selection:
-    """Read the feedback of the window (plus the earlier history of the same interactions) and
-    the interactions it points at, from the parts that hold them."""
-    parts = repo.list_parts(session, "feedback", agent_id=agent_id,
-                            until=_last_day_exclusive(window.until))
-    parts = [p for p in parts if p.partition_date is not None]
-    since_day = window.since.date() if window.since else None
-    in_window = [p for p in parts if since_day is None or p.partition_date >= since_day]
-    earlier = [p for p in parts if since_day is not None and p.partition_date < since_day]
-    stats: dict[str, int] = {"feedback_parts_in_window": len(in_window)}
-
-    window_fb: list[tuple[str, pa.Table]] = []
+    """Read the feedback that arrived in the window (plus the earlier-arrived history of the same
+    interactions) and the interactions it points at, from the parts that hold them."""
+    window_ids, late, parts = _arrivals(session, agent_id, window)
+    window_parts = set(window_ids.values())
+    stats: dict[str, int] = {"feedback_parts_in_window": len(window_parts)}
+    read: list[tuple[str, pa.Table]] = []
     ids: set[str] = set()
-    for p in in_window:
-        t = store.read_table(p.path, schemas.FEEDBACK)
-        t = t.filter(_ts_mask(t, None, window.until))  # all history before until
-        window_fb.append((p.id, t))
-        hit = t.filter(_ts_mask(t, window.since, window.until))
-        ids.update(hit["interaction_id"].to_pylist())
-    stats["feedback_in_window"] = sum(
-        t.filter(_ts_mask(t, window.since, window.until)).num_rows for _, t in window_fb
-    )
+    for pid, path in sorted(parts.items(), key=lambda kv: kv[1]):
+        t = store.read_table(path, schemas.FEEDBACK)
+        if late:  # arrived after until: a rerun of an old window must not see it
+            t = t.filter(pc.invert(_is_in(t["feedback_id"], late)))
+        read.append((pid, t))
+        if pid in window_parts:
+            hit = t.filter(_is_in(t["feedback_id"], set(window_ids)))
+            ids.update(hit["interaction_id"].to_pylist())
+    stats["feedback_in_window"] = len(window_ids)
     stats["interactions_selected"] = len(ids)
     if not ids:
         return Selection(agent_id, window, schemas.INTERACTIONS.empty_table(),
                          schemas.FEEDBACK.empty_table(), stats=stats)
 
-    id_set = pa.array(sorted(ids), pa.string())
     fb_tables: list[pa.Table] = []
     fb_parts: list[str] = []
-    for pid, t in window_fb:
-        t = t.filter(pc.is_in(t["interaction_id"], value_set=id_set))
+    for pid, t in read:
+        t = t.filter(_is_in(t["interaction_id"], ids))
         if t.num_rows:
             fb_tables.append(t)
             fb_parts.append(pid)
-    for p in earlier:
-        t = store.read_table(p.path, schemas.FEEDBACK)
-        t = t.filter(pc.is_in(t["interaction_id"], value_set=id_set))
-        if t.num_rows:
-            fb_tables.append(t)
-            fb_parts.append(p.id)
     feedback = pa.concat_tables(fb_tables) if fb_tables else schemas.FEEDBACK.empty_table()
     stats["feedback_history_events"] = feedback.num_rows - stats["feedback_in_window"]
 
+    id_set = pa.array(sorted(ids), pa.string())
     holders = interaction_parts(session, agent_id, sorted(ids))
     tables = []
     for _pid, path in sorted(holders.items(), key=lambda kv: kv[1]):

@@ -1,7 +1,9 @@
 """Selection by feedback arrival: late feedback is curated in the window it arrives in.
 
 Core only (no Prefect): records go in through the ingest core, curation through
-``curate_agent``, as the curate task calls it.
+``curate_agent``, as the curate task calls it. Arrival is the ledger's commit time
+(``record_keys.first_seen_at``); the tests set it to a chosen instant after each ingest, which is
+what an ingest run at that instant would have recorded.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
+from sqlalchemy import update
 
 from ratchet.config import load_config
 from ratchet.curation.registry import CurationContext, curate_agent, read_version
 from ratchet.curation.select import Window, WindowError, select_inputs, to_utc
 from ratchet.db import open_database, repo
+from ratchet.db.models import RecordKey
 from ratchet.ingest.pipeline import IngestContext, ingest_file
 from ratchet.redaction import Redactor, resolve_pseudonym_key
 from ratchet.settings import get_settings
@@ -45,6 +49,14 @@ def _write(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def _arrived(ctx: IngestContext | CurationContext, when: str, ids: list[str]) -> None:
+    """Stamp these feedback records as committed by the ledger at ``when``."""
+    with ctx.sessions() as s, s.begin():
+        s.execute(update(RecordKey).where(RecordKey.kind == "feedback",
+                                          RecordKey.record_id.in_(ids))
+                  .values(first_seen_at=to_utc(when)))
+
+
 @pytest.fixture
 def env(ratchet_env: Path, tmp_path: Path):
     settings = get_settings()
@@ -63,11 +75,14 @@ def env(ratchet_env: Path, tmp_path: Path):
     ingest_file(ictx, _write(tmp_path / "f1.jsonl", [
         _fb("i1", "2026-01-06T10:00:00Z", thumb=1, annotator="u1", feedback_id="f-1"),
     ]), "feedback")
+    _arrived(ictx, "2026-01-06T12:00:00Z", ["f-1"])
     ingest_file(ictx, _write(tmp_path / "f3.jsonl", [
         _fb("i2", "2026-01-20T10:00:00Z", thumb=1, annotator="u2", feedback_id="f-2"),
         _fb("i1", "2026-01-21T10:00:00Z", thumb=-1, annotator="u1", feedback_id="f-3"),
         _fb("i2", "2026-01-26T00:00:00Z", thumb=-1, annotator="u2", feedback_id="f-4"),
     ]), "feedback")
+    _arrived(ictx, "2026-01-21T12:00:00Z", ["f-2", "f-3"])
+    _arrived(ictx, "2026-01-26T00:00:00Z", ["f-4"])  # arrives exactly at week 3's until
     return CurationContext(store, sessions, config, redactor, None)
 
 
@@ -83,7 +98,7 @@ def test_window_selects_by_feedback_arrival_with_history(env: CurationContext) -
     assert sorted(w1.interactions["interaction_id"].to_pylist()) == ["i1"]
     assert w1.feedback["feedback_id"].to_pylist() == ["f-1"]
     # week 3: the late vote on i2 and the changed vote on i1, with i1's week-1 history; the event
-    # stamped exactly at `until` belongs to the next window
+    # that arrived exactly at `until` belongs to the next window
     assert sorted(w3.interactions["interaction_id"].to_pylist()) == ["i1", "i2"]
     assert sorted(w3.feedback["feedback_id"].to_pylist()) == ["f-1", "f-2", "f-3"]
     assert w3.stats["feedback_in_window"] == 2 and w3.stats["feedback_history_events"] == 1
@@ -139,3 +154,32 @@ def test_window_rules() -> None:
         Window(WEEK3.since, WEEK1.until)
     with pytest.raises(WindowError):
         Window(None, datetime(2026, 1, 1))
+
+
+def test_vote_dated_in_week_1_but_ingested_after_its_run_is_curated_by_week_2(
+    env: CurationContext, tmp_path: Path
+) -> None:
+    week2 = Window(WEEK1.until, WEEK3.since)
+    first = curate_agent(env, AGENT, WEEK1)
+    assert first["selection"]["interactions_selected"] == 1  # i1 only
+    # after week 1's run: a vote on i3, dated Wednesday of week 1, reaches the ledger on Tuesday
+    ictx = IngestContext(store=env.store, sessions=env.sessions, config=env.config,
+                         redactor=env.redactor, pseudonym_key=b"k" * 32,
+                         now=datetime(2026, 2, 1, tzinfo=UTC))
+    ingest_file(ictx, _write(tmp_path / "late.jsonl", [
+        _fb("i3", "2026-01-07T15:00:00Z", thumb=1, annotator="u3", feedback_id="f-late"),
+    ]), "feedback")
+    _arrived(ictx, "2026-01-13T08:00:00Z", ["f-late"])
+
+    with env.sessions() as s:
+        rerun1 = select_inputs(s, env.store, AGENT, WEEK1)
+        w2 = select_inputs(s, env.store, AGENT, week2)
+    # a rerun of week 1 sees what the first run saw; week 2 curates the late vote
+    assert rerun1.feedback["feedback_id"].to_pylist() == ["f-1"]
+    assert w2.interactions["interaction_id"].to_pylist() == ["i3"]
+    assert w2.feedback["feedback_id"].to_pylist() == ["f-late"]
+    report = curate_agent(env, AGENT, week2)
+    assert report["status"] == "curated" and report["stats"]["signal_golden"] == 1
+    cases = read_version(env.store, repo_get(env, next(
+        v["version"] for v in report["versions"] if v["kind"] == "eval_cases")))
+    assert sorted(cases["interaction_id"].to_pylist()) == ["i1", "i3"]
