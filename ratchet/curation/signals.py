@@ -13,9 +13,10 @@ The rules, in the order they apply (each one configurable in ``CurationConfig``)
    vote replaces the old one (ties broken by feedback_id, so the result is deterministic).
 4. Per source: positive and negative from the same rank is a conflict; neutral yields to a
    polar vote; a correction from any negative event of the source is kept (the newest).
-5. Across sources: agreement stands (the expert's correction preferred); on disagreement the
-   expert decides when ``expert_outranks_user``, otherwise it is a conflict. A neutral source
-   yields to a polar one.
+5. Across sources (:data:`RULES`, every combination spelled out): agreement stands (the
+   expert's correction preferred); a neutral source yields to a polar one, whatever the
+   setting (an expert's 3 never turns a user's thumbs up neutral); between opposite polar votes
+   the expert decides when ``expert_outranks_user``, otherwise it is a conflict.
 
 The verdict then maps to an outcome: positive → golden; negative with a correction →
 regression; negative without → review (``thumbs_down_no_correction``); neutral → neutral, or
@@ -36,6 +37,63 @@ POS, NEG, NEUTRAL, CONFLICT = "positive", "negative", "neutral", "conflict"
 
 OUTCOMES = ("golden", "regression", "review", "neutral")
 RANKS = {"user": 1, "expert": 2}
+
+
+# --- rule 5, as a table ---------------------------------------------------------------------
+# (user's verdict, expert's verdict) -> ((verdict, whose vote counts) when expert_outranks_user,
+#                                        (verdict, whose vote counts) otherwise)
+# A source's verdict is None (no current vote), positive, negative, neutral, or conflict (its
+# own annotators disagree, rule 4). "both": they agree and both count; "none": a conflict that
+# nobody decides (it goes to review). The expert outranks the user only between polar votes (or
+# over the user's own conflict): a neutral rating never overrides a thumbs up or down.
+_ = None
+RULES: dict[tuple[str | None, str | None], tuple[tuple[str, str], tuple[str, str]]] = {
+    (POS, _): ((POS, "user"), (POS, "user")),
+    (NEG, _): ((NEG, "user"), (NEG, "user")),
+    (NEUTRAL, _): ((NEUTRAL, "user"), (NEUTRAL, "user")),
+    (CONFLICT, _): ((CONFLICT, "none"), (CONFLICT, "none")),
+    (_, POS): ((POS, "expert"), (POS, "expert")),
+    (_, NEG): ((NEG, "expert"), (NEG, "expert")),
+    (_, NEUTRAL): ((NEUTRAL, "expert"), (NEUTRAL, "expert")),
+    (_, CONFLICT): ((CONFLICT, "none"), (CONFLICT, "none")),
+    (POS, POS): ((POS, "both"), (POS, "both")),
+    (NEG, NEG): ((NEG, "both"), (NEG, "both")),
+    (NEUTRAL, NEUTRAL): ((NEUTRAL, "both"), (NEUTRAL, "both")),
+    (CONFLICT, CONFLICT): ((CONFLICT, "none"), (CONFLICT, "none")),
+    (POS, NEG): ((NEG, "expert"), (CONFLICT, "none")),
+    (NEG, POS): ((POS, "expert"), (CONFLICT, "none")),
+    (POS, NEUTRAL): ((POS, "user"), (POS, "user")),
+    (NEG, NEUTRAL): ((NEG, "user"), (NEG, "user")),
+    (NEUTRAL, POS): ((POS, "expert"), (POS, "expert")),
+    (NEUTRAL, NEG): ((NEG, "expert"), (NEG, "expert")),
+    (CONFLICT, POS): ((POS, "expert"), (CONFLICT, "none")),
+    (CONFLICT, NEG): ((NEG, "expert"), (CONFLICT, "none")),
+    (CONFLICT, NEUTRAL): ((CONFLICT, "none"), (CONFLICT, "none")),
+    (POS, CONFLICT): ((CONFLICT, "none"), (CONFLICT, "none")),
+    (NEG, CONFLICT): ((CONFLICT, "none"), (CONFLICT, "none")),
+    (NEUTRAL, CONFLICT): ((CONFLICT, "none"), (CONFLICT, "none")),
+}
+del _
+_CODES = {None: 0, POS: 1, NEG: 2, NEUTRAL: 3, CONFLICT: 4}
+
+
+def combine(user: np.ndarray, expert: np.ndarray, expert_outranks_user: bool
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Rule 5 over arrays of per-source verdicts (None/NaN: no vote from that source): the
+    verdict and whose vote counts, looked up in :data:`RULES` (vectorised through codes)."""
+    pick = 0 if expert_outranks_user else 1
+    verdicts = np.full(25, None, dtype=object)
+    deciders = np.full(25, None, dtype=object)
+    for (uv, ev), both in RULES.items():
+        code = _CODES[uv] * 5 + _CODES[ev]
+        verdicts[code], deciders[code] = both[pick]
+
+    def codes(values: np.ndarray) -> np.ndarray:
+        return np.array([_CODES.get(v if isinstance(v, str) else None, 0) for v in values],
+                        dtype=np.int64)
+
+    idx = codes(user) * 5 + codes(expert)
+    return verdicts[idx], deciders[idx]
 
 
 def _events(feedback: pa.Table, config: CurationConfig, now: datetime, stats: dict) -> pd.DataFrame:
@@ -123,42 +181,25 @@ def resolve_feedback(
     e = expert.reindex(ids)
     uv = u["verdict"].to_numpy(dtype=object)
     ev = e["verdict"].to_numpy(dtype=object)
-    has_u = np.asarray(pd.notna(uv), dtype=bool)
-    has_e = np.asarray(pd.notna(ev), dtype=bool)
+    verdict, decider = combine(uv, ev, config.expert_outranks_user)
+    expert_decides = np.isin(decider, ("expert", "both"))
+    user_counts = np.isin(decider, ("user", "both"))
     polar = {POS, NEG}
     u_polar = np.array([v in polar for v in uv], dtype=bool)
     e_polar = np.array([v in polar for v in ev], dtype=bool)
-    verdict = np.where(has_e & ~has_u, ev, uv).astype(object)
-    both = has_u & has_e
-    agree = both & (uv == ev)
-    verdict[agree] = ev[agree]
-    disagree = both & ~agree
-    if config.expert_outranks_user:
-        verdict[disagree] = ev[disagree]
-        expert_decides = has_e
-    else:
-        # A neutral side yields to a polar one; polar against polar (or a conflict) is a conflict.
-        e_wins = disagree & (uv == NEUTRAL)
-        u_wins = disagree & (ev == NEUTRAL) & (uv != NEUTRAL)
-        verdict[e_wins] = ev[e_wins]
-        verdict[u_wins] = uv[u_wins]
-        rest = disagree & ~e_wins & ~u_wins
-        verdict[rest] = CONFLICT
-        expert_decides = has_e & ~u_wins
+    opposed = u_polar & e_polar & (uv != ev)
     stats["conflicts_user_vs_expert"] = int(
-        (disagree & u_polar & e_polar).sum() if not config.expert_outranks_user else 0
-    )
-    stats["expert_overrode_user"] = int(
-        (disagree & u_polar & e_polar).sum() if config.expert_outranks_user else 0
-    )
+        opposed.sum() if not config.expert_outranks_user else 0)
+    stats["expert_overrode_user"] = int(opposed.sum() if config.expert_outranks_user else 0)
     e_corr = e["correction"].to_numpy(dtype=object)
     u_corr = u["correction"].to_numpy(dtype=object)
     e_ok = np.array([isinstance(c, str) for c in e_corr], dtype=bool)
     u_ok = np.array([isinstance(c, str) for c in u_corr], dtype=bool)
-    # The expert's correction when the expert's vote counts; the user's when theirs agrees.
-    user_counts = ~has_e | agree | ~np.asarray(expert_decides, dtype=bool)
+    # The expert's correction when the expert's vote counts; the user's when theirs does.
     correction = np.where(e_ok & expert_decides, e_corr, np.where(u_ok & user_counts, u_corr, None))
     correction = np.where(verdict == NEG, correction, None)
+    has_u = np.asarray(pd.notna(uv), dtype=bool)
+    has_e = np.asarray(pd.notna(ev), dtype=bool)
 
     outcome = np.full(len(ids), "neutral", dtype=object)
     reason = np.full(len(ids), None, dtype=object)
@@ -183,11 +224,8 @@ def resolve_feedback(
         sorted((a if isinstance(a, list) else []) + (b if isinstance(b, list) else []))
         for a, b in zip(col(u, "feedback_ids"), col(e, "feedback_ids"), strict=True)
     ]
-    low = np.where(has_u, u["low_rating"].fillna(False).astype(bool), False) & (
-        ~np.asarray(expert_decides, dtype=bool) | agree
-    ) | np.where(has_e, e["low_rating"].fillna(False).astype(bool), False) & np.asarray(
-        expert_decides, dtype=bool
-    )
+    low = np.where(has_u, u["low_rating"].fillna(False).astype(bool), False) & user_counts | (
+        np.where(has_e, e["low_rating"].fillna(False).astype(bool), False) & expert_decides)
     first = pd.concat([u["first_ts"], e["first_ts"]], axis=1).min(axis=1)
     last = pd.concat([u["last_ts"], e["last_ts"]], axis=1).max(axis=1)
     out = pd.DataFrame(
@@ -197,7 +235,7 @@ def resolve_feedback(
             "outcome": outcome,
             "reason": reason,
             "correction": correction,
-            "rank": np.where(has_e & np.asarray(expert_decides, dtype=bool), 2, 1),
+            "rank": np.where(expert_decides, 2, 1),
             "low_rating": low & (verdict == POS),
             "feedback_ids": fid,
             "first_feedback": first.to_numpy(),
