@@ -46,7 +46,8 @@ CURATION_REJECTS = pa.schema(
         pa.field("agent_id", pa.string(), nullable=False),
         pa.field("interaction_id", pa.string(), nullable=False),
         pa.field("case_id", pa.string()),
-        pa.field("stage", pa.string(), nullable=False),  # filter | dedupe | balance | leakage | eval
+        # filter | dedupe | balance | leakage | eval | pairs
+        pa.field("stage", pa.string(), nullable=False),
         pa.field("reason", pa.string(), nullable=False),
         pa.field("kept_case_id", pa.string()),  # the representative / holdout case it matched
     ],
@@ -119,6 +120,38 @@ def _table(schema: pa.Schema, columns: dict[str, object], n: int) -> pa.Table:
 
 def _sorted(table: pa.Table, keys: list[str]) -> pa.Table:
     return table.sort_by([(k, "ascending") for k in keys]) if table.num_rows else table
+
+
+PAIR_DROP_REASONS = ("rejected_has_tool_calls", "rejected_empty", "identical_outputs")
+
+
+def _pairable(rows: np.ndarray, has_calls: np.ndarray, response: pa.Array, answer: pa.Array,
+              case_id: np.ndarray, iids: np.ndarray, stats: dict[str, int],
+              reject: Callable[..., None]) -> np.ndarray:
+    """The regression rows that make a valid preference pair; the others are counted and
+    rejected (stage ``pairs``), while their SFT example and eval case stand.
+
+    OpenAI's DPO fine-tuning takes text outputs only, so a rejected answer that was a tool call
+    cannot be expressed in the pair (its text alone would misstate what the agent did): the pair
+    is dropped with ``rejected_has_tool_calls``. A blank rejected answer (``rejected_empty``) or
+    one equal to the correction (``identical_outputs``) teaches nothing and breaks the format.
+    """
+    take = pa.array(rows, pa.int64())
+    rejected = text.string_array(response.take(take)).to_pylist()
+    chosen = text.string_array(answer.take(take)).to_pylist()
+    why = np.full(len(rows), None, dtype=object)
+    for i, (c, r) in enumerate(zip(chosen, rejected, strict=True)):
+        if has_calls[rows[i]]:
+            why[i] = "rejected_has_tool_calls"
+        elif not (r or "").strip():
+            why[i] = "rejected_empty"
+        elif (c or "").strip() == r.strip():
+            why[i] = "identical_outputs"
+    for name in PAIR_DROP_REASONS:
+        stats[f"pairs_dropped_{name}"] = int((why == name).sum())
+    drop = why != None  # noqa: E711
+    reject(iids[rows[drop]], case_id[rows[drop]], "pairs", why[drop])
+    return rows[~drop]
 
 
 def curate(
@@ -358,6 +391,7 @@ def curate(
         len(tr),
     )
     rg = tr[is_reg[tr]]
+    rg = _pairable(rg, has_calls, response, answer, case_id, iids, stats, reject)
     rt = pa.array(rg, pa.int64())
     pairs = _table(
         schemas.PREFERENCE_PAIRS,

@@ -139,6 +139,33 @@ def test_negative_with_correction_is_regression_sft_and_pair(signal: dict) -> No
     assert r.binary_feedback.num_rows == 0  # paired, not unpaired
 
 
+@pytest.mark.parametrize(("answer", "calls", "reason"), [
+    ("", [{"id": "c1", "type": "function", "function": {"name": "refund", "arguments": "{}"}}],
+     "rejected_has_tool_calls"),
+    ("Let me refund that.", [{"id": "c1", "type": "function",
+                              "function": {"name": "refund", "arguments": "{}"}}],
+     "rejected_has_tool_calls"),
+    ("   ", None, "rejected_empty"),
+    ("Go to Settings, then Reset password.", None, "identical_outputs"),
+])
+def test_pair_whose_rejected_answer_cannot_be_a_dpo_output_is_dropped_and_counted(
+    answer: str, calls: list | None, reason: str
+) -> None:
+    r = run([interaction("i1", QUESTIONS[0], answer, tool_calls=calls),
+             interaction("i2", QUESTIONS[1], "Wrong answer.")],
+            [fb("i1", thumb=-1, correction="Go to Settings, then Reset password."),
+             fb("i2", thumb=-1, correction="We open at nine on Saturdays.")])
+    assert r.preference_pairs["case_id"].to_pylist() == [
+        c for c, i in zip(r.eval_cases["case_id"].to_pylist(),
+                          r.eval_cases["interaction_id"].to_pylist(), strict=True) if i == "i2"]
+    assert r.stats[f"pairs_dropped_{reason}"] == 1
+    assert sum(v for k, v in r.stats.items() if k.startswith("pairs_dropped_")) == 1
+    rej = [x for x in r.rejected.to_pylist() if x["stage"] == "pairs"]
+    assert [(x["interaction_id"], x["reason"]) for x in rej] == [("i1", reason)]
+    # the correction still teaches: the SFT example and the regression case stand
+    assert r.sft_examples.num_rows == 2 and r.eval_cases.num_rows == 2
+
+
 def test_thumb_down_without_correction_goes_to_review_and_binary() -> None:
     r = run([interaction("i1", QUESTIONS[0], "Meh.")], [fb("i1", thumb=-1)])
     assert r.review_queue["reason"].to_pylist() == ["thumbs_down_no_correction"]
