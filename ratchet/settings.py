@@ -8,6 +8,7 @@ at the edge (CLI, flow start), never at import time, and nowhere else reads the 
 |---|---|---|
 | ``RATCHET_HOME`` | local state folder (store, database, key file) | ``./.ratchet`` |
 | ``RATCHET_STORE`` | store root: a folder or a URL (``s3://bucket/prefix``, ``memory://x``) | ``$RATCHET_HOME/store`` |
+| ``RATCHET_INBOX`` | where the weekly run finds new files: ``logs/`` and ``feedback/`` under it | ``$RATCHET_HOME/inbox`` |
 | ``RATCHET_DATABASE_URL`` | SQLAlchemy URL of the training database | ``sqlite:///$RATCHET_HOME/ratchet.db`` |
 | ``RATCHET_CONFIG`` | a YAML file layered over ``configs/`` | none |
 | ``RATCHET_ENV`` | which ``configs/<env>.yaml`` delta to layer over ``base.yaml`` | ``local`` |
@@ -37,6 +38,9 @@ class Settings(BaseSettings):
     home: Path = Field(default=Path(".ratchet"), description="Local state folder.")
     store: str | None = Field(default=None, description="Store root, folder or URL.")
     database_url: str | None = Field(default=None, description="SQLAlchemy database URL.")
+    inbox: Path | None = Field(
+        default=None, description="Inbox the weekly run reads (logs/ and feedback/ under it)."
+    )
     config: Path | None = Field(default=None, description="YAML layered over configs/.")
     env: str = Field(default="local", description="Which configs/<env>.yaml delta applies.")
     config_dir: Path = Field(default=REPO_CONFIG_DIR, description="Folder holding base.yaml.")
@@ -60,6 +64,11 @@ class Settings(BaseSettings):
         return self.store or str(self.home / "store")
 
     @property
+    def inbox_root(self) -> Path:
+        """Where new logs (``logs/``) and feedback (``feedback/``) wait for the weekly run."""
+        return self.inbox or self.home / "inbox"
+
+    @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'ratchet.db'}"
 
@@ -80,6 +89,7 @@ class Settings(BaseSettings):
             else:
                 out[name] = str(value) if value is not None else None
         out["store_root"] = self.store_root
+        out["inbox_root"] = str(self.inbox_root)
         out["db_url"] = _mask_url_password(self.db_url)
         return out
 
