@@ -26,8 +26,9 @@ import json
 import math
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +49,18 @@ EVAL_KEYS = frozenset({"case_id", "input", "expected", "expected_tool_calls", "m
 
 @dataclass(frozen=True)
 class Violation:
-    """One broken rule: 1-based line (0 for the whole file), rule name, where (field path)."""
+    """One broken rule: 1-based line (0 for the whole file), rule name, where (field path), and
+    for a whole-file rule the numbers behind it (``8 examples, export.min_examples is 10``)."""
 
     line: int
     rule: str
     where: str = ""
+    detail: str = ""
+
+    def describe(self) -> str:
+        if self.line == 0:
+            return f"{self.rule} ({self.detail})" if self.detail else self.rule
+        return f"line {self.line}: {self.rule}" + (f" at {self.where}" if self.where else "")
 
 
 class ExportValidationError(ValueError):
@@ -61,7 +69,7 @@ class ExportValidationError(ValueError):
     def __init__(self, fmt: str, violations: list[Violation]) -> None:
         self.format = fmt
         self.violations = violations
-        head = "; ".join(f"line {v.line}: {v.rule}" for v in violations[:10])
+        head = "; ".join(v.describe() for v in violations[:10])
         more = f" (+{len(violations) - 10} more)" if len(violations) > 10 else ""
         super().__init__(f"{fmt} export invalid, {len(violations)} violation(s): {head}{more}")
 
@@ -75,6 +83,7 @@ class ExportResult:
     sha256: str
     token_estimator: str  # "tiktoken:<encoding>" or "chars/<n>+<overhead>"
     max_example_tokens: int
+    skipped: dict[str, int] = field(default_factory=dict)  # rows left out, counted per reason
 
 
 # --- token counting -------------------------------------------------------------------------
@@ -142,17 +151,37 @@ def openai_chat_records(sft_examples: pa.Table, split: str | None = "train") -> 
     return [{"messages": _messages(m)} for m in rows["messages"].to_pylist()]
 
 
-def openai_dpo_records(preference_pairs: pa.Table, split: str | None = "train") -> list[dict]:
+def dpo_skip_reason(chosen: str | None, rejected: str | None) -> str | None:
+    """Why a pair cannot be a DPO line (OpenAI's DPO takes non-empty text outputs that differ),
+    or None. Curation already drops such pairs; versions made before it did may hold them."""
+    if not (chosen or "").strip():
+        return "chosen_empty"
+    if not (rejected or "").strip():
+        return "rejected_empty"  # typically a tool-call answer whose calls the pair cannot hold
+    if chosen.strip() == rejected.strip():
+        return "identical_outputs"
+    return None
+
+
+def openai_dpo_records(preference_pairs: pa.Table, split: str | None = "train",
+                       skipped: Counter[str] | None = None) -> list[dict]:
+    """DPO lines of one split; a pair that cannot be one is left out and counted in
+    ``skipped`` (one such pair never blocks the whole export)."""
     rows = _train_rows(preference_pairs, split).sort_by("pair_id").select(
         ["input", "chosen", "rejected"]).to_pylist()
-    return [
-        {
+    out = []
+    for r in rows:
+        why = dpo_skip_reason(r["chosen"], r["rejected"])
+        if why is not None:
+            if skipped is not None:
+                skipped[why] += 1
+            continue
+        out.append({
             "input": {"messages": _messages(r["input"])},
             "preferred_output": _assistant(r["chosen"]),
             "non_preferred_output": _assistant(r["rejected"]),
-        }
-        for r in rows
-    ]
+        })
+    return out
 
 
 def eval_records(eval_cases: pa.Table, split: str | None = None) -> list[dict]:
@@ -242,15 +271,24 @@ def _check_output(value: Any, line: int, where: str, out: list[Violation]) -> No
         out.append(Violation(line, "content_not_string", where))
 
 
-def validate_records(records: list[Any], fmt: str, config: ExportConfig
-                     ) -> tuple[list[Violation], str, int]:
+def min_examples_for(split: str | None, config: ExportConfig) -> int:
+    """``export.min_examples`` binds the training file (OpenAI's own minimum is 10); a
+    validation file only needs one example (OpenAI sets no minimum for it)."""
+    return 1 if split == "validation" else config.min_examples
+
+
+def validate_records(records: list[Any], fmt: str, config: ExportConfig, *,
+                     min_examples: int | None = None) -> tuple[list[Violation], str, int]:
     """(violations, token estimator, largest example's tokens) for ``fmt`` in openai_chat |
-    openai_dpo | eval."""
+    openai_dpo | eval. ``min_examples`` defaults to ``export.min_examples``."""
     estimator, count = token_counter(config)
     out: list[Violation] = []
     max_tokens = 0
-    if len(records) < config.min_examples:
-        out.append(Violation(0, "too_few_examples"))
+    least = config.min_examples if min_examples is None else min_examples
+    if len(records) < least:
+        key = "export.min_examples" if least == config.min_examples else "the minimum"
+        out.append(Violation(0, "too_few_examples",
+                             detail=f"{len(records)} examples, {key} is {least}"))
     for line, rec in enumerate(records, start=1):
         if not isinstance(rec, dict):
             out.append(Violation(line, "not_object"))
@@ -312,10 +350,13 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> tuple[int, str]:
     return len(data), hashlib.sha256(data).hexdigest()
 
 
-def write_jsonl(records: list[dict], fmt: str, path: Path, config: ExportConfig) -> ExportResult:
+def write_jsonl(records: list[dict], fmt: str, path: Path, config: ExportConfig, *,
+                min_examples: int | None = None,
+                skipped: dict[str, int] | None = None) -> ExportResult:
     """Validate ``records`` as ``fmt`` and write them as JSONL at ``path`` (atomically), or raise
     ExportValidationError and write nothing."""
-    violations, estimator, max_tokens = validate_records(records, fmt, config)
+    violations, estimator, max_tokens = validate_records(records, fmt, config,
+                                                         min_examples=min_examples)
     if violations:
         raise ExportValidationError(fmt, violations)
 
@@ -326,21 +367,27 @@ def write_jsonl(records: list[dict], fmt: str, path: Path, config: ExportConfig)
                 fh.write("\n")
 
     size, digest = _atomic_write(Path(path), write)
-    return ExportResult(Path(path), fmt, len(records), size, digest, estimator, max_tokens)
+    return ExportResult(Path(path), fmt, len(records), size, digest, estimator, max_tokens,
+                        dict(sorted((skipped or {}).items())))
 
 
 def export_openai_chat(sft_examples: pa.Table, out_dir: Path | str, config: ExportConfig, *,
                        split: str = "train") -> ExportResult:
-    """``<out_dir>/openai_chat.<split>.jsonl`` from the SFT examples of one split."""
+    """``<out_dir>/openai_chat.<split>.jsonl`` from the SFT examples of one split
+    (``train`` or ``validation``: OpenAI's ``training_file`` and ``validation_file``)."""
     return write_jsonl(openai_chat_records(sft_examples, split), "openai_chat",
-                       Path(out_dir) / f"openai_chat.{split}.jsonl", config)
+                       Path(out_dir) / f"openai_chat.{split}.jsonl", config,
+                       min_examples=min_examples_for(split, config))
 
 
 def export_openai_dpo(preference_pairs: pa.Table, out_dir: Path | str, config: ExportConfig, *,
                       split: str = "train") -> ExportResult:
-    """``<out_dir>/openai_dpo.<split>.jsonl`` from the preference pairs of one split."""
-    return write_jsonl(openai_dpo_records(preference_pairs, split), "openai_dpo",
-                       Path(out_dir) / f"openai_dpo.{split}.jsonl", config)
+    """``<out_dir>/openai_dpo.<split>.jsonl`` from the preference pairs of one split; pairs
+    that cannot be DPO lines are left out and counted in ``ExportResult.skipped``."""
+    skipped: Counter[str] = Counter()
+    records = openai_dpo_records(preference_pairs, split, skipped)
+    return write_jsonl(records, "openai_dpo", Path(out_dir) / f"openai_dpo.{split}.jsonl",
+                       config, min_examples=min_examples_for(split, config), skipped=skipped)
 
 
 def export_eval(eval_cases: pa.Table, out_dir: Path | str, config: ExportConfig, *,
@@ -368,28 +415,39 @@ def export_hf_parquet(table: pa.Table, kind: str, out_dir: Path | str, config: E
     if kind not in HF_KINDS:
         raise ValueError(f"kind must be one of {HF_KINDS}")
     rows = _train_rows(table, split)
+    least = min_examples_for(split, config)
+    skipped: Counter[str] = Counter()
     if kind == "sft":
         rows = rows.sort_by("example_id")
         records = [{"messages": _messages(m)} for m in rows["messages"].to_pylist()]
-        violations, estimator, max_tokens = validate_records(records, "openai_chat", config)
+        violations, estimator, max_tokens = validate_records(records, "openai_chat", config,
+                                                             min_examples=least)
     elif kind == "dpo":
         rows = rows.sort_by("pair_id")
-        records = [{"prompt": _messages(r["input"]), "chosen": _assistant(r["chosen"]),
-                    "rejected": _assistant(r["rejected"])}
-                   for r in rows.select(["input", "chosen", "rejected"]).to_pylist()]
+        records = []
+        for r in rows.select(["input", "chosen", "rejected"]).to_pylist():
+            why = dpo_skip_reason(r["chosen"], r["rejected"])
+            if why is not None:
+                skipped[why] += 1
+                continue
+            records.append({"prompt": _messages(r["input"]), "chosen": _assistant(r["chosen"]),
+                            "rejected": _assistant(r["rejected"])})
         violations, estimator, max_tokens = validate_records(
             [{"input": {"messages": r["prompt"]}, "preferred_output": r["chosen"],
-              "non_preferred_output": r["rejected"]} for r in records], "openai_dpo", config)
+              "non_preferred_output": r["rejected"]} for r in records], "openai_dpo", config,
+            min_examples=least)
     else:
         rows = rows.sort_by("example_id")
         records = [{"prompt": _messages(r["prompt"]), "completion": _assistant(r["completion"]),
                     "label": bool(r["label"])}
                    for r in rows.select(["prompt", "completion", "label"]).to_pylist()]
         violations, estimator, max_tokens = validate_records(
-            [{"messages": r["prompt"] + r["completion"]} for r in records], "openai_chat", config)
+            [{"messages": r["prompt"] + r["completion"]} for r in records], "openai_chat", config,
+            min_examples=least)
     if violations:
         raise ExportValidationError(f"hf_{kind}", violations)
     out = pa.Table.from_pylist(records)
     path = Path(out_dir) / f"hf_{kind}.{split}.parquet"
     size, digest = _atomic_write(path, lambda tmp: pq.write_table(out, tmp))
-    return ExportResult(path, f"hf_{kind}", len(records), size, digest, estimator, max_tokens)
+    return ExportResult(path, f"hf_{kind}", len(records), size, digest, estimator, max_tokens,
+                        dict(sorted(skipped.items())))

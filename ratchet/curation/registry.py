@@ -91,29 +91,76 @@ def read_version(store: Store, version: DatasetVersion) -> pa.Table:
 
 
 # --- exports ------------------------------------------------------------------------------------
+SPLITS = ("train", "validation", "all")
+
+
+def _splits_to_write(table: pa.Table, split: str) -> tuple[str, ...]:
+    """``all``: the train file, and the validation file when the version has validation rows
+    (a validation share of 0 makes none); ``train``/``validation``: that file only."""
+    if split != "all":
+        return (split,)
+    has_validation = bool(table.num_rows) and "validation" in set(table["split"].to_pylist())
+    return ("train", "validation") if has_validation else ("train",)
+
+
 def export_table(table: pa.Table, kind: str, fmt: str, out_dir: Path,
-                 config: ExportConfig) -> list[exp.ExportResult]:
+                 config: ExportConfig, *, split: str = "all") -> list[exp.ExportResult]:
     """Validate and write one format of a curated table into a local folder (nothing on error).
 
-    Raises :class:`ExportFormatError` when ``fmt`` does not apply to ``kind`` and
-    :class:`ratchet.export.ExportValidationError` when the data breaks the format's rules.
+    Training formats write one file per split (``openai_chat.train.jsonl`` and
+    ``openai_chat.validation.jsonl``...; ``split`` picks them, see :func:`_splits_to_write`);
+    the eval format writes ``eval.jsonl`` (every active case) and takes no split. When one file
+    of the set is invalid, none is left behind. Raises :class:`ExportFormatError` when ``fmt``
+    does not apply to ``kind`` and :class:`ratchet.export.ExportValidationError` when the data
+    breaks the format's rules.
     """
     if fmt not in FORMATS:
         raise ExportFormatError(f"unknown format {fmt!r}; known: {sorted(FORMATS)}")
+    if split not in SPLITS:
+        raise ExportFormatError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
     kinds, name = FORMATS[fmt]
     if kind not in kinds:
         raise ExportFormatError(f"format {fmt} exports {' or '.join(kinds)}, not {kind}")
-    if name == "openai_chat":
-        return [exp.export_openai_chat(table, out_dir, config)]
-    if name == "openai_dpo":
-        return [exp.export_openai_dpo(table, out_dir, config)]
     if name == "eval":
+        if split != "all":
+            raise ExportFormatError("--split applies to training formats; eval-jsonl exports "
+                                    "every active eval case")
         return [exp.export_eval(table, out_dir, config)]
-    return [exp.export_hf_parquet(table, _HF_KIND[kind], out_dir, config)]
+    results: list[exp.ExportResult] = []
+    try:
+        for one in _splits_to_write(table, split):
+            if name == "openai_chat":
+                results.append(exp.export_openai_chat(table, out_dir, config, split=one))
+            elif name == "openai_dpo":
+                results.append(exp.export_openai_dpo(table, out_dir, config, split=one))
+            else:
+                results.append(exp.export_hf_parquet(table, _HF_KIND[kind], out_dir, config,
+                                                     split=one))
+    except exp.ExportValidationError:
+        for r in results:
+            r.path.unlink(missing_ok=True)
+        raise
+    return results
 
 
 def violation_counts(err: exp.ExportValidationError) -> dict[str, int]:
     return dict(sorted(Counter(v.rule for v in err.violations).items()))
+
+
+def refusal_reason(err: exp.ExportValidationError) -> str:
+    """Why an export was refused, in words an operator reads, with the numbers behind it:
+    ``8 examples, export.min_examples is 10`` or ``content_not_string on 2 lines (first: 4)``."""
+    parts: list[str] = []
+    by_rule: dict[str, list[int]] = {}
+    for v in err.violations:
+        if v.line == 0:
+            parts.append(v.detail or v.rule.replace("_", " "))
+        else:
+            by_rule.setdefault(v.rule, []).append(v.line)
+    for rule, lines in sorted(by_rule.items()):
+        n = len(set(lines))
+        parts.append(f"{rule} on {n} line{'s' if n != 1 else ''} (first: {min(lines)})")
+    return "; ".join(parts)
 
 
 def write_exports(store: Store, agent_id: str, version: str, kind: str, table: pa.Table,
@@ -132,21 +179,25 @@ def write_exports(store: Store, agent_id: str, version: str, kind: str, table: p
             for name, data in files.items():
                 store.write_bytes(f"{target}/{name}", data)
             out.append({**entry, "status": "written", "files": sorted(files),
-                        "rows": table.num_rows, "violations": {}})
+                        "rows": table.num_rows, "violations": {}, "reason": "", "skipped": {}})
             continue
         with tempfile.TemporaryDirectory(prefix="ratchet-export-") as tmp:
             try:
                 results = export_table(table, kind, fmt, Path(tmp), config)
             except exp.ExportValidationError as err:
                 out.append({**entry, "status": "refused", "files": [], "rows": 0,
-                            "violations": violation_counts(err)})
+                            "violations": violation_counts(err),
+                            "reason": f"{err.format}: {refusal_reason(err)}", "skipped": {}})
                 continue
             names = []
+            skipped: Counter[str] = Counter()
             for r in results:
                 store.write_bytes(f"{target}/{r.path.name}", r.path.read_bytes())
                 names.append(r.path.name)
+                skipped.update(r.skipped)
             out.append({**entry, "status": "written", "files": names,
-                        "rows": sum(r.rows for r in results), "violations": {}})
+                        "rows": sum(r.rows for r in results), "violations": {}, "reason": "",
+                        "skipped": dict(sorted(skipped.items()))})
     return out
 
 

@@ -177,3 +177,85 @@ def test_retired_cases_not_exported() -> None:
     w2 = run([interaction("i1", "How do I reset my password?", "Open settings.")],
              [fb("i1", thumb=1), fb("i1", thumb=-1, minutes=500)], CFG, previous=r.eval_cases)
     assert len(eval_records(w2.eval_cases)) == len(eval_records(r.eval_cases)) - 1
+
+
+# --- issue 9: refusals in numbers, the validation split, a bad pair never blocks DPO ----------
+def _pairs_table(n: int, *, bad: int = 0, validation: int = 0):
+    """n regression pairs (the last ``validation`` in the validation split) plus ``bad`` pairs
+    whose rejected answer is blank (a tool-call answer stored before curation dropped them)."""
+    import pyarrow as pa
+
+    from ratchet import schemas
+
+    rows = []
+    for i in range(n + bad):
+        rows.append({
+            "pair_id": f"p{i:03d}", "agent_id": "a", "case_id": f"c{i}",
+            "split": "validation" if n - validation <= i < n else "train",
+            "input": [{"role": "user", "content": f"question {i}"}],
+            "chosen": f"right answer {i}", "rejected": "" if i >= n else f"wrong answer {i}",
+            "topic": None, "pii_residual": 0,
+        })
+    return pa.Table.from_pylist(rows, schema=schemas.PREFERENCE_PAIRS)
+
+
+def test_refused_export_says_why_in_numbers() -> None:
+    violations, _, _ = validate_records([_chat()] * 8, "openai_chat",
+                                        ExportConfig(min_examples=10))
+    err = ExportValidationError("openai_chat", violations)
+    assert "8 examples, export.min_examples is 10" in str(err)
+    from ratchet.curation.registry import refusal_reason
+
+    assert refusal_reason(err) == "8 examples, export.min_examples is 10"
+    bad, _, _ = validate_records([_chat(), _msgs({"role": "assistant", "content": 5}),
+                                  _msgs({"role": "assistant", "content": 6})], "openai_chat", XC)
+    assert refusal_reason(ExportValidationError("openai_chat", bad)) == (
+        "content_not_string on 2 lines (first: 2)")
+
+
+def test_one_pair_with_a_tool_call_rejected_answer_never_blocks_the_dpo_export(
+    tmp_path: Path
+) -> None:
+    table = _pairs_table(3, bad=1)
+    res = export_openai_dpo(table, tmp_path, XC)
+    assert res.rows == 3 and res.skipped == {"rejected_empty": 1}
+    assert len(res.path.read_text().splitlines()) == 3
+    hf = export_hf_parquet(table, "dpo", tmp_path, XC)
+    assert hf.rows == 3 and hf.skipped == {"rejected_empty": 1}
+
+
+def test_validation_split_is_exported_beside_the_train_file(tmp_path: Path) -> None:
+    from ratchet.curation.registry import export_table
+
+    table = _pairs_table(12, validation=2)
+    cfg = ExportConfig(min_examples=10)
+    results = export_table(table, "preference_pairs", "openai-dpo", tmp_path, cfg)
+    assert sorted((r.path.name, r.rows) for r in results) == [
+        ("openai_dpo.train.jsonl", 10), ("openai_dpo.validation.jsonl", 2)]
+    only = export_table(table, "preference_pairs", "openai-dpo", tmp_path / "v", cfg,
+                        split="validation")
+    assert [(r.path.name, r.rows) for r in only] == [("openai_dpo.validation.jsonl", 2)]
+    # no validation rows (validation_share 0): the train file alone
+    solo = export_table(_pairs_table(10), "preference_pairs", "openai-dpo", tmp_path / "t", cfg)
+    assert [r.path.name for r in solo] == ["openai_dpo.train.jsonl"]
+
+
+def test_sft_validation_file_and_refusal_leaves_no_file_behind(tmp_path: Path) -> None:
+    from ratchet.curation.registry import export_table
+
+    r = _result()
+    sft = r.sft_examples
+    import pyarrow as pa
+
+    sft = sft.set_column(sft.schema.get_field_index("split"), "split",
+                         pa.array(["train", "validation"], pa.string()))
+    results = export_table(sft, "sft_examples", "openai-sft", tmp_path, XC)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "openai_chat.train.jsonl", "openai_chat.validation.jsonl"]
+    assert [x.rows for x in results] == [1, 1]
+    # the train file is fine but the validation file is not: neither is left behind
+    bad = sft.set_column(sft.schema.get_field_index("split"), "split",
+                         pa.array(["train", "train"], pa.string()))
+    with pytest.raises(ExportValidationError):
+        export_table(bad, "sft_examples", "openai-sft", tmp_path / "x", XC, split="validation")
+    assert not (tmp_path / "x").exists() or list((tmp_path / "x").iterdir()) == []
