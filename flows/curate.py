@@ -74,7 +74,7 @@ def summarise(reports: list[dict[str, Any]], window: Window) -> dict[str, Any]:
                      f"{', new' if v['created'] else ''})" for v in versions},
         "exports_written": sum(e["status"] == "written" for e in exports),
         "exports_refused": {
-            f"{e['agent']}/{e['kind']}/{e['format']}":
+            f"{e['agent']}/{e['kind']}/{e['format']}": e.get("reason") or
                 " ".join(f"{k}={n}" for k, n in e["violations"].items())
             for e in exports if e["status"] == "refused"
         },
@@ -100,7 +100,8 @@ def _publish(summary: dict[str, Any], failures: list[str]) -> None:
             {"agent": r["agent"], "kind": e["kind"], "version": e["version"],
              "format": e["format"], "status": e["status"], "rows": e["rows"],
              "files": ", ".join(e["files"]),
-             "refused because": ", ".join(f"{k}={n}" for k, n in e["violations"].items())}
+             "refused because": e.get("reason") or ", ".join(
+                 f"{k}={n}" for k, n in e["violations"].items())}
             for r in reports for e in r["exports"]
         ] or [{"agent": "-", "kind": "-", "version": "-", "format": "-", "status": "none",
                "rows": 0, "files": "", "refused because": ""}],
@@ -152,7 +153,8 @@ def _publish(summary: dict[str, Any], failures: list[str]) -> None:
             for r in reports for q in r["quality"]
         ],
         "", "## Exports refused", "",
-        *([f"- {k}: {v}" for k, v in summary["exports_refused"].items()] or ["(none)"]),
+        *([f"- {k} was not written: {v}" for k, v in summary["exports_refused"].items()]
+          or ["(none)"]),
     ]
     if failures:
         lines += ["", "## Failed agents", "", *[f"- {f}" for f in failures]]

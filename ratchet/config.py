@@ -76,6 +76,15 @@ class CurationConfig(_Section):
 
     golden_min_rating: int = Field(4, ge=1, le=5, description="Rating at or above: golden.")
     negative_max_rating: int = Field(2, ge=1, le=5, description="Rating at or below: negative.")
+    keep_reserved_ips: bool = Field(
+        True,
+        description="Keep IP addresses nobody owns, as code samples use them: loopback "
+        "(127.0.0.0/8, ::1), unspecified (0.0.0.0, ::), documentation ranges (RFC 5737: "
+        "192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24; RFC 3849: 2001:db8::/32) and IPv4 "
+        "reserved 240.0.0.0/4 (netmasks such as 255.255.255.0); also as IPv4-mapped IPv6. "
+        "false: redact them like any other address. Private ranges (10/8, 192.168/16, fe80::/10) "
+        "are always redacted.",
+    )
     neutral_rating_to: Literal["neutral", "review"] = Field(
         "neutral", description="Where a middle rating goes: counted as neutral, or to review."
     )
