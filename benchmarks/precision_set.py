@@ -116,6 +116,24 @@ EXPRESSIONS = [
     ("yaml", "{kw}:\n```yaml\nname: demo\n```"),
     ("markdown", "Set the {kw}:\n```bash\nexport X=1\n```"),
     ("env", "{kw}="),
+    ("python", 'headers = {{"Authorization": f"Bearer {{{kw}}}"}}'),
+    ("python", 'payload = {{"{kw}": {kw}, "user": user}}'),
+    ("python", '{kw} = os.environ.get("PW", default_pw)'),
+    ("python", '"{kw}": settings.{kw},'),
+    ("python", "{kw} = hashlib.sha256(pw.encode()).hexdigest()"),
+    ("python", "if {kw} == confirm_{kw}:"),
+    ("python", 'assert {kw} != ""'),
+    ("csharp", "public string {kw} {{ get; set; }}"),
+    ("php", "'{kw}' => $request->input('{kw}'),"),
+    ("ruby", '{kw}: ENV["DB_PASSWORD"],'),
+    ("terraform", "{kw} = var.db_password"),
+    ("yaml", "{kw}: ${{{{ secrets.GITHUB_TOKEN }}}}"),
+    ("rust", 'let {kw} = env::var("TOKEN")?;'),
+    ("rust", "{kw}: Option<String>,"),
+    ("kotlin", "val {kw} = BuildConfig.API_KEY"),
+    ("swift", "let {kw} = try await auth.fetchToken()"),
+    ("python", "{kw} = *args"),
+    ("markdown", "The {kw}: see the settings page."),
 ]
 # (lang, template) with {kw} and {v}: the literal is what must be replaced.
 LITERALS = [
@@ -132,6 +150,10 @@ LITERALS = [
     ("yaml", '{kw}: "{v}"'),
     ("env", "{kw}={v}"),
     ("json", '{{"{kw}": "{v}", "retries": 3}}'),
+    ("php", "'{kw}' => '{v}',"),
+    ("ruby", '{kw}: "{v}",'),
+    ("terraform", '{kw} = "{v}"'),
+    ("sql", "ALTER USER app WITH {kw} '{v}';"),
 ]
 PW_KEYWORDS = ["password", "PASSWORD", "db_password", "DB_PASSWORD", "passwd", "pwd"]
 SECRET_KEYWORDS = ["token", "api_key", "apiKey", "API_KEY", "secret", "client_secret", "access_token", "SECRET_KEY", "auth_token"]
@@ -171,6 +193,16 @@ LOGS = [
     "see RFC 5737: 192.0.2.1, 198.51.100.7 and 203.0.113.9 are for docs; so is 2001:db8::1",
     "matrix shape (1024, 768), lr 3e-4, step 120000/250000",
     "Released 15.01.2024 um 08:30 Uhr, Version 4.2.1",
+    "Ticket #9123456780 closed at 2024-01-15 08:30",
+    "netmask 255.255.255.0 gateway 192.0.2.1 broadcast 192.0.2.255",
+    "trace_id=4bf92f3577b34da6a3ce929d0e0e4736 parent=00f067aa0ba902b7 ts=1705307400",
+    "pip install requests==2.31.0 urllib3==2.1.0 certifi==2023.11.17",
+    "Compiled in 12.345s (1,048,576 bytes), exit code 0 at 23:59:59.999",
+    "image: nginx:1.25.3-alpine, digest sha256:4c0fdaa8b6341bfdeca5f18f7837462c80cff90527ee35ef185571e1c327beac",
+    "std::map<std::string, int> counts; counts[token] += 1;",
+    "SELECT * FROM events WHERE created_at BETWEEN '2024-01-01 00:00:00' AND '2024-01-31 23:59:59.999';",
+    "cron: '30 8 * * 1-5' (08:30 UTC, weekdays) since 2023-03-03",
+    "Uptime 12 days, 03:04:05; load 0.15 0.20 0.18",
 ]
 # Log lines that do carry PII: (template, [(type, value)]).
 LOGS_PII = [

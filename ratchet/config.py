@@ -69,13 +69,6 @@ class RedactionConfig(_Section):
         default_factory=list,
         description="Exact strings never redacted (a support address the agent must quote).",
     )
-
-
-class CurationConfig(_Section):
-    """Rules that turn feedback into eval cases and training data (ratchet.curation)."""
-
-    golden_min_rating: int = Field(4, ge=1, le=5, description="Rating at or above: golden.")
-    negative_max_rating: int = Field(2, ge=1, le=5, description="Rating at or below: negative.")
     keep_reserved_ips: bool = Field(
         True,
         description="Keep IP addresses nobody owns, as code samples use them: loopback "
@@ -85,6 +78,13 @@ class CurationConfig(_Section):
         "false: redact them like any other address. Private ranges (10/8, 192.168/16, fe80::/10) "
         "are always redacted.",
     )
+
+
+class CurationConfig(_Section):
+    """Rules that turn feedback into eval cases and training data (ratchet.curation)."""
+
+    golden_min_rating: int = Field(4, ge=1, le=5, description="Rating at or above: golden.")
+    negative_max_rating: int = Field(2, ge=1, le=5, description="Rating at or below: negative.")
     neutral_rating_to: Literal["neutral", "review"] = Field(
         "neutral", description="Where a middle rating goes: counted as neutral, or to review."
     )

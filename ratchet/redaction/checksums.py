@@ -54,9 +54,19 @@ def _card_network_ok(digits: str) -> bool:
     return False
 
 
+def _card_network_known(digits: str) -> bool:
+    """The prefix belongs to a network (UATP's 1 included), whatever the length: a 16-digit
+    number with the same prefix would be a card of it."""
+    return digits[0] == "1" or _card_network_ok(digits[:15].ljust(16, "0"))
+
+
 def card_ok(digits: str) -> bool:
     """A plausible payment card: 12-19 digits, a known issuer prefix and length, Luhn-valid."""
-    return 12 <= len(digits) <= 19 and _card_network_ok(digits) and luhn_ok(digits)
+    n = len(digits)
+    if not 12 <= n <= 19 or not luhn_ok(digits):
+        return False
+    # 15 digits: any network's prefix (UATP, Amex, and the 15-digit numbers others issue too).
+    return _card_network_ok(digits) or (n == 15 and _card_network_known(digits))
 
 
 def card_prefix_len(text: str) -> int:
@@ -66,7 +76,7 @@ def card_prefix_len(text: str) -> int:
     is then the 16-digit prefix. Cuts happen only at the end of a digit group.
     """
     digits = only_digits(text)
-    if len(digits) < 12 or digits[0] not in "23456":
+    if len(digits) < 12 or digits[0] not in "123456":
         return 0
     # text positions just after each digit that ends a group (end of text or a non-digit next)
     ends: list[tuple[int, int]] = []  # (text position, digits so far)
@@ -115,13 +125,14 @@ def iban_ok(compact: str) -> bool:
 def iban_prefix_len(text: str) -> int:
     """Length of the longest prefix of ``text`` that is a valid IBAN, or 0.
 
-    Written in groups of four, an IBAN is only cut at a space; written compact, anywhere.
+    Written with separators (spaces or dashes, in any grouping), an IBAN is only cut before a
+    separator; written compact, anywhere.
     """
-    spaced = " " in text
+    spaced = " " in text or "-" in text
     for end in range(len(text), 4, -1):
-        if text[end - 1] == " " or (spaced and end < len(text) and text[end] != " "):
+        if text[end - 1] in " -" or (spaced and end < len(text) and text[end] not in " -"):
             continue
-        if iban_ok(text[:end].replace(" ", "")):
+        if iban_ok(text[:end].replace(" ", "").replace("-", "")):
             return end
     return 0
 
@@ -208,10 +219,12 @@ def ipv4_ok(text: str) -> bool:
 
 
 def ipv6_ok(text: str) -> bool:
-    """A real IPv6 address with at least two non-empty groups (``::``, ``a::`` are not PII)."""
+    """A real IPv6 address in any text form (``::1``, ``::ffff:1.2.3.4``, ``fe80::1%eth0``) with a
+    digit in it; ``::`` alone and all-letter look-alikes (``dead::beef``) are not counted."""
     try:
         ipaddress.IPv6Address(text)
     except ValueError:
         return False
-    groups = [g for g in text.split(":") if g]
-    return len(groups) >= 2 and any(ch.isdigit() for ch in text)
+    if text.strip(":") == "":
+        return False  # "::" alone is code syntax far more often than an address
+    return any(ch.isdigit() for ch in text.partition("%")[0])

@@ -44,11 +44,12 @@ is redacted).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from ratchet.redaction import checksums
+from ratchet.redaction import checksums, literals
 
 # Every placeholder the engine writes matches this; a detector hit equal to one is ignored, so the
 # residual scan never counts the engine's own output.
@@ -73,13 +74,16 @@ LB_IPV6 = _lb(r"\w:")
 KW_B = r"(?:(?<=\\[nrt])|\b)"
 # Digits: not glued to a word, an amount or a path, and not the middle of a longer digit run
 # ("9400 1000 0000 …" is a tracking number, not a phone or card that starts at "0000").
-LB_DIGIT = _lb(r"\w@$%&+./,\-") + r"(?:(?=[+(%])|(?<!\d[ .\-]))"
+LB_DIGIT = _lb(r"\w@$%&+./,\-") + r"(?:(?=[+(%])|(?<!\d[ .\-:]))"
 # Right boundary for digits: a trailing extension ("x123") is allowed, more digits are not.
-RB_DIGIT = r"(?![0-9A-Za-wyz_@]|x(?!\d)|[.,\-/]\d)"
+RB_DIGIT = r"(?![0-9A-Za-wyz_@]|x(?!\d)|[.,\-/:]\d)"
 _SEP = r"(?:[ .\-]|%20)"
 _B = r"(?:\b|\\[nrt])"  # RE2 stand-in for the left boundary
 
 Validator = Callable[[str], int]
+# A validator that sees the value in its text (``text, start, end``): the assignment rules ask
+# whether the value was quoted.
+ContextValidator = Callable[[str, int, int], int]
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,7 @@ class Detector:
     # this boundary holds: "+44 20 7946 0958 536-22-1234" is a phone, then an SSN, not one
     # 21-digit non-phone.
     right: str | None = None
+    validate_at: ContextValidator | None = None
 
     def compiled(self) -> re.Pattern[str]:
         return re.compile(self.pattern)
@@ -111,12 +116,24 @@ def _whole(ok: Callable[[str], bool]) -> Validator:
 
 
 _DATE_LIKE = re.compile(r"^\d{1,4}[./\-]\d{1,2}[./\-]\d{1,4}$")
+# A date anywhere in a phone candidate (``03/03/2023 19``, ``2023-03-03 1956``): not a phone.
+_HAS_DATE = re.compile(
+    r"(?<!\d)(?:\d{1,2}([./\-])\d{1,2}\1(?:\d{4}|\d{2})|\d{4}([./\-])\d{1,2}\2\d{1,2})(?!\d)"
+)
+# An extension written after the number ("x1234", "ext. 12"): part of the value, not its digits.
+EXT = r"(?:[ \t]?(?i:x|ext\.?|extn\.?|extension)[ \t]?\d{1,6})"
+_EXT_TAIL = re.compile(EXT + "$")
+
+
+def _number_part(value: str) -> str:
+    return _EXT_TAIL.sub("", value)
 
 
 def _phone_digits(lo: int, hi: int) -> Validator:
     def check(value: str) -> int:
-        digits = checksums.only_digits(value.replace("%2B", "+"))
-        if not lo <= len(digits) <= hi or _DATE_LIKE.match(value):
+        number = _number_part(value)
+        digits = checksums.only_digits(number.replace("%2B", "+"))
+        if not lo <= len(digits) <= hi or _DATE_LIKE.match(number) or _HAS_DATE.search(number):
             return 0
         return len(value)
 
@@ -124,14 +141,17 @@ def _phone_digits(lo: int, hi: int) -> Validator:
 
 
 def _national_ok(value: str) -> int:
-    digits = checksums.only_digits(value)
-    if digits.startswith("00") or not 9 <= len(digits) <= 12 or _DATE_LIKE.match(value):
+    number = _number_part(value)
+    digits = checksums.only_digits(number)
+    if digits.startswith("00") or not 9 <= len(digits) <= 12 or _DATE_LIKE.match(number):
+        return 0
+    if _HAS_DATE.search(number):
         return 0
     return len(value)
 
 
 def _nanp_ok(value: str) -> int:
-    digits = checksums.only_digits(value)
+    digits = checksums.only_digits(_number_part(value))
     if len(digits) == 11 and digits[0] == "1":
         digits = digits[1:]
     elif len(digits) == 13 and digits.startswith("001"):
@@ -141,17 +161,61 @@ def _nanp_ok(value: str) -> int:
     return len(value)
 
 
+def _assignment_ok(text: str, start: int, end: int) -> int:
+    """A value after a secret-named key: a quoted literal or a secret-shaped bare token only."""
+    value = text[start:end]
+    quoted = start > 0 and text[start - 1] in "\"'`"
+    ok = literals.quoted_secret(value) if quoted else literals.bare_secret(value)
+    return end - start if ok else 0
+
+
+# Loopback, unspecified, documentation (RFC 5737, RFC 3849) and IPv4 "reserved" (240/4, which
+# holds the netmasks 255.x.x.x): kept by default (``redaction.keep_reserved_ips``).
+_DOC_NETS = tuple(
+    ipaddress.ip_network(n)
+    for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
+)
+
+
+def reserved_ip(value: str) -> bool:
+    """Whether an address (IPv4, IPv6, with or without ``%zone``) is one nobody owns."""
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback or ip.is_unspecified:
+        return True
+    if isinstance(ip, ipaddress.IPv4Address) and ip.is_reserved:
+        return True
+    return any(ip in net for net in _DOC_NETS)
+
+
+def _ip_validator(ok: Callable[[str], bool], keep_reserved: bool) -> Validator:
+    def check(value: str) -> int:
+        if not ok(value) or (keep_reserved and reserved_ip(value)):
+            return 0
+        return len(value)
+
+    return check
+
+
 # --- loose markers (shared); order in the combined marker matters: RE2 takes the first
 # alternative that matches at the leftmost position, so the wider tokens come first.
-M_EMAIL = r"[A-Za-z0-9._%+\-]+(?:@|%40)[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+"
-M_IBAN = r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]{1,4}){3,9}"
+# Non-ASCII letters (internationalised addresses) in a syntax both RE2 and Python read.
+_U = r"[^\x00-\x7f]"
+M_EMAIL = (
+    rf"(?:[A-Za-z0-9._%+\-]|{_U})+(?:@|%40)(?:[A-Za-z0-9\-]|{_U})+(?:\.(?:[A-Za-z0-9\-]|{_U})+)+"
+)
+M_IBAN = r"[A-Z]{2}\d{2}(?:[ \-]?[A-Z0-9]){11,30}"
 M_HEXCOLON = (
     r"[0-9A-Fa-f]{0,4}(?:::?[0-9A-Fa-f]{1,4}){2,7}(?:::)?|[0-9A-Fa-f]{1,4}::[0-9A-Fa-f]{1,4}"
     r"|::[0-9A-Fa-f]{1,4}"
 )
 M_MACDOT = r"[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}"
 # At least 8 digits: every phone, card and SSN has that many, most prices and ids do not.
-M_DIGITS = r"(?:\+|%2B|00)?\(?\d(?:\)?(?:[ .\-/]|%20)?\(?\d){7,}\)?"
+M_DIGITS = rf"(?:\+|%2B|00)?\(?\d(?:\)?(?:[ .\-/]|%20)?\(?\d){{7,}}\)?{EXT}?"
 M_IPV4 = r"\d{1,3}(?:\.\d{1,3}){3}"
 M_CRYPTO = r"[13][1-9A-HJ-NP-Za-km-z]{25,34}|(?:bc|BC)1[0-9A-Za-z]{8,87}|0x[0-9a-fA-F]{40}"
 
@@ -175,24 +239,31 @@ _SECRET_WORDS = (
     r"client_secret|secret_key|secret|api_key|apikey|access_token|auth_token|refresh_token"
     r"|aws_secret_access_key|token"
 )
-_KV_VALUE = r"""[^\s"'&;,<>\\]"""
-# After the keyword: "=value", JSON '"key": "value"' (quotes possibly escaped), or ": value" only
-# when the value holds a non-letter (so "Password: reset link sent" is prose, not a secret).
-_KV_SEP = (
-    rf"""(?:\s*=\s*\\?["']?|\\?["']\s*:\s*\\?["']|\s*:\s*(?={_KV_VALUE}*[^A-Za-z\s"'&;,<>\\]))"""
+# The key: the word on a word boundary, after ``_`` (``DB_PASSWORD``, ``stripe_secret_key``) or
+# at a camelCase hump (``dbPassword``, ``clientSecret``); a JSON escape before it counts too.
+_KV_KEY_B = r"(?:(?<=\\[nrt])|\b|(?<=_)|(?<=[a-z0-9])(?=[A-Z]))"
+# After the key, on the same line: ``=``, ``:=``, ``=>``, ``:`` (possibly after the key's closing
+# quote, as in JSON and PHP arrays), or whitespace before a quote (SQL ``PASSWORD 'x'``). Then
+# a quoted literal (the quote kind must close it) or a bare token; :func:`_assignment_ok`
+# decides which of those are values (see :mod:`ratchet.redaction.literals`).
+_KV_SEP = r"""(?:(?:\\?["'])?[ \t]*(?::=|=>|=|:)[ \t]*|[ \t]+(?=\\?["']))"""
+_KV_VALUE = (
+    r"""(?P<q>\\?["'`])?(?P<v>(?(q)[^\s"'`\\]+|[^\s"'`&;,<>\\]+))"""
+    r"""(?(q)(?=(?P=q))|(?=[\s"'`&;,<>\\]|$))"""
 )
-_KV_SEP_RE2 = r"""(?:\\?["'])?\s*[=:]\s*(?:\\?["'])?"""
+_KV_SEP_RE2 = r"""(?:\\?["'])?(?:[ \t]*(?::=|=>|=|:)[ \t]*|[ \t]+\\?["'])(?:\\?["'`])?"""
 
 
 def _kv(type_: str, rule: str, words: str, needles: tuple[str, ...]) -> Detector:
     return Detector(
         type=type_,
         rule=rule,
-        pattern=rf"(?i:{KW_B}(?:{words}))(?-i:{_KV_SEP})(?P<v>{_KV_VALUE}{{4,}})",
-        shape=rf"(?i:{words}){_KV_SEP_RE2}{_KV_VALUE}{{4}}",
-        marker=rf"(?i:{words}){_KV_SEP_RE2}{_KV_VALUE}+",
+        pattern=rf"{_KV_KEY_B}(?i:{words}){_KV_SEP}{_KV_VALUE}",
+        shape=rf"(?i:{words}){_KV_SEP_RE2}[^\s\\]{{4}}",
+        marker=rf"(?i:{words}){_KV_SEP_RE2}[^\s\\]+",
         min_len=7,
         needles=needles,
+        validate_at=_assignment_ok,
     )
 
 
@@ -247,17 +318,20 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
     Detector(
         "EMAIL",
         "email",
-        rf"{LB_EMAIL}(?P<v>[A-Za-z0-9._%+\-]+(?:@|%40)[A-Za-z0-9\-]+"
-        r"(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,})(?![A-Za-z0-9\-])",
-        r"[A-Za-z0-9._%+\-](?:@|%40)[A-Za-z0-9\-]+\.[A-Za-z]",
+        # Unicode letters (``jörg@müller.de``, ``用户@例子.广告``) and punycode labels and TLDs
+        # (``xn--p1ai``) included.
+        rf"{LB_EMAIL}(?P<v>[\w.%+\-]+(?:@|%40)[^\W_](?:[\w\-]*[^\W_])?"
+        r"(?:\.[^\W_](?:[\w\-]*[^\W_])?)*\.(?:[^\W\d_]{2,}|xn--[A-Za-z0-9\-]{2,}))(?![\w\-])",
+        rf"(?:[A-Za-z0-9._%+\-]|{_U})(?:@|%40)(?:[A-Za-z0-9\-]|{_U})+\.(?:[A-Za-z]|{_U})",
         M_EMAIL,
         min_len=6, needles=("@", "%40"),
     ),
     Detector(
         "IBAN",
         "iban_mod97",
-        rf"{LB_WORD}(?P<v>[A-Z]{{2}}\d{{2}}(?: ?[A-Z0-9]{{1,4}}){{3,9}})(?![A-Za-z0-9])",
-        rf"{_B}[A-Z]{{2}}\d{{2}} ?[A-Z0-9]{{4}} ?[A-Z0-9]{{4}}",
+        # Any grouping, spaces or dashes (``DE89-3704-…``, ``DE89 37040044 0532013000``).
+        rf"{LB_WORD}(?P<v>[A-Z]{{2}}\d{{2}}(?:[ \-]?[A-Z0-9]){{11,30}})(?![A-Za-z0-9])",
+        rf"{_B}[A-Z]{{2}}\d{{2}}[ \-]?[A-Z0-9]{{4}}[ \-]?[A-Z0-9]{{2}}",
         M_IBAN,
         checksums.iban_prefix_len,
         min_len=15,
@@ -271,7 +345,9 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
         rf"{RB_DIGIT}",
         # Issuers start with 2-6: USPS/UPS tracking numbers (9…, 1Z…) never become candidates.
         rf"{_B}[2-6]\d{{3}}(?:[ \-]|%20)?\d{{4}}(?:[ \-]|%20)?\d{{4}}(?:[ \-]|%20)?\d"
-        rf"|{_B}3\d{{3}}(?:[ \-]|%20)?\d{{6}}(?:[ \-]|%20)?\d{{4}}",
+        rf"|{_B}3\d{{3}}(?:[ \-]|%20)?\d{{6}}(?:[ \-]|%20)?\d{{4}}"
+        # UATP (prefix 1, 15 digits)
+        rf"|{_B}1\d{{3}}(?:[ \-]|%20)?\d{{4}}(?:[ \-]|%20)?\d{{4}}(?:[ \-]|%20)?\d{{3}}\b",
         M_DIGITS,
         checksums.card_prefix_len,
         min_len=12,
@@ -280,11 +356,11 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
     Detector(
         "US_SSN",
         "us_ssn",
-        rf"{LB_DIGIT}(?P<v>\d{{3}}(?P<s>[ \-])\d{{2}}(?P=s)\d{{4}}){RB_DIGIT}",
-        rf"{_B}\d{{3}}[ \-]\d{{2}}[ \-]\d{{4}}\b",
+        rf"{LB_DIGIT}(?P<v>\d{{3}}(?P<s>[ \-.])\d{{2}}(?P=s)\d{{4}}){RB_DIGIT}",
+        rf"{_B}\d{{3}}[ \-.]\d{{2}}[ \-.]\d{{4}}\b",
         M_DIGITS,
         _whole(checksums.ssn_ok),
-        min_len=11, needles=("-", " "),
+        min_len=11, needles=("-", " ", "."),
         right=RB_DIGIT,
     ),
     Detector(
@@ -326,26 +402,34 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
     Detector(
         "IP_ADDRESS",
         "ipv6",
-        LB_IPV6 + r"(?P<v>[0-9A-Fa-f]{0,4}(?:::?[0-9A-Fa-f]{1,4}){1,7}(?:::)?|::[0-9A-Fa-f]{1,4})"
-        r"(?![\w:]|\.\w)",
-        r"[0-9A-Fa-f]{0,4}::[0-9A-Fa-f]{1,4}|[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){5,7}",
+        # Every RFC 4291/5952 text form: compressed, embedded IPv4, a zone id; the validator
+        # (``ipaddress``) decides. A CIDR suffix stays (``[IP_ADDRESS]/64``).
+        LB_IPV6 + r"(?P<v>(?=[0-9A-Fa-f]*:[0-9A-Fa-f]*:)[0-9A-Fa-f:]{2,39}"
+        r"(?:(?<=:)\d{1,3}(?:\.\d{1,3}){3})?(?:%[A-Za-z0-9_]+(?:[.\-][A-Za-z0-9_]+)*)?)"
+        r"(?![\w:%]|\.\w)",
+        r"[0-9A-Fa-f]{0,4}::[0-9A-Fa-f]{1,4}|[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){5,7}"
+        r"|[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){1,6}::",
         M_HEXCOLON,
-        _whole(checksums.ipv6_ok),
+        _ip_validator(checksums.ipv6_ok, True),
         min_len=4, needles=(":",),
     ),
     Detector(
         "IP_ADDRESS",
         "ipv4",
-        rf"{LB_IPV4}(?P<v>\d{{1,3}}(?:\.\d{{1,3}}){{3}})(?!\w|\.\d)",
+        # Also the address in ``81.2.69.142.443`` (tcpdump's address.port): a fifth number of
+        # 2-5 digits ends the run. Longer runs (OIDs) and ``1.2.3.4.5`` stay.
+        rf"{LB_IPV4}(?P<v>\d{{1,3}}(?:\.\d{{1,3}}){{3}})(?:(?!\w|\.\d)|(?=\.\d{{2,5}}(?![\w.]|\.\d)))",
         rf"{_B}\d{{1,3}}\.\d{{1,3}}\.\d{{1,3}}\.\d{{1,3}}\b",
         M_IPV4,
-        _whole(checksums.ipv4_ok),
+        _ip_validator(checksums.ipv4_ok, True),
         min_len=7, needles=(".",),
     ),
     Detector(
         "PHONE",
         "phone_international",
-        rf"{LB_DIGIT}(?P<v>(?:\+|%2B)\d{{1,3}}(?:{_SEP}?\(?\d{{1,5}}\)?){{1,7}}){RB_DIGIT}",
+        # Also glued to the word before it ("at+1 212 555 0123", with a separator inside).
+        rf"(?:{LB_DIGIT}|(?<=[A-Za-z])(?=(?:\+|%2B)\d{{1,3}}{_SEP}))"
+        rf"(?P<v>(?:\+|%2B)\d{{1,3}}(?:{_SEP}?\(?\d{{1,5}}\)?){{1,7}}{EXT}?){RB_DIGIT}",
         r"(?:\+|%2B)\d(?:\d|[ .\-(])",
         M_DIGITS,
         _phone_digits(8, 15),
@@ -356,7 +440,7 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
         "PHONE",
         "phone_nanp",
         rf"{LB_DIGIT}(?P<v>(?:(?:\+?1|001)[ .\-]?)?(?:\([2-9]\d\d\)[ .\-]?|[2-9]\d\d[ .\-])"
-        rf"\d{{3}}[ .\-]\d{{4}}){RB_DIGIT}",
+        rf"\d{{3}}[ .\-]\d{{4}}{EXT}?){RB_DIGIT}",
         r"\(\d{3}\) ?\d{3}|\b\d{3}[ .\-]\d{3}[ .\-]\d{4}",
         M_DIGITS,
         _nanp_ok,
@@ -366,7 +450,7 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
     Detector(
         "PHONE",
         "phone_national",
-        rf"{LB_DIGIT}(?P<v>(?:\(0\d{{1,4}}\)|0\d{{1,4}})(?:(?:[ .\-/]|%20)?\d{{2,8}}){{1,4}})"
+        rf"{LB_DIGIT}(?P<v>(?:\(0\d{{1,4}}\)|0\d{{1,4}})(?:(?:[ .\-/]|%20)?\d{{2,8}}){{1,4}}{EXT}?)"
         rf"{RB_DIGIT}",
         # 0, a non-zero digit, then 7-10 more digits (any single separators): dates, times and
         # zero-padded ids have too few digits to qualify.
@@ -376,6 +460,31 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
         min_len=9,
         right=RB_DIGIT,
     ),
+    Detector(
+        "PHONE",
+        "phone_mobile_compact",
+        # National mobiles written without a trunk 0 or a country code: 11-digit Chinese
+        # (1[3-9]…), 10-digit Indian ([6-9]…, also 5-5). Not after '#' (ticket numbers).
+        rf"(?<!#){LB_DIGIT}(?P<v>(?:1[3-9]\d{{9}}|[6-9]\d{{9}}|[6-9]\d{{4}}[ \-]\d{{5}}){EXT}?)"
+        rf"{RB_DIGIT}",
+        rf"{_B}(?:1[3-9]\d{{9}}|[6-9]\d{{9}}|[6-9]\d{{4}}[ \-]\d{{5}})\b",
+        M_DIGITS,
+        _phone_digits(10, 11),
+        min_len=10,
+        right=RB_DIGIT,
+    ),
 )
 
 TYPES: tuple[str, ...] = tuple(dict.fromkeys(d.type for d in BUILTIN_DETECTORS))
+
+
+def builtin_detectors(keep_reserved_ips: bool = True) -> tuple[Detector, ...]:
+    """The built-in rules; with ``keep_reserved_ips=False`` loopback, unspecified and
+    documentation addresses are redacted like any other (``redaction.keep_reserved_ips``)."""
+    if keep_reserved_ips:
+        return BUILTIN_DETECTORS
+    checks = {"ipv4": checksums.ipv4_ok, "ipv6": checksums.ipv6_ok}
+    return tuple(
+        replace(d, validate=_ip_validator(checks[d.rule], False)) if d.rule in checks else d
+        for d in BUILTIN_DETECTORS
+    )

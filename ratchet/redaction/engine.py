@@ -48,9 +48,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ratchet.config import RedactionConfig
+from ratchet.redaction import escapes
 from ratchet.redaction.arrow import collect_leaf, transform_leaf
 from ratchet.redaction.detectors import (
-    BUILTIN_DETECTORS,
     M_CRYPTO,
     M_DIGITS,
     M_HEXCOLON,
@@ -59,6 +59,7 @@ from ratchet.redaction.detectors import (
     PLACEHOLDER_RE,
     TYPES,
     Detector,
+    builtin_detectors,
     marker_rank,
 )
 from ratchet.redaction.errors import RedactionConfigError
@@ -66,7 +67,7 @@ from ratchet.schemas import PII_COUNTS, text_columns
 
 # Bump when a built-in detector, validator or the placeholder format changes: partitions record
 # the version that redacted them, so a changed rule set is visible in the data.
-RULESET_VERSION = "1.1.0"
+RULESET_VERSION = "1.2.0"
 
 # Text columns that hold hashes, versions or enums: never redacted and never scanned (a 64-hex
 # content hash is not PII, and scanning it only costs time). Top-level column names.
@@ -126,6 +127,7 @@ _MIN_DIGITS: dict[str, int] = {
     "iban_mod97": 2,
     "btc_base58check": 1,  # starts with 1 or 3
     "ipv6": 1,  # ipv6_ok wants a digit
+    "phone_mobile_compact": 10,
 }
 # The widest look-behind of a built-in rule (``(?<=\\[nrt])``, ``(?<!\d[ .\-])``): two chars.
 _LOOKBEHIND = 2
@@ -245,7 +247,9 @@ class Redactor:
         disabled = set(self.config.disabled_types)
         # Extra patterns first: an operator's rule is more specific than the built-ins.
         self.detectors: tuple[Detector, ...] = tuple(
-            d for d in (*extras, *BUILTIN_DETECTORS) if d.type not in disabled
+            d
+            for d in (*extras, *builtin_detectors(self.config.keep_reserved_ips))
+            if d.type not in disabled
         )
         self.types: tuple[str, ...] = tuple(dict.fromkeys(d.type for d in self.detectors))
         self._rules = [
@@ -275,6 +279,9 @@ class Redactor:
         self._allow = frozenset(self.config.allow_list)
         self._min_len = min((d.min_len for d in self.detectors), default=1)
         shapes = list(dict.fromkeys(d.shape for d in self.detectors))
+        if shapes:
+            # A row whose only PII is escaped (``jane&#64;example.com``) matches no shape.
+            shapes.append(escapes.HINT_RE2)
         # RE2 takes the first alternative matching at the leftmost position: the wide, specific
         # tokens must come before the generic hex and digit runs, which would cut them short.
         markers = sorted(dict.fromkeys(d.marker for d in self.detectors), key=marker_rank)
@@ -299,6 +306,7 @@ class Redactor:
                 "extra_patterns": dict(sorted(config.extra_patterns.items())),
                 "allow_list": sorted(set(config.allow_list)),
                 "disabled_types": sorted(set(config.disabled_types)),
+                "keep_reserved_ips": config.keep_reserved_ips,
             },
             sort_keys=True,
             ensure_ascii=True,
@@ -316,6 +324,10 @@ class Redactor:
         """How much of ``text[s:e]`` the rule redacts (validator, allow-list, placeholders); 0: none."""
         validate = rule.detector.validate
         keep = e - s
+        if rule.detector.validate_at is not None:
+            keep = rule.detector.validate_at(text, s, e)
+            if not keep:
+                return 0
         if validate is not None:
             keep = validate(text[s:e])
             if not keep:
@@ -396,6 +408,29 @@ class Redactor:
         accepted.sort()
         return accepted
 
+    def _detect(self, text: str, windows: Iterable[tuple[int, int]] | None = None) -> list[tuple[int, int, str]]:
+        """Accepted spans of ``text``: in the text as written and, where it holds escapes, in
+        its decoded view (:mod:`ratchet.redaction.escapes`), mapped back so the placeholder
+        covers the whole escaped value. Where both find a value, the decoded view's span wins
+        (it is the value as a reader sees it)."""
+        spans = self._find(text, self._windows(text) if windows is None else windows)
+        if escapes.HINT.search(text) is None:
+            return spans
+        decoded, src = escapes.decode(text)
+        if not src:
+            return spans
+        mapped = [
+            (*escapes.to_original(src, s, e), t)
+            for s, e, t in self._find(decoded, self._windows(decoded))
+        ]
+        if not mapped:
+            return spans
+        merged = mapped + [
+            (s, e, t) for s, e, t in spans if all(e <= s2 or s >= e2 for s2, e2, _ in mapped)
+        ]
+        merged.sort()
+        return merged
+
     def _window_hits(
         self, text: str, a: int, b: int, endpos: int
     ) -> list[tuple[int, int, int, str]]:
@@ -459,7 +494,7 @@ class Redactor:
         for _ in range(_MAX_ROUNDS):
             if not self._maybe_pii(text):
                 break
-            spans = self._find(text, self._windows(text))
+            spans = self._detect(text)
             if not spans:
                 break
             text = self._apply(text, spans)
@@ -526,7 +561,10 @@ class Redactor:
                 windows = [
                     (ends[i - 1], ends[i]) for i in range(1, len(lengths), 2) if lengths[i]
                 ]
-            all_spans.append(self._find(text, windows) if windows else [])
+            if escapes.HINT.search(text) is not None:
+                all_spans.append(self._detect(text, windows))
+            else:
+                all_spans.append(self._find(text, windows) if windows else [])
         return texts, all_spans
 
     def _settle(self, arr: pa.Array) -> dict[int, tuple[str, Counter[str]]]:

@@ -49,7 +49,7 @@ POSITIVE = [
     ("IBAN", "NL91 ABNA 0417 1643 00"),
     ("US_SSN", "123-45-6789"),
     ("IP_ADDRESS", "192.168.1.20"),
-    ("IP_ADDRESS", "2001:db8::8a2e:370:7334"),
+    ("IP_ADDRESS", "2a00:1450::8a2e:370:7334"),
     ("IP_ADDRESS", "fe80::1"),
     ("MAC_ADDRESS", "00:1A:2B:3C:4D:5E"),
     ("MAC_ADDRESS", "00-1a-2b-3c-4d-5e"),

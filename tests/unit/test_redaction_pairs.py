@@ -41,7 +41,7 @@ SAMPLES: list[tuple[str, str]] = [
     ("CRYPTO_WALLET", "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"),
     ("CRYPTO_WALLET", "0x52908400098527886E0F7030069857D2E4169EE7"),
     ("MAC_ADDRESS", "00:1A:2B:3C:4D:5E"),
-    ("IP_ADDRESS", "2001:db8::8a2e:370:7334"),
+    ("IP_ADDRESS", "2a00:1450::8a2e:370:7334"),
     ("IP_ADDRESS", "192.168.1.20"),
     ("PHONE", "+44 20 7946 0958"),
     ("PHONE", "(415) 555-0100"),
