@@ -74,7 +74,7 @@ def generate(n: int, seed: int = 7) -> tuple[pa.Table, pa.Table]:
         "interaction_id": pa.array(iid), "timestamp": ts, "messages": messages,
         "response": pa.array(answers), "metadata": pa.array(meta, pa.string()),
         "content_hash": pa.array(["c" * 64] * n), "source_file": pa.array(["f" * 64] * n),
-        "source_line": pa.array(np.arange(n)), "ingested_at": ts,
+        "source_line": pa.array(np.arange(n)),
         "timestamp_assumed_utc": pa.array(np.zeros(n, bool)),
         "redaction_version": pa.array(["1"] * n), "pii_residual": pa.array(np.zeros(n, np.int32)),
     }
@@ -111,7 +111,6 @@ def generate(n: int, seed: int = 7) -> tuple[pa.Table, pa.Table]:
         "correction": pa.array(fco.tolist(), pa.string()),
         "content_hash": pa.array(["c" * 64] * k), "source_file": pa.array(["f" * 64] * k),
         "source_line": pa.array(np.arange(k)),
-        "ingested_at": pa.array([T0] * k, schemas.UTC_TS),
         "timestamp_assumed_utc": pa.array(np.zeros(k, bool)),
         "redaction_version": pa.array(["1"] * k), "pii_residual": pa.array(np.zeros(k, np.int32)),
     }

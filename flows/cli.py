@@ -4,11 +4,19 @@ Commands that run a pipeline stage start a Prefect flow in process (a temporary 
 starts unless ``PREFECT_API_URL`` points at a running one); commands that only read or record
 talk to the store and the database directly, so they answer in well under a second.
 Exit codes: 0 success, 1 the stage failed (the reason is printed), 2 bad usage or config.
+
+Output: a failed command prints its one-line reason once (``--verbose`` adds the traceback and
+Prefect's own console log); the core's ``ratchet`` log records show at INFO on stderr while a
+flow runs, and reach the Prefect run's logs too (``PREFECT_LOGGING_EXTRA_LOGGERS=ratchet``, set
+here unless the operator set it). A progress bar is drawn only when stderr is a terminal.
+Prefect, Great Expectations and pandas are imported only by the commands that use them, so the
+record and read commands start fast.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -29,15 +37,36 @@ app.add_typer(datasets_app, name="datasets")
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "ratchet" / "data" / "sample"
 
 
+_state = {"verbose": False}
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Tracebacks and Prefect's console log.")
+    ] = False,
+) -> None:
+    """Turn agent conversations and feedback into a better agent, only forward."""
+    _state["verbose"] = verbose
 def _quiet_prefect() -> None:
-    """Defaults that keep an offline, local run quiet and fast; an operator's values win."""
-    for key, value in {
+    """Defaults that keep an offline, local run quiet and fast; an operator's values win.
+
+    Set before Prefect is imported (it reads them at import). Prefect's console handler is
+    muted unless ``--verbose``: it repeats a failure's traceback and message several times, and
+    the CLI prints the reason once itself. The run's logs on the server keep everything.
+    """
+    defaults = {
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
         "GX_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
-        "PREFECT_LOGGING_LEVEL": "WARNING",
-    }.items():
+        "PREFECT_LOGGING_LEVEL": "INFO" if _state["verbose"] else "WARNING",
+        "PREFECT_LOGGING_EXTRA_LOGGERS": "ratchet",
+        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+    }
+    if not _state["verbose"]:
+        defaults["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "CRITICAL"
+    for key, value in defaults.items():
         os.environ.setdefault(key, value)
     import logging
 
@@ -45,6 +74,79 @@ def _quiet_prefect() -> None:
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 
+    _show_core_logs()
+
+
+class _StderrHandler(logging.Handler):
+    """The core's records on the current ``sys.stderr`` (looked up per record: tests swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            _clear_bar()
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:  # noqa: BLE001 - a log line must never fail the command
+            self.handleError(record)
+
+
+def _show_core_logs() -> None:
+    """``ratchet`` records at INFO (DEBUG with ``--verbose``) on stderr, once; and a progress
+    bar when stderr is a terminal."""
+    logger = logging.getLogger("ratchet")
+    logger.setLevel(logging.DEBUG if _state["verbose"] else logging.INFO)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler(logging.INFO)
+        handler.setFormatter(logging.Formatter("%(levelname).1s %(message)s"))
+        logger.addHandler(handler)
+    logger.propagate = False  # the root's console handler would print each record again
+    from tasks import runtime
+
+    if sys.stderr.isatty() and _draw_bar not in runtime.progress_listeners:
+        runtime.progress_listeners.append(_draw_bar)
+
+
+_bar = {"drawn": False}
+
+
+def _draw_bar(key: str, percent: float, label: str) -> None:
+    """``[#####.....]  50% label`` on one stderr line, redrawn in place."""
+    width = 30
+    filled = int(width * percent / 100)
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {percent:5.1f}% {label[:60]}")
+    sys.stderr.flush()
+    _bar["drawn"] = percent < 100
+    if percent >= 100:
+        sys.stderr.write("\n")
+
+
+def _clear_bar() -> None:
+    if _bar["drawn"]:
+        sys.stderr.write("\r\033[K")
+        _bar["drawn"] = False
+
+
+def _reason(exc: BaseException) -> str:
+    """The exception as one line: its type and its (value-free) message."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _run_flow(flow_fn: Any, **params: Any) -> Any:
+    """Run a flow in process; on failure print the reason once and exit 1 (``--verbose``: and
+    the traceback)."""
+    try:
+        return flow_fn(**params)
+    except Exception as exc:
+        raise _fail_exc(exc) from None
+
+
+def _fail_exc(exc: BaseException) -> typer.Exit:
+    """Exit 1 with the exception's one-line reason (``--verbose``: its traceback first)."""
+    _clear_bar()
+    if _state["verbose"]:
+        import traceback
+
+        traceback.print_exception(exc)
+    return _fail(_reason(exc))
 def _fail(message: str, code: int = 1) -> typer.Exit:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     return typer.Exit(code)
@@ -71,10 +173,24 @@ def _check_config() -> None:
 
 def _print_summary(title: str, summary: dict[str, Any]) -> None:
     typer.echo(f"{title}:")
+def _readable(value: Any) -> str:
+    """A value as words: counts as ``name 3, other 1``, nothing as ``none``, never a dict."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_readable(v)}" for k, v in sorted(value.items())) or "none"
+    if isinstance(value, list | tuple):
+        return ", ".join(_readable(v) for v in value) or "none"
+    if value is None:
+        return "-"
+    return str(value)
+
+
     for key, value in summary.items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k}={v}" for k, v in sorted(value.items())) or "-"
-        typer.echo(f"  {key}: {value}")
+        if isinstance(value, dict) and value and all(isinstance(v, str) for v in value.values()):
+            typer.echo(f"  {key.replace('_', ' ')}:")  # e.g. versions: one line each
+            for k, v in sorted(value.items()):
+                typer.echo(f"    {k}: {v}")
+            continue
+        typer.echo(f"  {key.replace('_', ' ')}: {_readable(value)}")
 
 
 @config_app.command("show")
@@ -117,10 +233,8 @@ def ingest(
         expand_inputs(list(paths) + list(feedback or []))
     except InputError as exc:
         raise _fail(str(exc), 2) from None
-    try:
-        summary = ingest_flow(paths=list(paths), feedback_paths=list(feedback or []), agent=agent, fmt=fmt)
-    except Exception as exc:
-        raise _fail(f"{type(exc).__name__}: {exc}") from None
+    summary = _run_flow(ingest_flow, paths=list(paths), feedback_paths=list(feedback or []),
+                        agent=agent, fmt=fmt)
     _print_summary("ingest", summary)
 
 
@@ -129,8 +243,12 @@ def weekly(
     sample: Annotated[
         bool, typer.Option(help="Run on the bundled sample (ratchet/data/sample).")
     ] = False,
-    logs: Annotated[list[str] | None, typer.Option(help="Interaction files or folders.")] = None,
-    feedback: Annotated[list[str] | None, typer.Option(help="Feedback files.")] = None,
+    logs: Annotated[
+        list[str] | None, typer.Option(help="Interaction files or folders (default: inbox).")
+    ] = None,
+    feedback: Annotated[
+        list[str] | None, typer.Option(help="Feedback files or folders (default: inbox).")
+    ] = None,
     since: Annotated[
         str | None, typer.Option(help="Curate feedback from this date/time (UTC if no zone).")
     ] = None,
@@ -140,7 +258,9 @@ def weekly(
 ) -> None:
     """The weekly improvement flow: every stage built so far, chained.
 
-    Curates the feedback of the 7 days before --until (default now); with --sample, all of it.
+    Reads --logs/--feedback, or else the inbox ($RATCHET_INBOX/logs and /feedback, default
+    $RATCHET_HOME/inbox); curates the feedback of the 7 days before --until (default now);
+    with --sample, the bundled sample, all of it.
     """
     _quiet_prefect()
     _check_config()
@@ -150,22 +270,35 @@ def weekly(
         logs = [str(p) for p in sorted(SAMPLE_DIR.glob("interactions-*.jsonl*"))]
         logs += [str(p) for p in sorted(SAMPLE_DIR.glob("openai-chat*.jsonl*"))]
         feedback = [str(p) for p in sorted(SAMPLE_DIR.glob("feedback-*.jsonl*"))]
-    if not logs and not feedback:
-        raise _fail("give --sample, or --logs/--feedback files", 2)
     since_utc, until_utc = _when(since, "--since"), _when(until, "--until")
-    try:
-        summary = weekly_flow(
-            paths=list(logs or []), feedback_paths=list(feedback or []), since=since_utc,
-            until=until_utc, all_time=sample and since_utc is None,
-        )
-    except Exception as exc:
-        raise _fail(f"{type(exc).__name__}: {exc}") from None
+    if since_utc and until_utc and since_utc >= until_utc:
+        raise _fail("--since must be before --until", 2)
+    _check_paths(list(logs or []) + list(feedback or []))
+    if not logs and not feedback:  # the inbox: RATCHET_INBOX/logs and /feedback
+        logs = feedback = None
+    summary = _run_flow(
+        weekly_flow, paths=logs if logs is None else list(logs),
+        feedback_paths=feedback if feedback is None else list(feedback or []),
+        since=since_utc, until=until_utc, all_time=sample and since_utc is None,
+    )  # fmt: skip
+    if "ingest" not in summary:
+        typer.echo("ingest: nothing to ingest (the inbox is empty)")
     for stage, result in summary.items():
         _print_summary(stage, {k: v for k, v in result.items() if k != "reports"})
 
 
 def _when(value: str | None, option: str) -> Any:
     """A UTC datetime from YYYY-MM-DD or an ISO date-time (no zone: UTC); exit 2 if invalid."""
+def _check_paths(specs: list[str]) -> None:
+    """Every path, folder or glob given must exist or match (exit 2 naming it), before any
+    flow starts: the same rule as ``ratchet ingest``."""
+    import glob
+
+    for spec in specs:
+        if not Path(spec).exists() and not glob.glob(spec, recursive=True):
+            raise _fail(f"no input files match {spec!r}", 2)
+
+
     from ratchet.curation.select import to_utc
 
     try:
@@ -196,10 +329,7 @@ def curate(
         raise _fail("--since must be before --until", 2)
     from flows.curate import curate_flow
 
-    try:
-        summary = curate_flow(agent=agent, since=since_utc, until=until_utc)
-    except Exception as exc:
-        raise _fail(f"{type(exc).__name__}: {exc}") from None
+    summary = _run_flow(curate_flow, agent=agent, since=since_utc, until=until_utc)
     _print_summary("curate", {k: v for k, v in summary.items() if k != "reports"})
 
 
@@ -259,7 +389,7 @@ def _report_recorded(report: dict[str, Any], unlabelled: int = 0) -> None:
     typer.echo(
         f"recorded {stored} feedback event(s); already stored {sum(report['skipped_stored'].values())}; "
         f"quarantined {sum(report['quarantined'].values())}"
-        + (f" {report['quarantined']}" if report["quarantined"] else "")
+        + (f" ({_readable(report['quarantined'])})" if report["quarantined"] else "")
         + (f"; rows without a label skipped: {unlabelled}" if unlabelled else "")
     )
     typer.echo("the next curate run whose window includes now will use them")
@@ -310,7 +440,7 @@ def feedback_add(
         try:
             report = _record_feedback_file(path, owner)
         except Exception as exc:
-            raise _fail(f"{type(exc).__name__}: {exc}") from None
+            raise _fail_exc(exc) from None
     _report_recorded(report)
 
 
@@ -341,7 +471,7 @@ def feedback_import(
         try:
             report = _record_feedback_file(file, agent)
         except Exception as exc:
-            raise _fail(f"{type(exc).__name__}: {exc}") from None
+            raise _fail_exc(exc) from None
         _report_recorded(report)
         return
     try:
@@ -359,7 +489,7 @@ def feedback_import(
         try:
             report = _record_feedback_file(path, agent)
         except Exception as exc:
-            raise _fail(f"{type(exc).__name__}: {exc}") from None
+            raise _fail_exc(exc) from None
     _report_recorded(report, labels.unlabelled)
 
 
@@ -504,8 +634,7 @@ def export_version(
         typer.secho(f"error: {exc.format} export of {version} is invalid; nothing written",
                     fg=typer.colors.RED, err=True)
         for v_ in exc.violations:
-            where = f" ({v_.where})" if v_.where else ""
-            typer.echo(f"  line {v_.line}: {v_.rule}{where}", err=True)
+            typer.echo(f"  {v_.describe()}", err=True)
         raise typer.Exit(1) from None
     for r in results:
         typer.echo(f"wrote {r.path} ({r.rows} examples, {r.bytes} bytes, sha256 {r.sha256[:12]}, "

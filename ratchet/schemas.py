@@ -8,13 +8,18 @@ files, suites and ORM tables alike.
 Versioning: ``SCHEMA_VERSION`` is ``MAJOR.MINOR``. A record that declares a newer *major* than
 the code knows is quarantined at ingest (it may mean something this code would misread); a newer
 minor is accepted and its unknown fields land in ``extra``.
+
+1.1 dropped the clock columns ``ingested_at`` and ``quarantined_at``: a row's bytes must depend
+on its input only, so a rerun writes the same part under the same name. The time of arrival is
+the ledger's (``parts.created_at``, ``record_keys.first_seen_at``). Parts written under 1.0 still
+read: the store drops a column named in ``RETIRED_COLUMNS`` when it reads one.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 SCHEMA_MAJOR = 1
 
 UTC_TS = pa.timestamp("us", tz="UTC")
@@ -47,18 +52,22 @@ VALID_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "fu
 # Per-record PII counts by type, e.g. {"EMAIL": 2, "PHONE": 1}.
 PII_COUNTS = pa.map_(pa.string(), pa.int32())
 
+# Columns that older parts may hold and no schema has any more: dropped when read (see above).
+RETIRED_COLUMNS = frozenset({"ingested_at", "quarantined_at"})
+
 # Columns every redacted, stored record carries (provenance and the privacy audit trail).
 _PROVENANCE = [
     pa.field("content_hash", pa.string(), nullable=False),  # identity of the content, hex sha256
     pa.field("source_file", pa.string(), nullable=False),  # sha256 of the source file
     pa.field("source_line", pa.int64(), nullable=False),  # 1-based line in the source file
-    pa.field("ingested_at", UTC_TS, nullable=False),
     pa.field("timestamp_assumed_utc", pa.bool_(), nullable=False),  # input had no zone
     pa.field("redaction_version", pa.string(), nullable=False),
     pa.field("pii_counts", PII_COUNTS),
     pa.field("pii_residual", pa.int32(), nullable=False),  # residual-scan hits after redaction
     pa.field("extra", pa.string()),  # unknown input fields as a JSON object, redacted
 ]
+# Not content: left out of the content hash (ratchet.ingest.identity). ``extra`` is content.
+PROVENANCE_COLUMNS = frozenset(f.name for f in _PROVENANCE) - {"extra"}
 
 INTERACTIONS = pa.schema(
     [
@@ -131,7 +140,6 @@ QUARANTINE = pa.schema(
         pa.field("agent_id", pa.string()),
         pa.field("raw_redacted", pa.string()),  # the line, redacted, truncated
         pa.field("redaction_version", pa.string(), nullable=False),
-        pa.field("quarantined_at", UTC_TS, nullable=False),
     ],
     metadata={"table": "quarantine", "schema_version": SCHEMA_VERSION},
 )

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ratchet.schemas import fingerprint
+from ratchet.schemas import RETIRED_COLUMNS, fingerprint
 
 _AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 COMPRESSION = "zstd"
@@ -235,7 +235,8 @@ class Store:
                 table = pq.read_table(src)
         except OSError as exc:
             raise StoreError(f"cannot read {rel}: {exc}") from exc
-        table = conform(table, schema)
+        retired = [c for c in table.column_names if c in RETIRED_COLUMNS and c not in schema.names]
+        table = conform(table.drop_columns(retired) if retired else table, schema)
         return table.select(columns) if columns else table
 
     def read_tables(

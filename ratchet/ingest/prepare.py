@@ -8,21 +8,28 @@ the ledger (already stored? conflicting? tombstoned?) are left to the caller.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
 
 from ratchet.config import PipelineConfig, RedactionConfig
 from ratchet.ingest.adapters import from_openai_chat, looks_like_openai_chat
+from ratchet.ingest.identity import IdGuard, content_hash, derive_feedback_id, id_values
 from ratchet.ingest.reader import Line
-from ratchet.ingest.records import Parsed, Reject, TimeRules, parse_feedback, parse_interaction
+from ratchet.ingest.records import (
+    Parsed,
+    Reject,
+    TimeRules,
+    parse_feedback,
+    parse_interaction,
+)
 from ratchet.redaction import Redactor, pseudonymise_array
 from ratchet.schemas import FEEDBACK, INTERACTIONS, QUARANTINE
 from ratchet.store import valid_agent_id
@@ -45,8 +52,8 @@ class PrepareSpec:
     source: str  # sha256 of the source file
     source_name: str  # already redacted
     config: PipelineConfig
-    key: bytes  # the pseudonymisation key (also keys the content hashes)
-    now: datetime
+    key: bytes  # the pseudonymisation key (user ids, annotators, ids that hold PII)
+    now: datetime  # the run's clock: only the accepted timestamp range, never a stored value
     redaction_version: str
     redactor_cls: type[Redactor] = Redactor  # the caller's (a module-level class: it pickles)
 
@@ -81,22 +88,44 @@ def redactor_for(spec: PrepareSpec) -> Redactor:
     return _redactor(spec.redactor_cls, spec.config.redaction.model_dump_json())
 
 
-def content_hash(row: dict[str, Any], key: bytes) -> str:
-    """Keyed hash of a record's canonical content (before redaction, so two records that differ
-    only in PII still differ; keyed, so the stored hash reveals nothing about the raw text)."""
-    canonical = json.dumps(row, sort_keys=True, ensure_ascii=False, default=str)
-    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
+# A lone UTF-16 surrogate can only come from a \\uD800-\\uDFFF escape (the line is valid UTF-8):
+# this finds the lines worth walking; the walk decides.
+_SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
+# What a value the parser did not foresee may raise: the line is quarantined, the file goes on.
+_VALUE_ERRORS = (ValueError, TypeError, OverflowError, RecursionError, UnicodeError, AttributeError)
 
 
-def derive_feedback_id(row: dict[str, Any], key: bytes) -> str:
-    """An event given without an id gets one from its content: the same event twice is one."""
-    return "fb_" + content_hash({k: row[k] for k in sorted(row) if k != "feedback_id"}, key)[:32]
+def _has_lone_surrogate(obj: Any) -> bool:
+    """Whether any string (key or value) holds a code point UTF-8 cannot encode."""
+    stack = [obj]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
+
+
+def _unforeseen(exc: Exception) -> Reject:
+    """A value no rule foresaw: named by the error's type, never by the value."""
+    return Reject("invalid_value", f"a value could not be read ({type(exc).__name__})")
 
 
 def _parse_line(
     spec: PrepareSpec, line: Line, rules: TimeRules
 ) -> tuple[Parsed | None, list[Parsed], list[tuple[str, Reject]]]:
-    """One line to (interaction or None, feedback events, rejections by record kind)."""
+    """One line to (interaction or None, feedback events, rejections by record kind).
+
+    Never raises for any input: each rule's rejection names its field, and a value no rule
+    foresaw still becomes a rejection (``invalid_value``) rather than failing the file.
+    """
     own = RECORD_KIND[spec.kind]
     try:
         if line.oversize:
@@ -109,10 +138,14 @@ def _parse_line(
             obj = json.loads(text)
         except json.JSONDecodeError:
             raise Reject("not_json", "line is not valid JSON") from None
+        except ValueError:  # an integer past Python's int max str digits
+            raise Reject("not_json", "line holds a number with too many digits") from None
         except RecursionError:
             raise Reject("not_json", "line nests too deeply") from None
         if not isinstance(obj, dict):
             raise Reject("not_object", "line is JSON but not an object")
+        if _SURROGATE_ESCAPE.search(line.data) and _has_lone_surrogate(obj):
+            raise Reject("not_utf8", "a string escapes a lone UTF-16 surrogate (not valid Unicode)")
         if spec.kind == "feedback":
             return None, [parse_feedback(obj, rules, spec.default_agent)], []
         if spec.fmt == "openai-chat" or (spec.fmt == "auto" and looks_like_openai_chat(obj)):
@@ -120,26 +153,37 @@ def _parse_line(
         parsed = parse_interaction(obj, rules, spec.default_agent)
     except Reject as why:
         return None, [], [(own, why)]
+    except _VALUE_ERRORS as exc:
+        return None, [], [(own, _unforeseen(exc))]
     events, rejects = [], []
     for event in parsed.feedback:  # inline feedback: records of their own, same line
         try:
             events.append(parse_feedback(event, rules))
         except Reject as why:
             rejects.append(("feedback", why))
+        except _VALUE_ERRORS as exc:
+            rejects.append(("feedback", _unforeseen(exc)))
     return parsed, events, rejects
 
 
 def prepare_batch(spec: PrepareSpec, lines: list[Line]) -> PreparedBatch:
-    """Parse, validate, redact and scan one batch; returns only redacted data and counts."""
+    """Parse, validate, redact and scan one batch; returns only redacted data and counts.
+
+    Every non-blank line ends as stored rows or quarantine rows (or a consent drop), whatever
+    it holds; nothing in the output depends on the clock, so the same batch gives the same
+    bytes on a rerun.
+    """
     out = PreparedBatch()
     rules = spec.time_rules
     items: dict[str, list[tuple[int, Parsed]]] = {"interactions": [], "feedback": []}
-    rejects: list[tuple[int, str, Reject, bytes]] = []
+    rejects: list[tuple[int, str, Reject]] = []
+    raw: dict[int, bytes] = {}
     for line in lines:
         out.lines += 1
         if not line.data.strip():
             out.blank += 1
             continue
+        raw[line.number] = line.data
         parsed, events, bad = _parse_line(spec, line, rules)
         if parsed is not None and parsed.row["consent"] is False and events:
             out.dropped_consent += len(events)  # no consent: its inline feedback goes too
@@ -147,18 +191,48 @@ def prepare_batch(spec: PrepareSpec, lines: list[Line]) -> PreparedBatch:
         if parsed is not None:
             items["interactions"].append((line.number, parsed))
         items["feedback"].extend((line.number, e) for e in events)
-        rejects.extend((line.number, kind, why, line.data) for kind, why in bad)
+        rejects.extend((line.number, kind, why) for kind, why in bad)
     redactor = redactor_for(spec)
     for table_name, entries in items.items():
         if entries:
             out.records[table_name] += len(entries)
-            table = _build_table(spec, table_name, entries, out, redactor)
+            table = _build_table(spec, table_name, entries, out, redactor, rejects)
             if table is not None:
                 out.tables[table_name] = table
+    rejects.sort(key=lambda r: r[0])  # file order, whatever step refused the row
     out.quarantine = [
-        quarantine_row(spec, redactor, number, kind, why, raw) for number, kind, why, raw in rejects
+        quarantine_row(spec, redactor, number, kind, why, raw[number])
+        for number, kind, why in rejects
     ]
     return out
+
+
+def rows_to_table(
+    rows: list[dict[str, Any]], schema: pa.Schema
+) -> tuple[pa.Table, list[tuple[int, Reject]]]:
+    """The rows as a table, and the rows pyarrow refused (index, reason): one bad row costs
+    that row, not the batch. The reason names the column and its type, never the value."""
+    try:
+        return pa.Table.from_pylist(rows, schema=schema), []
+    except (pa.ArrowException, *_VALUE_ERRORS):
+        pass
+    good, refused = [], []
+    for i, row in enumerate(rows):
+        try:
+            pa.Table.from_pylist([row], schema=schema)
+            good.append(row)
+        except (pa.ArrowException, *_VALUE_ERRORS):
+            refused.append((i, Reject("invalid_value", _refused_column(row, schema))))
+    return pa.Table.from_pylist(good, schema=schema), refused
+
+
+def _refused_column(row: dict[str, Any], schema: pa.Schema) -> str:
+    for f in schema:
+        try:
+            pa.array([row.get(f.name)], f.type)
+        except (pa.ArrowException, *_VALUE_ERRORS):
+            return f"{f.name} does not fit its column ({f.type})"
+    return "the record does not fit the table schema"
 
 
 def _build_table(
@@ -167,27 +241,39 @@ def _build_table(
     entries: list[tuple[int, Parsed]],
     out: PreparedBatch,
     redactor: Redactor,
+    rejects: list[tuple[int, str, Reject]],
 ) -> pa.Table | None:
-    rows = []
+    """Valid records to a redacted table: ids checked, people pseudonymised, text redacted,
+    content hashes (and derived feedback ids) over the stored form, residual scan last."""
+    kept = []
     for number, parsed in entries:
-        row = parsed.row
-        if table_name == "interactions" and row["consent"] is False:
+        if table_name == "interactions" and parsed.row["consent"] is False:
             out.dropped_consent += 1
-            continue
-        if table_name == "feedback" and row["feedback_id"] is None:
-            row["feedback_id"] = derive_feedback_id(row, spec.key)
-        row = dict(row)
-        row.update(
-            content_hash=content_hash(row, spec.key), source_file=spec.source,
-            source_line=number, ingested_at=spec.now, timestamp_assumed_utc=parsed.assumed_utc,
-            redaction_version=spec.redaction_version, pii_residual=0,
-        )  # fmt: skip
-        out.assumed_utc += parsed.assumed_utc
+        else:
+            kept.append((number, parsed))
+    guard = IdGuard(redactor, spec.key)
+    guard.check(v for _, parsed in kept for v in id_values(parsed.row, table_name))
+    rows = []
+    for number, parsed in kept:
+        row = {
+            **guard.apply(parsed.row, table_name), "content_hash": "", "source_file": spec.source,
+            "source_line": number, "timestamp_assumed_utc": parsed.assumed_utc,
+            "redaction_version": spec.redaction_version, "pii_residual": 0,
+        }  # fmt: skip
+        if table_name == "feedback":
+            row["feedback_id"] = row["feedback_id"] or ""  # derived from the stored form below
         rows.append(row)
+    schema = SCHEMA[table_name]
+    table, refused = rows_to_table(rows, schema)
+    for i, why in refused:
+        rejects.append((rows[i]["source_line"], RECORD_KIND[table_name], why))
+    out.records[table_name] -= len(refused)
+    if refused:
+        skip = {i for i, _ in refused}
+        rows = [r for i, r in enumerate(rows) if i not in skip]
     if not rows:
         return None
-    schema = SCHEMA[table_name]
-    table = pa.Table.from_pylist(rows, schema=schema)
+    out.assumed_utc += sum(r["timestamp_assumed_utc"] for r in rows)
     col = PSEUDONYM_COLUMN[table_name]
     table = table.set_column(
         schema.get_field_index(col), col, pseudonymise_array(table.column(col), spec.key)
@@ -197,9 +283,40 @@ def _build_table(
     table = redacted.table.set_column(
         schema.get_field_index("pii_counts"), "pii_counts", redacted.pii_counts
     )
+    table = _with_hashes(table, table_name, rows, redacted.pii_counts, guard.visible)
     return table.set_column(
         schema.get_field_index("pii_residual"), "pii_residual", redactor.scan_table(table)
     )
+
+
+def _with_hashes(
+    table: pa.Table, table_name: str, rows: list[dict[str, Any]], pii_counts: pa.MapArray,
+    visible: dict[str, str],
+) -> pa.Table:  # fmt: skip
+    """Content hashes (and derived feedback ids) over the stored form of each row. A row the
+    redactor did not change is its parsed dict (pseudonymised fields only enter the hash as
+    present/absent), so only rows with hits are read back from the table."""
+    offsets = pii_counts.offsets.to_numpy()
+    hit = [int(i) for i in np.flatnonzero(offsets[1:] - offsets[:-1])]
+    stored = dict(zip(hit, table.take(hit).to_pylist(), strict=True)) if hit else {}
+    ids = table.column("feedback_id").to_pylist() if table_name == "feedback" else None
+    hashes = []
+    for i, row in enumerate(rows):
+        content = stored.get(i, row)
+        if ids is not None:
+            if not ids[i]:
+                ids[i] = derive_feedback_id(content, visible)
+            content = {**content, "feedback_id": ids[i]}
+        hashes.append(content_hash(content, table_name, visible))
+    schema = table.schema
+    table = table.set_column(
+        schema.get_field_index("content_hash"), "content_hash", pa.array(hashes, pa.string())
+    )
+    if ids is not None:
+        table = table.set_column(
+            schema.get_field_index("feedback_id"), "feedback_id", pa.array(ids, pa.string())
+        )
+    return table
 
 
 def quarantine_row(
@@ -219,7 +336,6 @@ def quarantine_row(
         "agent_id": _agent_hint(raw),
         "raw_redacted": redacted,
         "redaction_version": spec.redaction_version,
-        "quarantined_at": spec.now,
     }
 
 

@@ -51,13 +51,20 @@ class TimeRules:
     latest: datetime
 
 
+INT64_MAX = 2**63 - 1
+
+
 @dataclass
 class Parsed:
-    """A valid record: canonical column values, plus inline feedback events to split off."""
+    """A valid record: canonical column values, plus inline feedback events to split off.
+
+    ``feedback`` holds the inline events as given (any JSON value): each is validated on its
+    own, so a broken event is quarantined alone and the interaction it rides on is still stored.
+    """
 
     row: dict[str, Any]
     assumed_utc: bool
-    feedback: list[dict[str, Any]]
+    feedback: list[Any]
 
 
 # --- scalar checks --------------------------------------------------------------------------
@@ -70,7 +77,10 @@ def _str(obj: dict[str, Any], key: str, *, required: bool = False) -> str | None
     if isinstance(value, bool):
         raise Reject("wrong_type", f"{key} must be a string")
     if isinstance(value, int):  # integer ids are common and unambiguous
-        return str(value)
+        try:
+            return str(value)
+        except ValueError:  # past Python's int max str digits
+            raise Reject("invalid_value", f"{key} has too many digits") from None
     if not isinstance(value, str):
         raise Reject("wrong_type", f"{key} must be a string")
     if required and not value.strip():
@@ -91,8 +101,16 @@ def _num(obj: dict[str, Any], key: str, *, integer: bool = False) -> float | int
             raise Reject("wrong_type", f"{key} must be an integer")
         if value < 0:
             raise Reject("invalid_value", f"{key} must not be negative")
+        if value > INT64_MAX:  # the column is int64: past it, the table build would fail
+            raise Reject("invalid_value", f"{key} is out of range (over 2**63 - 1)")
         return int(value)
-    return float(value)
+    try:
+        number = float(value)  # an integer past ~1.8e308 does not fit a float
+    except OverflowError:
+        raise Reject("invalid_value", f"{key} is out of range") from None
+    if not math.isfinite(number):
+        raise Reject("invalid_value", f"{key} must be finite")
+    return number
 
 
 def _str_list(obj: dict[str, Any], key: str) -> list[str] | None:
@@ -144,8 +162,8 @@ def parse_timestamp(value: Any, rules: TimeRules, key: str = "timestamp") -> tup
     if isinstance(value, bool):
         raise Reject("wrong_type", f"{key} must be an ISO-8601 string or epoch seconds")
     if isinstance(value, int | float):
-        seconds = value / 1000 if value > 1e11 else value  # epoch milliseconds are common
         try:
+            seconds = value / 1000 if value > 1e11 else value  # epoch milliseconds are common
             ts = datetime.fromtimestamp(seconds, tz=UTC)
         except (OverflowError, OSError, ValueError):
             raise Reject("bad_timestamp", f"{key} is out of range") from None
@@ -166,6 +184,17 @@ def parse_timestamp(value: Any, rules: TimeRules, key: str = "timestamp") -> tup
 
 
 # --- messages -------------------------------------------------------------------------------
+def _opt_str(obj: dict[str, Any], key: str, where: str) -> str | None:
+    """An optional string leaf of a message (an id, a name): integers are taken as text, any
+    other non-string is refused (it would fail the table build, or be dropped silently)."""
+    value = obj.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _str(obj, key)
+    raise Reject("wrong_type", f"{where}.{key} must be a string")
+
+
 def _tool_calls(value: Any, where: str) -> list[dict[str, Any]] | None:
     if value is None:
         return None
@@ -181,10 +210,13 @@ def _tool_calls(value: Any, where: str) -> list[dict[str, Any]] | None:
             args = json.dumps(args, ensure_ascii=False)
         if not isinstance(fn.get("name"), str) or not isinstance(args, str | None):
             raise Reject("wrong_type", f"{where}.tool_calls function name/arguments")
+        kind = call.get("type")
+        if kind is not None and not isinstance(kind, str):  # an enum ("function"), never a number
+            raise Reject("wrong_type", f"{where}.tool_calls.type must be a string")
         calls.append(
             {
-                "id": call.get("id") if isinstance(call.get("id"), str) else None,
-                "type": call.get("type") or "function",
+                "id": _opt_str(call, "id", f"{where}.tool_calls"),
+                "type": kind or "function",
                 "function": {"name": fn["name"], "arguments": args},
             }
         )
@@ -230,10 +262,8 @@ def parse_messages(value: Any, dropped: list[str]) -> list[dict[str, Any]]:
             {
                 "role": role,
                 "content": _content(msg.get("content"), where, dropped),
-                "name": msg.get("name") if isinstance(msg.get("name"), str) else None,
-                "tool_call_id": msg.get("tool_call_id")
-                if isinstance(msg.get("tool_call_id"), str)
-                else None,
+                "name": _opt_str(msg, "name", where),
+                "tool_call_id": _opt_str(msg, "tool_call_id", where),
                 "tool_calls": _tool_calls(msg.get("tool_calls"), where),
             }
         )
@@ -314,17 +344,17 @@ def parse_interaction(
         "extra": _extra_json(extra),
     }
     inline = obj.get("feedback")
-    if inline is None:
-        events = []
-    elif isinstance(inline, dict):
-        events = [inline]
-    elif isinstance(inline, list) and all(isinstance(e, dict) for e in inline):
-        events = list(inline)
-    else:
-        raise Reject("wrong_type", "feedback must be an object or a list of objects")
-    for event in events:  # inline events belong to this interaction, whatever they say
-        event.setdefault("interaction_id", interaction_id)
-        event.setdefault("agent_id", agent)
+    events = [] if inline is None else list(inline) if isinstance(inline, list) else [inline]
+    # An inline event is about the interaction it rides on: what it does not say (its
+    # interaction, agent, time) it takes from there. Events that are not objects stay as they
+    # are, to be quarantined on their own by the caller.
+    own = {"interaction_id": interaction_id, "agent_id": agent, "timestamp": obj.get("timestamp")}
+    events = [
+        {**event, **{k: v for k, v in own.items() if event.get(k) is None}}
+        if isinstance(event, dict)
+        else event
+        for event in events
+    ]
     return Parsed(row, assumed, events)
 
 
@@ -333,10 +363,10 @@ def parse_interaction(
 _THUMBS = {1: 1, -1: -1, "up": 1, "down": -1, "+1": 1, "-1": -1}
 
 
-def parse_feedback(
-    obj: dict[str, Any], rules: TimeRules, default_agent: str | None = None
-) -> Parsed:
+def parse_feedback(obj: Any, rules: TimeRules, default_agent: str | None = None) -> Parsed:
     """Validate a feedback event into FEEDBACK column values (feedback_id derived later)."""
+    if not isinstance(obj, dict):
+        raise Reject("wrong_type", "feedback must be an object (or a list of objects)")
     interaction_id, agent, ts, assumed = _identity(obj, rules, default_agent)
     source = obj.get("source", "user")
     if source not in FEEDBACK_SOURCES:
@@ -345,7 +375,7 @@ def parse_feedback(
     if rating is not None:
         if isinstance(rating, bool) or not isinstance(rating, int | float):
             raise Reject("wrong_type", "rating must be a number from 1 to 5")
-        if rating != int(rating) or not 1 <= rating <= 5:
+        if not 1 <= rating <= 5 or rating != int(rating):  # range first: NaN, inf, 10**80
             raise Reject("invalid_value", "rating must be an integer from 1 to 5")
         rating = int(rating)
     thumb = obj.get("thumb")

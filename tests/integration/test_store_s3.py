@@ -5,8 +5,6 @@ This is the object-store path of DESIGN.md: single PUTs under content-hashed key
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pyarrow as pa
 import pytest
 
@@ -45,7 +43,6 @@ def s3_store(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Store:
 
 
 def _rows(n: int) -> pa.Table:
-    now = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
     return pa.table(
         {
             "source_file": ["a" * 64] * n,
@@ -53,7 +50,6 @@ def _rows(n: int) -> pa.Table:
             "record_kind": ["feedback"] * n,
             "reason": ["missing_field"] * n,
             "redaction_version": ["v1"] * n,
-            "quarantined_at": [now] * n,
         }
     )
 

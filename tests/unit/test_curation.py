@@ -22,7 +22,7 @@ NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 CFG = CurationConfig(holdout_share=0.0, validation_share=0.0)
 
 _PROV = {
-    "content_hash": "c" * 64, "source_file": "f" * 64, "source_line": 1, "ingested_at": T0,
+    "content_hash": "c" * 64, "source_file": "f" * 64, "source_line": 1,
     "timestamp_assumed_utc": False, "redaction_version": "1", "pii_counts": None,
     "pii_residual": 0, "extra": None,
 }

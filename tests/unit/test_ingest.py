@@ -281,14 +281,15 @@ def test_gzip_input(ctx, tmp_path) -> None:
 
 def test_quarantine_threshold_fails_and_commits_only_quarantine(ctx, tmp_path) -> None:
     strict = ctx.config.model_copy(
-        update={"ingest": ctx.config.ingest.model_copy(update={"max_quarantine_share": 0.3})}
+        update={"ingest": ctx.config.ingest.model_copy(
+            update={"max_quarantine_share": 0.3, "min_lines_for_quarantine_share": 0})}
     )
     ctx = IngestContext(**{**ctx.__dict__, "config": strict})
     f = write_jsonl(tmp_path / "bad.jsonl", [interaction(1), "nope", "nope either", interaction(2)])
     with pytest.raises(QuarantineThresholdExceeded, match="max_quarantine_share") as err:
         ingest_file(ctx, f)
     assert "nope" not in str(err.value)
-    assert stored(ctx, "interactions").num_rows == 0
+    assert stored(ctx, "interactions").num_rows == 2  # the good lines of a file that stops stay
     assert stored(ctx, "quarantine").num_rows == 2
     with ctx.sessions() as s:
         assert repo.get_source_file(s, _hash(f)).status == "failed"

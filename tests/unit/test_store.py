@@ -12,9 +12,6 @@ from ratchet.store import SchemaMismatch, Store, StoreError, conform, valid_agen
 
 
 def _rows(n: int, reason: str = "not_json") -> pa.Table:
-    import datetime as dt
-
-    now = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
     return pa.table(
         {
             "source_file": ["f" * 64] * n,
@@ -22,7 +19,6 @@ def _rows(n: int, reason: str = "not_json") -> pa.Table:
             "record_kind": ["interaction"] * n,
             "reason": [reason] * n,
             "redaction_version": ["v1"] * n,
-            "quarantined_at": [now] * n,
         }
     )
 
