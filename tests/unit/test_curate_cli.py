@@ -179,7 +179,7 @@ def test_export_valid_and_invalid(seeded: Path, tmp_path: Path, monkeypatch) -> 
     res = runner.invoke(app, ["export", versions["sft_examples"], "--format", "openai-sft",
                               "--out", str(out)])
     assert res.exit_code == 1
-    assert "line 0: too_few_examples" in res.output
+    assert "too_few_examples (" in res.output and "export.min_examples is 10" in res.output
     assert not out.exists()
     assert runner.invoke(app, ["export", versions["sft_examples"], "--format", "openai-dpo"]
                          ).exit_code == 2
@@ -191,6 +191,15 @@ def test_export_valid_and_invalid(seeded: Path, tmp_path: Path, monkeypatch) -> 
     assert res.exit_code == 0, res.output
     lines = (out / "openai_chat.train.jsonl").read_text().splitlines()
     assert lines and all(json.loads(x)["messages"][-1]["role"] == "assistant" for x in lines)
+    # --split picks the files: this small version has no validation rows (refused, in numbers),
+    # and an unknown split is bad usage (exit 2)
+    val = tmp_path / "val"
+    res = runner.invoke(app, ["export", versions["sft_examples"], "--format", "openai-sft",
+                              "--out", str(val), "--split", "validation"])
+    assert res.exit_code == 1 and "0 examples" in res.output
+    assert not val.exists() or not list(val.iterdir())
+    assert runner.invoke(app, ["export", versions["sft_examples"], "--format", "openai-sft",
+                               "--split", "holdout"]).exit_code == 2
     res = runner.invoke(app, ["export", versions["eval_cases"], "--format", "eval-jsonl",
                               "--out", str(out)])
     assert res.exit_code == 0 and (out / "eval.jsonl").exists()
