@@ -611,6 +611,10 @@ def export_version(
     out: Annotated[
         Path | None, typer.Option(help="Folder (default ./exports/<agent>/<version>/).")
     ] = None,
+    split: Annotated[
+        str, typer.Option(help="train | validation | all (the train file, and the validation "
+                          "file when the version has validation rows). Training formats only.")
+    ] = "all",
 ) -> None:
     """Validate a registered version in a format and write it (nothing is written if invalid)."""
     from ratchet.config import load_config
@@ -627,7 +631,7 @@ def export_version(
         table = read_version(store, v)
     target = out or Path("exports") / agent / version
     try:
-        results = export_table(table, kind, fmt, target, config.export)
+        results = export_table(table, kind, fmt, target, config.export, split=split)
     except ExportFormatError as exc:
         raise _fail(str(exc), 2) from None
     except ExportValidationError as exc:
@@ -639,6 +643,8 @@ def export_version(
     for r in results:
         typer.echo(f"wrote {r.path} ({r.rows} examples, {r.bytes} bytes, sha256 {r.sha256[:12]}, "
                    f"largest example {r.max_example_tokens} tokens by {r.token_estimator})")
+        for reason, n in r.skipped.items():
+            typer.echo(f"  left out {n} row(s) of {r.path.name}: {reason}")
 
 
 @app.command("sample")
