@@ -170,6 +170,7 @@ def curate_flow(
 ) -> dict[str, Any]:
     """Curate every agent's (or one agent's) feedback of ``[since, until)`` into dataset
     versions and their exports. Returns the run's summary counts (and per-agent reports)."""
+    runtime.route_core_logs()
     logger = get_run_logger()
     settings = get_settings()
     config = load_config(settings, config_overrides)
@@ -191,7 +192,10 @@ def curate_flow(
 
     reports: list[dict[str, Any]] = []
     failures: list[str] = []
-    for a in agents:
+    progress = runtime.Progress("curate-progress", f"Curate: agents done of {len(agents)}")
+    progress.update(0.0, "curate: starting")
+    logger.info("curating %d agent(s), window %s", len(agents), window.label())
+    for done, a in enumerate(agents, start=1):
         state = curate_agent_task(a, window.since, window.until, config, run_id or None,
                                   return_state=True)
         if state.is_completed():
@@ -204,6 +208,10 @@ def curate_flow(
                 state.result()
             except Exception as exc:  # the core's own, value-free message
                 failures.append(f"{a}: {type(exc).__name__}: {exc}")
+                logger.warning("%s: failed: %s", a, type(exc).__name__)
+        progress.update(100.0 * done / len(agents), f"curate: {done}/{len(agents)} agents")
+    if not agents:
+        progress.update(100.0, "curate: no agent with feedback")
 
     summary = summarise(reports, window)
     _publish(summary, failures)

@@ -52,6 +52,11 @@ def _summarise(reports: list[dict[str, Any]]) -> dict[str, Any]:
     return total
 
 
+def _words(counts: dict[str, int]) -> str:
+    """``655 interactions, 115 feedback``: counts as words, not a Python dict."""
+    return ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing"
+
+
 def _publish(reports: list[dict[str, Any]], summary: dict[str, Any], failures: list[str]) -> None:
     create_table_artifact(
         key="ingest-files",
@@ -76,8 +81,8 @@ def _publish(reports: list[dict[str, Any]], summary: dict[str, Any], failures: l
         "",
         f"Files: {summary['files']} ({summary['files_already_ingested']} already ingested)  ",
         f"Lines read: {summary['lines']}; valid records: {summary['records']}  ",
-        f"Stored: {summary['stored']}  ",
-        f"Skipped as already stored: {summary['skipped_already_stored']}  ",
+        f"Stored: {_words(summary['stored'])}  ",
+        f"Skipped as already stored: {_words(summary['skipped_already_stored'])}  ",
         f"Dropped for consent: {summary['dropped_consent']}; skipped for tombstones: "
         f"{summary['skipped_tombstone']}; timestamps without a zone (taken as UTC): "
         f"{summary['assumed_utc']}",
@@ -128,6 +133,7 @@ def ingest_flow(
 
     ``agent`` is the default agent for lines that name none. Returns the run's summary counts.
     """
+    runtime.route_core_logs()  # the core's `ratchet` records in this run's logs (the UI)
     logger = get_run_logger()
     settings = get_settings()
     config = load_config(settings, config_overrides)

@@ -2,7 +2,9 @@
 
 It resolves its services from settings, calls the core (:func:`ratchet.curation.registry.
 curate_agent`: read from the ledger, curate, check, write, register, export) and returns the
-agent's report: counts, version ids and paths, never a frame. ``NO_CACHE``: any cache policy
+agent's report: counts, version ids and paths, never a frame. A transient database or store
+error (see :func:`tasks.runtime.is_transient`) is retried with backoff; curation is idempotent
+(a version's id is its content hash), so a retry registers nothing twice. ``NO_CACHE``: any cache policy
 turns on result persistence, and curation must never persist anything holding user text.
 """
 
@@ -21,7 +23,11 @@ from ratchet.redaction import Redactor
 from tasks import runtime
 
 
-@task(name="curate-agent", task_run_name="curate-{agent}", cache_policy=NO_CACHE)
+@task(
+    name="curate-agent", task_run_name="curate-{agent}", cache_policy=NO_CACHE,
+    retries=runtime.RETRIES, retry_delay_seconds=runtime.RETRY_DELAYS,
+    retry_jitter_factor=runtime.RETRY_JITTER, retry_condition_fn=runtime.retry_transient,
+)
 def curate_agent_task(
     agent: str,
     since: datetime | None,

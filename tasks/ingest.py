@@ -19,7 +19,11 @@ from ratchet.redaction import Redactor
 from tasks import runtime
 
 
-@task(name="ingest-file", task_run_name="ingest-{kind}-{path_name}", cache_policy=NO_CACHE)
+@task(
+    name="ingest-file", task_run_name="ingest-{kind}-{path_name}", cache_policy=NO_CACHE,
+    retries=runtime.RETRIES, retry_delay_seconds=runtime.RETRY_DELAYS,
+    retry_jitter_factor=runtime.RETRY_JITTER, retry_condition_fn=runtime.retry_transient,
+)
 def ingest_file_task(
     path: str,
     path_name: str,

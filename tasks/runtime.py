@@ -8,7 +8,13 @@ even work). Each is cached per process.
 
 from __future__ import annotations
 
+import errno
+import logging
+import re
+from collections.abc import Callable
 from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -58,3 +64,190 @@ def pseudonym_key(s: Settings) -> bytes:
     if s.pseudonym_key is not None:
         return resolve_pseudonym_key(s)
     return resolve_pseudonym_key(s, secret_block_value=_secret_block_value())
+
+
+# --- retries: transient infrastructure errors only ---------------------------------------------
+# A task is retried when its error (or anything in its cause chain) is a connection or lock
+# problem that a later attempt can outlive; bad data, a failed quality suite and config or
+# usage errors fail at once, since a retry would fail the same way.
+TRANSIENT_ERRNOS = frozenset({
+    errno.ECONNRESET, errno.ECONNREFUSED, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EPIPE,
+    errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETRESET, errno.EAGAIN,
+})  # fmt: skip
+_TRANSIENT_TEXT = re.compile(
+    r"database is locked|database table is locked|lock timeout|lock wait timeout"
+    r"|could not serialize access|deadlock detected|connection reset|connection refused"
+    r"|server closed the connection|connection (?:was )?closed|broken pipe|timed out"
+    r"|too many connections|(?:HTTP|status|response)(?: code)?:? ?5\d\d\b"
+    r"|\b5(?:00|02|03|04)\b|SlowDown|ServiceUnavailable|InternalError|RequestTimeout",
+    re.IGNORECASE,
+)
+# an OperationalError that names the schema is a bug or a missing migration, not a blip
+_PERMANENT_OPERATIONAL = re.compile(r"no such (?:table|column)|syntax error|has no column",
+                                    re.IGNORECASE)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in seen and len(seen) < 16:
+        seen.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return seen
+
+
+def _http_status(exc: BaseException) -> int | None:
+    """The HTTP status an object-store client attached to its error, when it did."""
+    for attr in ("status_code", "status", "http_status"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, int):
+            return value
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):  # botocore ClientError
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return status if isinstance(status, int) else None
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a retry may succeed: a lost connection, a lock timeout, a 5xx from a store.
+
+    Any permanent error in the chain wins (bad input, failed quality suite, config): those are
+    ``ValueError``s, :class:`~ratchet.ingest.pipeline.IngestError`,
+    :class:`~ratchet.quality.DataQualityError` and the database's own conflict errors.
+    """
+    from ratchet.db.errors import DatabaseError
+    from ratchet.quality import DataQualityError
+
+    permanent: tuple[type[BaseException], ...] = (ValueError, DataQualityError, DatabaseError)
+    try:
+        from ratchet.ingest.pipeline import IngestError
+
+        permanent += (IngestError,)
+    except ImportError:  # pragma: no cover - the ingest core always imports
+        pass
+    chain = _chain(exc)
+    if any(isinstance(e, permanent) for e in chain):
+        return False
+    for e in chain:
+        text = str(e)
+        if type(e).__name__ in ("OperationalError", "DisconnectionError", "InterfaceError"):
+            return not _PERMANENT_OPERATIONAL.search(text)
+        if isinstance(e, (ConnectionError, TimeoutError)):
+            return True
+        if isinstance(e, OSError) and e.errno in TRANSIENT_ERRNOS:
+            return True
+        status = _http_status(e)
+        if status is not None:
+            return status >= 500 or status == 429
+        if isinstance(e, OSError) and e.errno is None and _TRANSIENT_TEXT.search(text):
+            # pyarrow's S3 errors: OSError without an errno, the status in the message
+            return True
+    return False
+
+
+def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect ``retry_condition_fn``: retry a failed task run only on a transient error."""
+    try:
+        state.result()
+    except Exception as exc:
+        return is_transient(exc)
+    return False
+
+
+# backoff between attempts: 5, 20, 80 s (with jitter), enough for a lock or a restart to pass
+RETRIES = 3
+RETRY_DELAYS = [5, 20, 80]
+RETRY_JITTER = 0.5
+
+
+# --- logs: the core's `ratchet` loggers in the run's logs --------------------------------------
+def route_core_logs(level: int = logging.INFO) -> None:
+    """Send the core's ``ratchet.*`` records at ``level`` to the Prefect run's logs (the UI).
+
+    ``PREFECT_LOGGING_EXTRA_LOGGERS=ratchet`` does this when it is set before Prefect starts
+    (the CLI and the deployment set it); a worker or a test may have started Prefect without it,
+    so a flow calls this at its start as well. Idempotent.
+    """
+    logger = logging.getLogger("ratchet")
+    if logger.level == logging.NOTSET or logger.level > level:
+        logger.setLevel(level)
+    extra = logging.getLogger("prefect.extra")
+    for handler in extra.handlers:
+        if handler not in logger.handlers:
+            logger.addHandler(handler)
+
+
+# --- progress: a Prefect progress artifact, and any listener in this process (the CLI's bar) ---
+ProgressListener = Callable[[str, float, str], None]
+progress_listeners: list[ProgressListener] = []
+
+
+class Progress:
+    """One progress artifact for one piece of long work, updated as it goes (0-100)."""
+
+    def __init__(self, key: str | None, description: str) -> None:
+        self.key, self.description = key, description
+        self.artifact_id: Any = None
+        self.last = -1.0
+
+    def update(self, percent: float, label: str = "") -> None:
+        percent = max(0.0, min(100.0, float(percent)))
+        if percent - self.last < 0.5 and percent < 100.0:
+            return
+        self.last = percent
+        for listener in list(progress_listeners):
+            listener(self.key, percent, label or self.description)
+        try:
+            from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+            if self.artifact_id is None:
+                self.artifact_id = create_progress_artifact(
+                    percent, key=self.key, description=self.description
+                )
+            else:
+                update_progress_artifact(self.artifact_id, percent)
+        except Exception:  # outside a run (or a server hiccup): progress is best-effort
+            logging.getLogger("ratchet.tasks").debug("progress artifact not updated")
+
+
+def estimate_lines(path: Path, sample_bytes: int = 1 << 20) -> int:
+    """Lines in a (possibly gzipped) JSONL file, estimated from its first MiB, for progress."""
+    import gzip
+
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with path.open("rb") as raw:
+        gz = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        if gz:
+            raw.seek(-4, 2)
+            size = int.from_bytes(raw.read(4), "little") or size  # ISIZE: uncompressed mod 2^32
+            raw.seek(0)
+            head = gzip.GzipFile(fileobj=raw).read(sample_bytes)
+        else:
+            head = raw.read(sample_bytes)
+    if not head:
+        return 0
+    lines = head.count(b"\n") + (0 if head.endswith(b"\n") else 1)
+    if len(head) >= size:
+        return lines
+    return max(1, round(lines * size / len(head)))
+
+
+def batch_progress(path: Path, name: str) -> Callable[[Any], None]:
+    """An ingest ``on_batch`` callback: the file's progress (lines read of its estimated lines)
+    as a progress artifact on the task run, and to any listener (the CLI's bar)."""
+    try:
+        total = estimate_lines(path)
+    except OSError:  # unreadable here: the ingest itself reports why
+        total = 0
+    progress = Progress(key=None, description=f"Ingest progress: {name}")
+    progress.update(0.0, f"ingest {name}")
+
+    def on_batch(report: Any) -> None:
+        share = 100.0 * report.lines / total if total else 0.0
+        progress.update(min(99.0, share), f"ingest {name}: {report.lines} lines")
+
+    return on_batch
