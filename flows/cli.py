@@ -33,6 +33,8 @@ feedback_app = typer.Typer(
 app.add_typer(feedback_app, name="feedback")
 datasets_app = typer.Typer(no_args_is_help=True, help="List, show and compare dataset versions.")
 app.add_typer(datasets_app, name="datasets")
+store_app = typer.Typer(no_args_is_help=True, help="Maintain the store (orphan part files).")
+app.add_typer(store_app, name="store")
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "ratchet" / "data" / "sample"
 
@@ -645,6 +647,41 @@ def export_version(
                    f"largest example {r.max_example_tokens} tokens by {r.token_estimator})")
         for reason, n in r.skipped.items():
             typer.echo(f"  left out {n} row(s) of {r.path.name}: {reason}")
+
+
+@store_app.command("gc")
+def store_gc(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List orphans, delete nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+    grace: Annotated[
+        str, typer.Option(help="Keep files younger than this (30m, 1h, 2d, or seconds).")
+    ] = "1h",
+) -> None:
+    """Delete part files no ledger row references (left by a crashed run), older than --grace."""
+    import re
+    from datetime import timedelta
+
+    from ratchet.db import repo
+    from ratchet.store import collect_orphans
+
+    match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", grace)
+    if match is None:
+        raise _fail("--grace must be a number of seconds or like 30m, 1h, 2d", 2)
+    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    sessions, store = _db_and_store()
+
+    def referenced() -> set[str]:
+        with sessions() as s:
+            return repo.referenced_part_paths(s)
+
+    report = collect_orphans(store, referenced, grace=timedelta(seconds=int(match.group(1)) * unit),
+                             dry_run=dry_run)
+    if as_json:
+        _echo_json(report.as_dict())
+        return
+    verb = "would delete" if dry_run else "deleted"
+    typer.echo(f"{verb} {len(report.orphans)} orphan part file(s), {report.bytes} bytes; "
+               f"referenced {report.referenced}, younger than --grace {report.young}")
 
 
 @app.command("sample")

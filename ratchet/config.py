@@ -37,7 +37,14 @@ class IngestConfig(_Section):
         0.2,
         ge=0.0,
         le=1.0,
-        description="The run fails when more than this share of a file's lines is quarantined.",
+        description="The run fails when more than this share of a file's lines is quarantined "
+        "(checked after each batch, once ingest.min_lines_for_quarantine_share lines are read).",
+    )
+    min_lines_for_quarantine_share: int = Field(
+        100,
+        ge=0,
+        description="Lines a file must have had read before max_quarantine_share applies, so one "
+        "bad line in a short file does not fail it (0: from the first batch).",
     )
     earliest_timestamp: str = Field(
         "2015-01-01", description="Timestamps before this date are quarantined as bad_timestamp."

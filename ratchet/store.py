@@ -20,7 +20,9 @@ sha256, then written. On a local disk they go to a temporary name in the same fo
 renamed over the final name (``os.replace`` is atomic); on an object store a single PUT under the
 final key is atomic by itself, and a rename would be a copy. Either way a crash leaves at most a
 complete, unreferenced file that the next run overwrites with the same bytes. Readers never glob:
-they read the parts the database ledger lists, so an unreferenced part is never read.
+they read the parts the database ledger lists, so an unreferenced part is never read. Parts left
+by a run that is never repeated are removed by :func:`collect_orphans` (``ratchet store gc``),
+which spares files younger than a grace period (a concurrent run may be about to commit them).
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ import hashlib
 import io
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from dataclasses import field as dc_field
+from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -249,12 +253,84 @@ class Store:
         return pa.concat_tables([self.read_table(r, schema, columns) for r in rels])
 
 
+# --- orphan cleanup ---------------------------------------------------------------------------
+PART_PREFIXES = ("interactions", "feedback", "quarantine")
+DEFAULT_GC_GRACE = timedelta(hours=1)
+
+
+@dataclass
+class GcReport:
+    """What :func:`collect_orphans` found and did (paths relative to the store root)."""
+
+    scanned: int = 0  # part files (and leftover temporaries) under the part prefixes
+    referenced: int = 0  # of them, listed in the ledger
+    young: int = 0  # unreferenced but younger than the grace period (or of unknown age): kept
+    orphans: list[str] = dc_field(default_factory=list)  # unreferenced and old enough
+    deleted: list[str] = dc_field(default_factory=list)  # empty on a dry run
+    bytes: int = 0  # size of the orphans
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "scanned": self.scanned, "referenced": self.referenced, "young": self.young,
+            "orphans": list(self.orphans), "deleted": list(self.deleted), "bytes": self.bytes,
+            "dry_run": self.dry_run,
+        }  # fmt: skip
+
+
+def collect_orphans(
+    store: Store,
+    referenced: Callable[[], set[str]],
+    *,
+    grace: timedelta = DEFAULT_GC_GRACE,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> GcReport:
+    """Delete part files that no ledger row references, older than ``grace``.
+
+    Why: a crash between writing a part and committing it (or a file never retried) leaves a
+    complete file nobody reads. Only the part prefixes (:data:`PART_PREFIXES`) are looked at;
+    datasets, exports and models are addressed by their own tables and left alone.
+
+    Safety against a concurrent run: the files are listed *before* ``referenced()`` is asked,
+    so a part committed in between is seen as referenced; and a file younger than ``grace``
+    (modification time) is never deleted, since a running ingest writes its parts before it
+    commits them. Keep ``grace`` longer than the longest batch takes to write and commit. A
+    file whose age the filesystem does not report is kept unless ``grace`` is zero.
+    """
+    now = now or datetime.now(UTC)
+    base = store.full("")
+    found: list[pafs.FileInfo] = []
+    for prefix in PART_PREFIXES:
+        selector = pafs.FileSelector(store.full(prefix), recursive=True, allow_not_found=True)
+        found += [i for i in store.fs.get_file_info(selector) if i.type == pafs.FileType.File]
+    keep = referenced()
+    report = GcReport(scanned=len(found), dry_run=dry_run)
+    for info in sorted(found, key=lambda i: i.path):
+        rel = info.path[len(base) :].lstrip("/")
+        if rel in keep:
+            report.referenced += 1
+            continue
+        mtime = info.mtime
+        if mtime is not None and mtime.tzinfo is None:
+            mtime = mtime.replace(tzinfo=UTC)
+        if grace > timedelta(0) and (mtime is None or now - mtime < grace):
+            report.young += 1
+            continue
+        report.orphans.append(rel)
+        report.bytes += info.size or 0
+        if not dry_run:
+            store.delete(rel)
+            report.deleted.append(rel)
+    return report
+
+
 def _resolve(root: str, s3_endpoint_url: str | None) -> tuple[pafs.FileSystem, str]:
     """Pick a filesystem for a root URL: local, pyarrow's S3, or fsspec for the rest."""
     if "://" not in root or root.startswith("file://"):
         import os
 
-        path = root[len("file://") :] if root.startswith("file://") else root
+        path = root.removeprefix("file://")
         return pafs.LocalFileSystem(), os.path.abspath(path)
     scheme, rest = root.split("://", 1)
     if scheme == "s3":

@@ -391,6 +391,23 @@ def list_parts(
     return list(session.execute(stmt).scalars())
 
 
+def source_file_parts(
+    session: Session, source_file_id: str, table_name: str | None = None
+) -> list[Part]:
+    """Committed parts written from one source file (a retry reads its earlier quarantine)."""
+    stmt = select(Part).where(Part.source_file_id == source_file_id)
+    if table_name is not None:
+        _check(table_name, PART_TABLES, "part table_name")
+        stmt = stmt.where(Part.table_name == table_name)
+    return list(session.execute(stmt.order_by(Part.path)).scalars())
+
+
+def referenced_part_paths(session: Session) -> set[str]:
+    """Every part path the ledger holds, retired ones included: what orphan cleanup keeps
+    (a retired part is the erasure code's to delete, not the garbage collector's)."""
+    return set(session.execute(select(Part.path)).scalars())
+
+
 def retire_parts(session: Session, part_ids: Iterable[str]) -> int:
     """Mark parts replaced (erasure rewrite, compaction); readers stop listing them."""
     ids = sorted(set(part_ids))

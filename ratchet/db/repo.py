@@ -44,7 +44,9 @@ from ratchet.db.ledger import (
     list_parts,
     lookup_keys,
     record_part,
+    referenced_part_paths,
     retire_parts,
+    source_file_parts,
     start_pipeline_run,
 )
 from ratchet.db.tombstones import (
@@ -105,11 +107,13 @@ __all__ = [
     "production_version",
     "promote",
     "record_part",
+    "referenced_part_paths",
     "register_dataset_version",
     "reject",
     "retire_parts",
     "rollback",
     "set_traffic_share",
+    "source_file_parts",
     "start_pipeline_run",
     "tombstone_id",
     "tombstoned",

@@ -25,17 +25,18 @@ whole file's keys. A completed source file is skipped whole. The ledger's primar
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
 import threading
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -55,6 +56,7 @@ from ratchet.ingest.prepare import (
     quarantine_row,
     quarantine_table,
 )
+from ratchet.ingest.inputs import display_name, sniff_kind
 from ratchet.ingest.reader import file_sha256, iter_batches
 from ratchet.ingest.records import Reject
 from ratchet.quality import DataQualityError, QualityReport, validate_frame
@@ -62,6 +64,8 @@ from ratchet.redaction import Redactor
 from ratchet.schemas import QUARANTINE
 from ratchet.store import Store, WrittenPart, feedback_dir, interactions_dir, quarantine_dir
 
+logger = logging.getLogger(__name__)
+QuarantineKey = tuple[int, str, str]  # (source_line, record_kind, reason)
 
 
 class IngestError(RuntimeError):
@@ -83,6 +87,9 @@ class IngestContext:
     pseudonym_key: bytes
     now: datetime  # the run's clock: fixes the accepted timestamp range for the whole run
     flow_run_id: str | None = None
+    # called after each committed batch with the file's report so far (a progress bar, an
+    # artifact); counts only, never a value
+    on_batch: Callable[[FileReport], None] | None = None
 
 
 @dataclass
@@ -92,7 +99,8 @@ class FileReport:
     source_file: str
     name: str
     kind: str
-    status: str = "ingested"  # ingested | already_ingested | quarantine_threshold
+    # ingested | already_ingested | quarantine_threshold | empty | not_records
+    status: str = "ingested"
     lines: int = 0
     blank: int = 0
     records: int = 0  # valid records (interactions, or feedback events incl. inline ones)
@@ -136,6 +144,8 @@ class _Pending:
     keys: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # path -> (id, hash)
     seen: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (kind, agent, id)->hash
     frames: dict[str, list[pa.Table]] = field(default_factory=lambda: defaultdict(list))
+    # quarantine rows an earlier attempt at this file already committed: counted, not rewritten
+    quarantined_before: frozenset[QuarantineKey] = frozenset()
 
 
 def _workers(configured: int) -> int:
@@ -192,26 +202,63 @@ def _prepared_batches(
 def ingest_file(
     ctx: IngestContext,
     path: Path,
-    kind: Kind = "interactions",
+    kind: Kind | Literal["auto"] = "interactions",
     fmt: Format = "auto",
     default_agent: str | None = None,
+    source: str | None = None,
 ) -> FileReport:
     """Ingest one file; returns its report, or raises (the file is then marked failed).
 
     Each batch commits on its own once its data-quality suite passes, so memory is bounded by
     the batch size, not the file size; a rerun after a failure or a crash skips what earlier
     batches stored (same content, same keys) and carries on.
+
+    ``kind="auto"`` tells interactions from feedback by the file's content
+    (:func:`ratchet.ingest.inputs.sniff_kind`); a JSON document that is not a record (a
+    manifest) is skipped (status ``not_records``) and an empty file is reported as ``empty``:
+    both with a warning and zero counts, neither recorded in the ledger nor a failure.
+    ``source`` is the file's sha256 when the caller has it already (the flow names task runs
+    by it), so the file is not hashed twice.
+
+    The quarantine share (``ingest.max_quarantine_share``) is checked after each batch once
+    ``ingest.min_lines_for_quarantine_share`` lines have been read, so one bad line in a short
+    file never fails it. When the share stops a file, the batch that crossed it is still
+    committed whole, good records and quarantine rows, after its quality suite passes ("the good
+    lines are stored"); the batches after it are not read, and the file is marked failed. A
+    retry (after raising the share, say) skips what is stored and never writes a quarantine row
+    twice: rows an earlier attempt committed, keyed by (line, record kind, reason), are counted
+    in the share again but not rewritten.
     """
-    source = file_sha256(path)
-    name, _ = ctx.redactor.redact_text(path.name)
+    try:
+        sniffed = sniff_kind(path)
+        source = source or file_sha256(path)
+        size = path.stat().st_size
+    except OSError as exc:  # the message of an OSError holds the path: keep only its reason
+        raise IngestError(
+            f"{display_name(ctx.redactor, path.name)}: cannot read the file "
+            f"({exc.strerror or type(exc).__name__})"
+        ) from None
+    name = display_name(ctx.redactor, path.name)
+    kind_now = sniffed if kind == "auto" or sniffed == "empty" else kind
+    if kind_now in ("empty", "not_records"):
+        report = FileReport(source_file=source, name=name, kind=str(kind), status=kind_now)
+        logger.warning(
+            "%s (%s): %s, nothing to ingest", name, source[:12],
+            "empty file" if kind_now == "empty" else "a JSON document that is not a record "
+            "(a manifest?), skipped",
+        )  # fmt: skip
+        return report
+    kind = kind_now  # type: ignore[assignment]
     report = FileReport(source_file=source, name=name, kind=kind)
     with ctx.sessions() as s, s.begin():
-        _, should_process = repo.begin_source_file(
-            s, file_id=source, kind=kind, name=name, size_bytes=path.stat().st_size,
+        row, should_process = repo.begin_source_file(
+            s, file_id=source, kind=kind, name=name, size_bytes=size,
             flow_run_id=ctx.flow_run_id,
         )  # fmt: skip
+        attempts = row.attempts
     if not should_process:
         report.status = "already_ingested"
+        logger.info("%s (%s): already ingested, skipped", name, source[:12])
         return report
 
     cfg = ctx.config.ingest
@@ -220,29 +267,47 @@ def ingest_file(
         config=ctx.config, key=ctx.pseudonym_key, now=ctx.now,
         redaction_version=ctx.redactor.version, redactor_cls=type(ctx.redactor),
     )  # fmt: skip
+    before = _quarantined_before(ctx, source) if attempts > 1 else frozenset()
     quality: dict[str, QualityReport] = {}
+    logger.info("%s (%s): ingest started, %s, %d bytes", name, source[:12], kind, size)
     try:
-        for prepared in _prepared_batches(spec, path, _workers(cfg.workers)):
-            pending = _Pending()
+        for batch_no, prepared in enumerate(
+            _prepared_batches(spec, path, _workers(cfg.workers)), start=1
+        ):
+            pending = _Pending(quarantined_before=before)
             _commit_side(ctx, spec, prepared, report, pending)
             bad = sum(report.quarantined.values())
             valid_lines = report.lines - report.blank
             share = bad / valid_lines if valid_lines else 0.0
-            if share > cfg.max_quarantine_share:
-                report.status = "quarantine_threshold"
-                _commit_batch(ctx, source, pending, report, only_quarantine=True)
-                raise QuarantineThresholdExceeded(
-                    f"{report.name} ({source[:12]}): {bad} of {valid_lines} lines read so far "
-                    f"quarantined ({share:.1%} > ingest.max_quarantine_share "
-                    f"{cfg.max_quarantine_share:.1%}); reasons: {dict(report.quarantined)}. "
-                    f"Ingest of the file stopped: its quarantine rows are stored, and so are the "
-                    f"records of earlier batches, which were under the threshold."
-                )
+            stop = valid_lines >= cfg.min_lines_for_quarantine_share and share > cfg.max_quarantine_share
             for table_name, frames in pending.frames.items():
                 result = validate_frame(table_name, pa.concat_tables(frames))
                 _merge_quality(quality, result)
                 _raise_if_failed(result, report)
-            _commit_batch(ctx, source, pending, report, only_quarantine=False)
+            _commit_batch(ctx, source, pending, report)
+            logger.info(
+                "%s: batch %d committed: %d lines read, %d stored, %d quarantined so far", name,
+                batch_no, report.lines, sum(report.stored.values()),
+                sum(report.quarantined.values()),
+            )  # fmt: skip
+            if ctx.on_batch is not None:
+                ctx.on_batch(report)
+            if stop:
+                report.status = "quarantine_threshold"
+                raise QuarantineThresholdExceeded(
+                    f"{report.name} ({source[:12]}): {bad} of {valid_lines} lines read so far "
+                    f"quarantined ({share:.1%} > ingest.max_quarantine_share "
+                    f"{cfg.max_quarantine_share:.1%}, applied from "
+                    f"ingest.min_lines_for_quarantine_share {cfg.min_lines_for_quarantine_share} "
+                    f"lines); reasons: {dict(report.quarantined)}. Ingest of the file stopped: "
+                    f"the good records and quarantine rows read so far are stored, the rest of "
+                    f"the file is not read."
+                )
+    except OSError as exc:
+        error = IngestError(f"{name} ({source[:12]}): cannot read the file ({exc.strerror})")
+        with ctx.sessions() as s, s.begin():
+            repo.fail_source_file(s, source, error=str(error)[:2000])
+        raise error from None
     except Exception as exc:
         with ctx.sessions() as s, s.begin():
             repo.fail_source_file(s, source, error=f"{type(exc).__name__}: {exc}"[:2000])
@@ -251,18 +316,28 @@ def ingest_file(
         report.quality = [q.summary() for q in quality.values()]
     with ctx.sessions() as s, s.begin():
         repo.complete_source_file(s, source, lines=report.lines, counts=report.as_dict())
+    logger.info(
+        "%s: ingested: %d lines, stored %s, quarantined %d", name, report.lines,
+        ", ".join(f"{n} {t}" for t, n in sorted(report.stored.items())) or "nothing",
+        sum(report.quarantined.values()),
+    )  # fmt: skip
     return report
 
 
-def _commit_batch(
-    ctx: IngestContext, source: str, pending: _Pending, report: FileReport, *,
-    only_quarantine: bool,
-) -> None:  # fmt: skip
+def _quarantined_before(ctx: IngestContext, source: str) -> frozenset[QuarantineKey]:
+    """The quarantine rows earlier attempts at this file committed (a retry's duplicates)."""
+    with ctx.sessions() as s:
+        paths = [p.path for p in repo.source_file_parts(s, source, "quarantine")]
+    if not paths:
+        return frozenset()
+    t = ctx.store.read_tables(paths, QUARANTINE, ["source_line", "record_kind", "reason"])
+    return frozenset(zip(*(t.column(c).to_pylist() for c in t.column_names), strict=True))
+
+
+def _commit_batch(ctx: IngestContext, source: str, pending: _Pending, report: FileReport) -> None:
     """One short transaction: a batch's parts and their record keys, all or nothing."""
     with ctx.sessions() as s, s.begin():
         for table_name, part, agent, day in pending.parts:
-            if only_quarantine and table_name != "quarantine":
-                continue
             record = repo.PartRecord(
                 table_name=table_name, path=part.path, rows=part.rows,
                 content_hash=part.content_hash, redaction_version=ctx.redactor.version,
@@ -311,9 +386,13 @@ def _commit_side(
         table = prepared.tables.get(table_name)
         if table is not None:
             _store_new(ctx, spec, table_name, table, report, pending, quarantine)
+    for row in quarantine:
+        report.quarantined[row["reason"]] += 1
+    quarantine = [
+        r for r in quarantine
+        if (r["source_line"], r["record_kind"], r["reason"]) not in pending.quarantined_before
+    ]
     if quarantine:
-        for row in quarantine:
-            report.quarantined[row["reason"]] += 1
         q = quarantine_table(quarantine)
         part = ctx.store.write_part(quarantine_dir(spec.source), q, QUARANTINE)
         pending.parts.append(("quarantine", part, None, None))
