@@ -6,14 +6,25 @@ lives in the module named for it: ``signals`` (current feedback and outcomes), `
 ``dedupe`` with ``minhash``, ``balance``, ``split``, ``evalset`` (accumulation, retirement).
 """
 
-from ratchet.curation.pipeline import (
-    CURATION_REJECTS,
-    CurationInputError,
-    CurationResult,
-    ResidualScanner,
-    curate,
-)
-from ratchet.curation.version import ID_COLUMNS, dataset_version_id
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Imported on first use (PEP 562): the pipeline pulls in pandas, and a command that only needs
+# ``ratchet.curation.select`` (``ratchet feedback add``) must not pay for it.
+_LAZY = {
+    "CURATION_REJECTS": "pipeline", "CurationInputError": "pipeline",
+    "CurationResult": "pipeline", "ResidualScanner": "pipeline", "curate": "pipeline",
+    "ID_COLUMNS": "version", "dataset_version_id": "version",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"ratchet.curation.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'ratchet.curation' has no attribute {name!r}")
+
 
 __all__ = [
     "CURATION_REJECTS",
