@@ -365,6 +365,14 @@ def _record_feedback_file(path: Path, agent: str | None) -> dict[str, Any]:
     return ingest_file(ctx, path, kind="feedback", default_agent=agent).as_dict()
 
 
+def _recorded_feedback_ids(agent: str, ids: set[str]) -> set[str]:
+    from ratchet.db import open_database, repo
+    from ratchet.settings import get_settings
+
+    with open_database(get_settings())() as s:
+        return set(repo.lookup_keys(s, "feedback", agent, ids))
+
+
 def _resolve_agent(interaction_id: str, agent: str | None) -> str:
     from ratchet.curation.select import agents_of_interaction
     from ratchet.db import open_database
@@ -461,7 +469,7 @@ def feedback_import(
     import tempfile
     from datetime import UTC, datetime
 
-    from ratchet.review import LabelError, labels_from_csv, write_jsonl
+    from ratchet.review import LabelError, labels_from_csv, split_recorded, write_jsonl
     from ratchet.schemas import FEEDBACK_SOURCES
 
     _check_config()
@@ -486,6 +494,10 @@ def feedback_import(
         return
     for e in labels.events:
         e["agent_id"] = _resolve_agent(e["interaction_id"], e.get("agent_id"))
+    labels.events, already = split_recorded(labels.events, _recorded_feedback_ids)
+    if not labels.events:
+        typer.echo(f"already recorded ({already} labelled row(s) imported before): nothing new")
+        return
     with tempfile.TemporaryDirectory(prefix="ratchet-labels-") as tmp:
         path = write_jsonl(labels.events, Path(tmp) / "review-labels.jsonl")
         try:

@@ -178,6 +178,41 @@ class ExportConfig(_Section):
     )
 
 
+class QualityConfig(_Section):
+    """Data-quality checks beyond the per-table suites: the independent PII second opinion
+    (:mod:`ratchet.second_opinion`), which samples every written table's text."""
+
+    second_opinion_enabled: bool = Field(
+        True, description="Run the second-opinion PII scan (Presidio's pattern recognizers, "
+        "sharing no code with the redactor) over a sample of every written table."
+    )
+    second_opinion_sample_rows: int = Field(
+        200, ge=1, le=1_000_000,
+        description="Rows sampled per written table (per batch at ingest, per curated table at "
+        "curation); a smaller table is scanned whole. Bounds the scan's cost.",
+    )
+    second_opinion_seed: int = Field(
+        0, ge=0, description="Seed of the sample, so a rerun scans the same rows."
+    )
+    second_opinion_max_hit_rate: float = Field(
+        0.001, ge=0.0, le=1.0,
+        description="Share of sampled rows with a second-opinion hit above which the "
+        "data-quality suite fails (naming the entity types and counts, never a value).",
+    )
+    second_opinion_required: bool = Field(
+        False, description="When presidio-analyzer is not installed (the 'privacy' extra): "
+        "true fails the data-quality suite; false reports the scan as skipped.",
+    )
+    second_opinion_min_scores: dict[str, float] = Field(
+        default_factory=lambda: {
+            "EMAIL_ADDRESS": 0.9, "CREDIT_CARD": 0.9, "IBAN_CODE": 0.9, "CRYPTO": 0.9,
+            "IP_ADDRESS": 0.6, "MAC_ADDRESS": 0.5, "US_SSN": 0.5, "PHONE_NUMBER": 0.4,
+        },
+        description="Presidio entity type -> minimum score counted as a hit. Only these types "
+        "are looked for; the module docstring of ratchet.second_opinion says why these.",
+    )
+
+
 class RuntimeConfig(_Section):
     max_workers: int = Field(
         2, ge=1, le=64, description="Threads of the flow's task runner (never unbounded)."
@@ -193,6 +228,9 @@ class PipelineConfig(_Section):
     )
     curation: CurationConfig = Field(default_factory=CurationConfig, description="Curation.")
     export: ExportConfig = Field(default_factory=ExportConfig, description="Exports.")
+    quality: QualityConfig = Field(
+        default_factory=QualityConfig, description="Data-quality checks (PII second opinion)."
+    )
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="Execution.")
 
     @model_validator(mode="after")

@@ -10,6 +10,12 @@ The residual-PII check is a plain expectation on an integer column (``pii_residu
 the redaction code counts hits per row with its full detector set, checksums included, which GX
 regexes could not do and would do ~3× slower (ENVIRONMENT.md).
 
+That check is zero by construction, so an independent second opinion
+(:mod:`ratchet.second_opinion`: Presidio over a sample of each written table) is judged here
+too, by :func:`second_opinion_report`: above ``quality.second_opinion_max_hit_rate`` of sampled
+rows with a hit, the table's ``<table>_second_opinion`` suite fails, naming each entity type and
+its count (never a value). It is plain arithmetic over counts, so it needs no GX.
+
 GX takes ~5 s to import, so it is imported inside :func:`validate_frame`, never at module top.
 """
 
@@ -23,7 +29,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from ratchet.config import QualityConfig
 from ratchet.schemas import FEEDBACK_SOURCES, QUARANTINE_REASONS
+from ratchet.second_opinion import SecondOpinionResult
 
 
 class DataQualityError(RuntimeError):
@@ -165,3 +173,29 @@ def validate_frame(table: str, data: pa.Table, extra: list[Spec] | None = None) 
         if not r.success
     ]
     return QualityReport(f"{table}_suite", bool(result.success), len(frame), len(specs), failed)
+
+
+def second_opinion_report(result: SecondOpinionResult, config: QualityConfig) -> QualityReport:
+    """The second opinion's verdict on one table as a suite result (counts only).
+
+    Fails when the share of sampled rows with a hit is above
+    ``quality.second_opinion_max_hit_rate``, or when the scan was skipped for a missing package
+    and ``quality.second_opinion_required`` is set. A scan switched off by config passes with
+    no expectation evaluated.
+    """
+    suite = f"{result.table}_second_opinion"
+    if result.status != "scanned":
+        if config.second_opinion_enabled and config.second_opinion_required:
+            failed = [f"second_opinion_required({result.reason})"]
+            return QualityReport(suite, False, result.rows_total, 1, failed)
+        return QualityReport(suite, True, result.rows_total, 0)
+    limit = config.second_opinion_max_hit_rate
+    if result.hit_rate <= limit:
+        return QualityReport(suite, True, result.rows_scanned, 1)
+    by_type = ", ".join(f"{k}={v}" for k, v in sorted(result.hits_by_type.items()))
+    failed = (
+        f"second_opinion_hit_rate({result.rows_with_hits} of {result.rows_scanned} sampled rows "
+        f"hold PII, {result.hit_rate:.2%} > quality.second_opinion_max_hit_rate {limit:.2%}: "
+        f"{by_type})"
+    )
+    return QualityReport(suite, False, result.rows_scanned, 1, [failed])

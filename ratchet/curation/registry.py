@@ -44,9 +44,10 @@ from ratchet.curation import curate, dataset_version_id
 from ratchet.curation import quality as cq
 from ratchet.curation.select import Window, select_inputs
 from ratchet.db import DatasetVersion, repo
-from ratchet.quality import DataQualityError, validate_frame
+from ratchet.quality import DataQualityError, second_opinion_report, validate_frame
 from ratchet.redaction import Redactor
 from ratchet.review import review_files
+from ratchet.second_opinion import scanner_for
 from ratchet.store import Store, dataset_path, export_dir
 
 # format name -> (kind it reads, hf kind or None)
@@ -244,6 +245,12 @@ def curate_agent(ctx: CurationContext, agent_id: str, window: Window) -> dict[st
         if not table.num_rows:
             continue
         q = validate_frame(kind, check)
+        report["quality"].append(q.summary())
+        if not q.success:
+            failures.append(q)
+        so = scanner_for(ctx.config.quality).scan(table, kind)  # a sample of the text columns
+        report.setdefault("second_opinion", {})[kind] = so.as_dict()
+        q = second_opinion_report(so, ctx.config.quality)
         report["quality"].append(q.summary())
         if not q.success:
             failures.append(q)

@@ -59,9 +59,15 @@ from ratchet.ingest.prepare import (
 from ratchet.ingest.inputs import display_name, sniff_kind
 from ratchet.ingest.reader import file_sha256, iter_batches
 from ratchet.ingest.records import Reject
-from ratchet.quality import DataQualityError, QualityReport, validate_frame
+from ratchet.quality import (
+    DataQualityError,
+    QualityReport,
+    second_opinion_report,
+    validate_frame,
+)
 from ratchet.redaction import Redactor
 from ratchet.schemas import QUARANTINE
+from ratchet.second_opinion import SecondOpinionResult, merge_results, scan_written
 from ratchet.store import Store, WrittenPart, feedback_dir, interactions_dir, quarantine_dir
 
 logger = logging.getLogger(__name__)
@@ -113,6 +119,7 @@ class FileReport:
     pii_by_type: Counter[str] = field(default_factory=Counter)
     parts: list[str] = field(default_factory=list)
     quality: list[dict[str, Any]] = field(default_factory=list)
+    second_opinion: dict[str, SecondOpinionResult] = field(default_factory=dict)  # per table
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -132,6 +139,7 @@ class FileReport:
             "pii_by_type": dict(self.pii_by_type),
             "parts": list(self.parts),
             "quality": list(self.quality),
+            "second_opinion": {t: r.as_dict() for t, r in self.second_opinion.items()},
         }
 
 
@@ -282,6 +290,12 @@ def ingest_file(
             stop = valid_lines >= cfg.min_lines_for_quarantine_share and share > cfg.max_quarantine_share
             for table_name, frames in pending.frames.items():
                 result = validate_frame(table_name, pa.concat_tables(frames))
+                _merge_quality(quality, result)
+                _raise_if_failed(result, report)
+            written = [(t, part.path, part.rows) for t, part, _, _ in pending.parts]
+            for so in scan_written(ctx.store, ctx.config.quality, written).values():  # sampled
+                merge_results(report.second_opinion, so)
+                result = second_opinion_report(so, ctx.config.quality)
                 _merge_quality(quality, result)
                 _raise_if_failed(result, report)
             _commit_batch(ctx, source, pending, report)
