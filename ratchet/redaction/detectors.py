@@ -164,7 +164,8 @@ def _nanp_ok(value: str) -> int:
 def _assignment_ok(text: str, start: int, end: int) -> int:
     """A value after a secret-named key: a quoted literal or a secret-shaped bare token only."""
     value = text[start:end]
-    quoted = start > 0 and text[start - 1] in "\"'`"
+    # Backticks quote commands (shell) and templates (JS), not literals: judged as bare tokens.
+    quoted = start > 0 and text[start - 1] in "\"'"
     ok = literals.quoted_secret(value) if quoted else literals.bare_secret(value)
     return end - start if ok else 0
 
@@ -331,7 +332,7 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
         "iban_mod97",
         # Any grouping, spaces or dashes (``DE89-3704-…``, ``DE89 37040044 0532013000``).
         rf"{LB_WORD}(?P<v>[A-Z]{{2}}\d{{2}}(?:[ \-]?[A-Z0-9]){{11,30}})(?![A-Za-z0-9])",
-        rf"{_B}[A-Z]{{2}}\d{{2}}[ \-]?[A-Z0-9]{{4}}[ \-]?[A-Z0-9]{{2}}",
+        rf"{_B}[A-Z]{{2}}\d{{2}}(?:[ \-]?[A-Z0-9]){{10}}",
         M_IBAN,
         checksums.iban_prefix_len,
         min_len=15,
@@ -411,7 +412,7 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
         r"|[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){1,6}::",
         M_HEXCOLON,
         _ip_validator(checksums.ipv6_ok, True),
-        min_len=4, needles=(":",),
+        min_len=3, needles=(":",),
     ),
     Detector(
         "IP_ADDRESS",
