@@ -210,7 +210,8 @@ def config_show(
             typer.echo(f"{key}: {text}")
         return
     settings = get_settings()
-    out = {"settings": settings.masked(), "config": load_config(settings).model_dump()}
+    out = {"settings": settings.masked(), "state": settings.state(),
+           "config": load_config(settings).model_dump()}
     typer.echo(json.dumps(out, indent=2, default=str))
 
 
@@ -514,6 +515,9 @@ def _db_and_store() -> tuple[Any, Any]:
     from ratchet.store import Store
 
     settings = get_settings()
+    missing = settings.missing_state()  # read commands never create state where they stand
+    if missing:
+        raise _fail(missing, 1)
     return open_database(settings), Store(settings.store_root,
                                           s3_endpoint_url=settings.s3_endpoint_url)
 

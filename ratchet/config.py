@@ -1,10 +1,15 @@
 """The pipeline config: thresholds, rules and batch sizes, as one validated pydantic model.
 
-Layers, later over earlier: the model's defaults (the embedded defaults, so the project runs with
-no file at all) ← ``configs/base.yaml`` ← ``configs/<RATCHET_ENV>.yaml`` ← ``RATCHET_CONFIG`` ←
-explicit overrides (flow parameters). Every field has a ``description``: that is the config's
+Layers, later over earlier: the model's defaults ← ``base.yaml`` ← ``<RATCHET_ENV>.yaml`` (both
+in the config folder: ``ratchet/configs`` inside the package, so an installed wheel has them, or
+``RATCHET_CONFIG_DIR``) ← ``RATCHET_CONFIG`` ← explicit overrides (flow parameters). The folder,
+``base.yaml`` and the environment's file must exist: a typo in ``RATCHET_ENV`` or a wrong folder
+is an error that names it, never a silent fall back to defaults (``local.yaml`` is the empty
+delta of the default environment). Every field has a ``description``: that is the config's
 documentation, printed by ``ratchet config show --describe``. Unknown keys are errors
-(``extra="forbid"``), so a typo never silently falls back to a default. Secrets never live here.
+(``extra="forbid"``), and every regular expression is compiled (by RE2, the engine that runs it)
+when the config is validated, so a bad pattern names its key before any work. Secrets never
+live here.
 """
 
 from __future__ import annotations
@@ -13,7 +18,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ratchet.settings import Settings
 
@@ -24,6 +36,26 @@ class ConfigError(ValueError):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+def re2_problem(pattern: str, *, ignore_case: bool = False) -> str | None:
+    """Why ``pattern`` is not a regular expression RE2 (pyarrow's engine, which runs the
+    config's patterns) compiles, or None. The message never repeats the pattern."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        pc.match_substring_regex(pa.array([""], pa.string()), pattern, ignore_case=ignore_case)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return "not a valid RE2 regular expression"
+    return None
+
+
+def _matches_empty(pattern: str) -> bool:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return bool(pc.match_substring_regex(pa.array([""], pa.string()), pattern)[0].as_py())
 
 
 class IngestConfig(_Section):
@@ -65,6 +97,17 @@ class IngestConfig(_Section):
 
 
 class RedactionConfig(_Section):
+    @field_validator("extra_patterns")
+    @classmethod
+    def _extras_compile(cls, v: dict[str, str]) -> dict[str, str]:
+        # The redactor checks these again when it is built (names, Python's re, the empty
+        # match); compiling here makes a bad pattern fail at validation, naming its key.
+        for name, pattern in v.items():
+            problem = re2_problem(pattern)
+            if problem:
+                raise ValueError(f"{name}: {problem}")
+        return v
+
     disabled_types: list[str] = Field(
         default_factory=list, description="Detector types to switch off, e.g. ['IP_ADDRESS']."
     )
@@ -89,6 +132,27 @@ class RedactionConfig(_Section):
 
 class CurationConfig(_Section):
     """Rules that turn feedback into eval cases and training data (ratchet.curation)."""
+
+    @field_validator("refusal_patterns")
+    @classmethod
+    def _refusals_compile(cls, v: list[str]) -> list[str]:
+        for i, pattern in enumerate(v):
+            problem = re2_problem(pattern, ignore_case=True)
+            if problem is None and _matches_empty(pattern):
+                problem = "matches the empty answer (it would filter every answer)"
+            if problem:
+                raise ValueError(f"entry {i}: {problem}")
+        return v
+
+    @field_validator("placeholder_pattern")
+    @classmethod
+    def _placeholder_compiles(cls, v: str) -> str:
+        problem = re2_problem(v)
+        if problem is None and _matches_empty(v):
+            problem = "matches the empty string"
+        if problem:
+            raise ValueError(problem)
+        return v
 
     golden_min_rating: int = Field(4, ge=1, le=5, description="Rating at or above: golden.")
     negative_max_rating: int = Field(2, ge=1, le=5, description="Rating at or below: negative.")
@@ -270,10 +334,31 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def known_environments(config_dir: Path) -> list[str]:
+    """The environments a config folder defines: its ``<env>.yaml`` files but ``base.yaml``."""
+    return sorted(p.stem for p in config_dir.glob("*.yaml") if p.stem != "base")
+
+
 def config_layers(settings: Settings) -> list[Path]:
-    """The YAML files that apply, in order; missing optional ones are skipped."""
-    layers = [settings.config_dir / "base.yaml", settings.config_dir / f"{settings.env}.yaml"]
-    found = [p for p in layers if p.is_file()]
+    """The YAML files that apply, in order. The config folder, its ``base.yaml`` and the
+    environment's ``<env>.yaml`` must exist (ConfigError naming what is missing)."""
+    folder = settings.config_dir
+    if not folder.is_dir():
+        raise ConfigError(
+            f"config folder {folder} does not exist (RATCHET_CONFIG_DIR, default: the "
+            "package's ratchet/configs)"
+        )
+    base = folder / "base.yaml"
+    if not base.is_file():
+        raise ConfigError(f"config folder {folder} has no base.yaml (RATCHET_CONFIG_DIR)")
+    env_file = folder / f"{settings.env}.yaml"
+    if not env_file.is_file():
+        known = ", ".join(known_environments(folder)) or "none"
+        raise ConfigError(
+            f"RATCHET_ENV={settings.env!r} is not an environment of {folder}: there is no "
+            f"{env_file.name} (known: {known})"
+        )
+    found = [base, env_file]
     if settings.config is not None:
         if not settings.config.is_file():
             raise ConfigError(f"RATCHET_CONFIG points at {settings.config}, which is not a file")

@@ -6,13 +6,13 @@ at the edge (CLI, flow start), never at import time, and nowhere else reads the 
 
 | variable | meaning | default |
 |---|---|---|
-| ``RATCHET_HOME`` | local state folder (store, database, key file) | ``./.ratchet`` |
+| ``RATCHET_HOME`` | local state folder (store, database, key file); made absolute once | ``./.ratchet`` |
 | ``RATCHET_STORE`` | store root: a folder or a URL (``s3://bucket/prefix``, ``memory://x``) | ``$RATCHET_HOME/store`` |
 | ``RATCHET_INBOX`` | where the weekly run finds new files: ``logs/`` and ``feedback/`` under it | ``$RATCHET_HOME/inbox`` |
 | ``RATCHET_DATABASE_URL`` | SQLAlchemy URL of the training database | ``sqlite:///$RATCHET_HOME/ratchet.db`` |
-| ``RATCHET_CONFIG`` | a YAML file layered over ``configs/`` | none |
-| ``RATCHET_ENV`` | which ``configs/<env>.yaml`` delta to layer over ``base.yaml`` | ``local`` |
-| ``RATCHET_CONFIG_DIR`` | where ``base.yaml`` lives | the repo's ``configs/`` |
+| ``RATCHET_CONFIG`` | a YAML file layered over the config folder's files | none |
+| ``RATCHET_ENV`` | which ``<env>.yaml`` delta to layer over ``base.yaml`` (must exist) | ``local`` |
+| ``RATCHET_CONFIG_DIR`` | the config folder (``base.yaml``, ``<env>.yaml``; must exist) | ``ratchet/configs`` in the package |
 | ``RATCHET_PSEUDONYM_KEY`` | secret key for pseudonymising user ids (HMAC) | generated once, local store only |
 | ``RATCHET_S3_ENDPOINT_URL`` | endpoint of an S3-compatible store (MinIO, moto, R2...) | AWS |
 | ``RATCHET_OPENAI_API_KEY`` | key for the ``openai`` backend (falls back to ``OPENAI_API_KEY``) | none |
@@ -20,12 +20,16 @@ at the edge (CLI, flow start), never at import time, and nowhere else reads the 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+PACKAGE_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+"""The config files shipped inside the package (``ratchet/configs``), so an installed wheel
+finds them; ``RATCHET_CONFIG_DIR`` points elsewhere."""
+REPO_CONFIG_DIR = PACKAGE_CONFIG_DIR  # the name earlier code and tests import
 
 
 class Settings(BaseSettings):
@@ -35,7 +39,11 @@ class Settings(BaseSettings):
         env_prefix="RATCHET_", extra="ignore", hide_input_in_errors=True, frozen=True
     )
 
-    home: Path = Field(default=Path(".ratchet"), description="Local state folder.")
+    home: Path = Field(
+        default=Path(".ratchet"),
+        description="Local state folder; a relative path is resolved against the current folder "
+        "once, when the settings are built, and shown absolute (`ratchet config show`).",
+    )
     store: str | None = Field(default=None, description="Store root, folder or URL.")
     database_url: str | None = Field(default=None, description="SQLAlchemy database URL.")
     inbox: Path | None = Field(
@@ -43,7 +51,9 @@ class Settings(BaseSettings):
     )
     config: Path | None = Field(default=None, description="YAML layered over configs/.")
     env: str = Field(default="local", description="Which configs/<env>.yaml delta applies.")
-    config_dir: Path = Field(default=REPO_CONFIG_DIR, description="Folder holding base.yaml.")
+    config_dir: Path = Field(
+        default=PACKAGE_CONFIG_DIR, description="Folder holding base.yaml and <env>.yaml."
+    )
     pseudonym_key: SecretStr | None = Field(default=None, description="HMAC key for user ids.")
     s3_endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint.")
     openai_api_key: SecretStr | None = Field(
@@ -58,6 +68,11 @@ class Settings(BaseSettings):
         if not v.replace("-", "").replace("_", "").isalnum():
             raise ValueError("must be a plain name such as 'local' or 'production'")
         return v
+
+    @field_validator("home")
+    @classmethod
+    def _home_absolute(cls, v: Path) -> Path:
+        return Path(os.path.abspath(v.expanduser()))
 
     @property
     def store_root(self) -> str:
@@ -92,6 +107,53 @@ class Settings(BaseSettings):
         out["inbox_root"] = str(self.inbox_root)
         out["db_url"] = _mask_url_password(self.db_url)
         return out
+
+
+    def state(self) -> dict[str, object]:
+        """Which home, store and database are in use, and whether each exists yet (a store or
+        database that is not a local path shows ``None``: only a connection would tell)."""
+        url = self.db_url
+        db_file = _sqlite_file(url)
+        return {
+            "home": str(self.home),
+            "home_exists": self.home.is_dir(),
+            "store": self.store_root,
+            "store_exists": Path(self.store_root.removeprefix("file://")).is_dir()
+            if self.store_is_local else None,
+            "database": _mask_url_password(url),
+            "database_exists": db_file.is_file() if db_file is not None else None,
+        }
+
+    def missing_state(self) -> str | None:
+        """Why a read-only command would find nothing here, naming where it looked; None when
+        the state exists (or lives on a server this cannot check without connecting).
+
+        A read-only command stops on this instead of opening the database, which would create
+        an empty ``.ratchet/`` in whatever folder the operator happens to be in.
+        """
+        db_file = _sqlite_file(self.db_url)
+        if db_file is None or db_file.is_file():
+            return None
+        return (
+            f"no Ratchet state found: no database at {db_file} (home {self.home}). Run from the "
+            "folder that holds .ratchet/, or set RATCHET_HOME (or RATCHET_DATABASE_URL); "
+            "`ratchet ingest` creates the state"
+        )
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for other databases and in-memory SQLite)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        u = make_url(url)
+    except (ArgumentError, ValueError):  # not a URL SQLAlchemy understands: nothing to check
+        return None
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:" \
+            or u.database.startswith("file:"):
+        return None
+    return Path(os.path.abspath(Path(u.database).expanduser()))
 
 
 def _mask_url_password(url: str) -> str:
