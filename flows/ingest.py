@@ -38,6 +38,7 @@ def _summarise(reports: list[dict[str, Any]]) -> dict[str, Any]:
         "assumed_utc": 0,
     }  # fmt: skip
     stored, skipped, quarantined, pii = Counter(), Counter(), Counter(), Counter()
+    second_opinion: Counter[str] = Counter()  # hits by type of the independent PII scan
     for r in reports:
         for key in ("lines", "records", "dropped_consent", "skipped_tombstone", "assumed_utc"):
             total[key] += r[key]
@@ -45,10 +46,13 @@ def _summarise(reports: list[dict[str, Any]]) -> dict[str, Any]:
         skipped.update(r["skipped_stored"])
         quarantined.update(r["quarantined"])
         pii.update(r["pii_by_type"])
+        for scan in r.get("second_opinion", {}).values():
+            second_opinion.update(scan["hits_by_type"])
     total.update(
         stored=dict(stored), skipped_already_stored=dict(skipped),
         quarantined=dict(quarantined), pii_by_type=dict(pii),
     )  # fmt: skip
+    total["second_opinion_hits_by_type"] = dict(second_opinion)
     return total
 
 
@@ -98,6 +102,18 @@ def _publish(reports: list[dict[str, Any]], summary: dict[str, Any], failures: l
         "| type | found |",
         "|---|---|",
         *[f"| {k} | {v} |" for k, v in sorted(summary["pii_by_type"].items())],
+        "",
+        "## PII second opinion (Presidio on a sample of what was written)",
+        "",
+        "| file | table | scan | rows scanned | rows with a hit | hits by type |",
+        "|---|---|---|---|---|---|",
+        *[
+            f"| {r['name']} | {t} | {s['reason'] or s['status']} | {s['rows_scanned']} | "
+            f"{s['rows_with_hits']} | "
+            f"{', '.join(f'{k} {v}' for k, v in s['hits_by_type'].items()) or 'none'} |"
+            for r in reports
+            for t, s in r.get("second_opinion", {}).items()
+        ],
         "",
         "## Data quality",
         "",
