@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ratchet.db import open_database
 from ratchet.redaction import resolve_pseudonym_key
+from ratchet.redaction.pseudonym import PseudonymKeyUnavailable
 from ratchet.settings import Settings, get_settings
 from ratchet.store import Store
 
@@ -47,16 +48,35 @@ _block_value: str | None = None  # cached once found; a missing block is asked a
 
 
 def _secret_block_value() -> str | None:
-    """The key from a Prefect Secret block, when one is registered (and a server is reachable)."""
+    """The key from the Prefect Secret block, or None when no such block exists.
+
+    Only "no block of that name" lets resolution go on to the next source. Any other failure
+    (the server down or erroring, a block that does not decode) raises
+    :class:`PseudonymKeyUnavailable`: falling back to a key file would pseudonymise with
+    another key, silently.
+    """
     global _block_value
     if _block_value is None:
-        try:
-            from prefect.blocks.system import Secret
+        from prefect.blocks.system import Secret
+        from prefect.exceptions import ObjectNotFound
 
+        try:
             _block_value = str(Secret.load(PSEUDONYM_SECRET_BLOCK).get())  # type: ignore[union-attr]
-        except Exception:  # no block, no server: fall through to the next source
-            return None
+        except ValueError as exc:
+            if isinstance(exc.__cause__, ObjectNotFound):  # no such block: the next source
+                return None
+            raise _unavailable(exc) from None
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the block could not be read
+            raise _unavailable(exc) from None
     return _block_value
+
+
+def _unavailable(exc: Exception) -> PseudonymKeyUnavailable:
+    return PseudonymKeyUnavailable(
+        f"the pseudonym key's Secret block {PSEUDONYM_SECRET_BLOCK!r} cannot be read "
+        f"({type(exc).__name__}; is the Prefect server at PREFECT_API_URL up?). Stopped rather "
+        f"than use another key; set RATCHET_PSEUDONYM_KEY or bring the server back."
+    )
 
 
 def pseudonym_key(s: Settings) -> bytes:
@@ -198,6 +218,8 @@ class Progress:
         self.last = percent
         for listener in list(progress_listeners):
             listener(self.key, percent, label or self.description)
+        if not _in_a_run():
+            return
         try:
             from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
@@ -209,6 +231,13 @@ class Progress:
                 update_progress_artifact(self.artifact_id, percent)
         except Exception:  # outside a run (or a server hiccup): progress is best-effort
             logging.getLogger("ratchet.tasks").debug("progress artifact not updated")
+
+
+def _in_a_run() -> bool:
+    """Inside a Prefect flow or task run (an artifact has somewhere to go)."""
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
 
 
 def estimate_lines(path: Path, sample_bytes: int = 1 << 20) -> int:
@@ -248,6 +277,6 @@ def batch_progress(path: Path, name: str) -> Callable[[Any], None]:
 
     def on_batch(report: Any) -> None:
         share = 100.0 * report.lines / total if total else 0.0
-        progress.update(min(99.0, share), f"ingest {name}: {report.lines} lines")
+        progress.update(share, f"ingest {name}: {report.lines} lines")
 
     return on_batch

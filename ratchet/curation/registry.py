@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ from ratchet.redaction import Redactor
 from ratchet.review import review_files
 from ratchet.second_opinion import scanner_for
 from ratchet.store import Store, dataset_path, export_dir
+
+logger = logging.getLogger(__name__)
 
 # format name -> (kind it reads, hf kind or None)
 FORMATS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -230,7 +233,10 @@ def curate_agent(ctx: CurationContext, agent_id: str, window: Window) -> dict[st
     report["previous_eval_cases"] = prev_id
     if sel.feedback.num_rows == 0 or sel.stats.get("feedback_in_window", 0) == 0:
         report["status"] = "no_feedback"
+        logger.info("%s: no feedback in %s, nothing to curate", agent_id, window.label())
         return report
+    logger.info("%s: curating %d feedback event(s) on %d interaction(s)", agent_id,
+                sel.stats.get("feedback_in_window", 0), sel.interactions.num_rows)
 
     result = curate(sel.interactions, sel.feedback, prev_table, cfg, now=window.until,
                     scan_residual=ctx.redactor.scan_table)
@@ -294,6 +300,13 @@ def curate_agent(ctx: CurationContext, agent_id: str, window: Window) -> dict[st
     for kind, version, table, _ in made:
         report["exports"] += write_exports(ctx.store, agent_id, version, kind, table,
                                            ctx.config.export)
+    logger.info(
+        "%s: %d dataset version(s) (%s); exports written %d, refused %d", agent_id,
+        len(report["versions"]), ", ".join(f"{v['kind']} {v['rows']} rows"
+                                           for v in report["versions"]) or "none",
+        sum(e["status"] == "written" for e in report["exports"]),
+        sum(e["status"] == "refused" for e in report["exports"]),
+    )  # fmt: skip
     return report
 
 
