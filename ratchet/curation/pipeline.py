@@ -162,6 +162,7 @@ def curate(
     *,
     now: datetime,
     scan_residual: ResidualScanner,
+    holdout_reference: pa.Table | None = None,
 ) -> CurationResult:
     """Curate one agent's feedback into eval cases, training data and the review queue.
 
@@ -170,7 +171,11 @@ def curate(
     interactions (so the current vote is right), and the interactions they point at (others are
     ignored). ``previous_eval_cases`` is the last eval-set version (``schemas.EVAL_CASES``) or
     None. ``now`` (timezone-aware, the run's scheduled time) hides later feedback, so a rerun
-    gives the same result. The output depends only on these inputs, never on row order.
+    gives the same result. ``holdout_reference`` (``schemas.EVAL_CASES`` rows, optional) adds
+    the agent's other active holdout cases to the leakage guard's reference: those of older
+    eval-cases versions that the previous version does not hold (the previous version decides
+    the state of every case it holds). The output depends only on these inputs, never on row
+    order.
     """
     if now.tzinfo is None:
         raise CurationInputError("now must be timezone-aware (UTC)")
@@ -296,6 +301,13 @@ def curate(
     neg = neg[~neg_holdout]
     prev = evalset.conform(previous_eval_cases)
     prev_ref = evalset.active_holdout(prev)
+    older = (evalset.active_holdout(evalset.conform(holdout_reference))
+             if holdout_reference is not None else prev_ref.slice(0, 0))
+    held = pa.array(sorted(set(prev["case_id"].to_pylist())), pa.string())
+    older = older.filter(pc.invert(pc.is_in(older["case_id"], value_set=held)))
+    prev_ref = pa.concat_tables([prev_ref, older])
+    stats["leakage_reference_older_holdout_cases"] = older.num_rows
+    stats["leakage_reference_holdout_cases"] = prev_ref.num_rows
     prev_norm = text.normalise(text.user_text(prev_ref["input"]))
     train_rows = np.concatenate([cand[~holdout], neg])
     ref_norm = pa.concat_arrays([normalised.take(pa.array(cand[holdout], pa.int64())), prev_norm])

@@ -43,7 +43,12 @@ from ratchet import schemas
 from ratchet.config import CurationConfig, ExportConfig, PipelineConfig
 from ratchet.curation import curate, dataset_version_id
 from ratchet.curation import quality as cq
-from ratchet.curation.select import Window, select_inputs
+from ratchet.curation.select import (
+    Window,
+    active_holdout_cases,
+    eval_case_versions,
+    select_inputs,
+)
 from ratchet.db import DatasetVersion, repo
 from ratchet.quality import DataQualityError, second_opinion_report, validate_frame
 from ratchet.redaction import Redactor
@@ -229,6 +234,10 @@ def curate_agent(ctx: CurationContext, agent_id: str, window: Window) -> dict[st
         prev = repo.latest_dataset_version(s, agent_id, "eval_cases")
         prev_id = prev.id if prev is not None else None
         prev_table = read_version(ctx.store, prev) if prev is not None else None
+        # the leakage guard's reference: every active holdout case of the agent, not only the
+        # previous version's (curate lets the previous version decide the cases it holds)
+        older = [v for v in eval_case_versions(s, agent_id) if v[0] != prev_id]
+    reference, reference_ids = active_holdout_cases(ctx.store, older)
     report["selection"] = dict(sel.stats)
     report["previous_eval_cases"] = prev_id
     if sel.feedback.num_rows == 0 or sel.stats.get("feedback_in_window", 0) == 0:
@@ -239,7 +248,7 @@ def curate_agent(ctx: CurationContext, agent_id: str, window: Window) -> dict[st
                 sel.stats.get("feedback_in_window", 0), sel.interactions.num_rows)
 
     result = curate(sel.interactions, sel.feedback, prev_table, cfg, now=window.until,
-                    scan_residual=ctx.redactor.scan_table)
+                    scan_residual=ctx.redactor.scan_table, holdout_reference=reference)
     stats = dict(result.stats)
     tables = result.tables()
     holdout = cq.holdout_case_ids(tables["eval_cases"])
@@ -280,6 +289,8 @@ def curate_agent(ctx: CurationContext, agent_id: str, window: Window) -> dict[st
     lineage = sel.lineage()
     if prev_id:
         lineage.append(("dataset_version", prev_id))
+    if result.stats.get("leakage_reference_older_holdout_cases"):
+        lineage += [("dataset_version", v) for v in reference_ids]
     if ctx.flow_run_id:
         lineage.append(("flow_run", ctx.flow_run_id))
     chash = config_hash(cfg)

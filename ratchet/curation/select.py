@@ -32,7 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ratchet import schemas
-from ratchet.db.models import Part, RecordKey
+from ratchet.db.models import DatasetVersion, Part, RecordKey
 from ratchet.store import Store
 
 _IN_CHUNK = 900  # ids per IN (...) query: below SQLite's oldest bound-parameter limit
@@ -214,3 +214,43 @@ def agents_of_interaction(session: Session, interaction_id: str) -> list[str]:
         .order_by(RecordKey.agent_id)
     )
     return list(session.execute(stmt).scalars())
+
+
+def eval_case_versions(session: Session, agent_id: str) -> list[tuple[str, str]]:
+    """``(version id, path)`` of every registered eval-cases version of the agent, newest first
+    (the leakage guard's reference: every holdout case any of them still holds active)."""
+    stmt = (
+        select(DatasetVersion.id, DatasetVersion.path)
+        .where(DatasetVersion.agent_id == agent_id, DatasetVersion.kind == "eval_cases")
+        .order_by(DatasetVersion.created_at.desc(), DatasetVersion.id.desc())
+    )
+    return [(vid, path) for vid, path in session.execute(stmt).tuples()]
+
+
+def active_holdout_cases(store: Store, versions: list[tuple[str, str]]
+                         ) -> tuple[pa.Table, list[str]]:
+    """Every holdout case of the agent that is not retired, over all its eval-cases versions
+    (``versions`` newest first), and the ids of the versions that contributed one.
+
+    A case's state is taken from the newest version that holds it, so a case retired there is
+    out even if an older version still has it active. Not only the latest version: a version
+    made from another chain (a rerun with another config, a backfill registered out of order)
+    can lack holdout cases an earlier one registered, and those must still guard training.
+    """
+    seen: set[str] = set()
+    tables: list[pa.Table] = []
+    used: list[str] = []
+    for vid, path in versions:
+        t = store.read_table(path, schemas.EVAL_CASES)
+        if not t.num_rows:
+            continue
+        fresh = pc.invert(pc.is_in(t["case_id"], value_set=pa.array(sorted(seen), pa.string())))
+        t = t.filter(fresh)
+        seen.update(t["case_id"].to_pylist())
+        active = t.filter(pc.and_(pc.equal(t["status"], "active"),
+                                  pc.equal(t["split"], "holdout")))
+        if active.num_rows:
+            tables.append(active)
+            used.append(vid)
+    table = pa.concat_tables(tables) if tables else schemas.EVAL_CASES.empty_table()
+    return table, used

@@ -12,10 +12,12 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from sqlalchemy import update
 
+from ratchet import schemas
 from ratchet.config import load_config
 from ratchet.curation.registry import CurationContext, curate_agent, read_version
 from ratchet.curation.select import Window, WindowError, select_inputs, to_utc
@@ -183,3 +185,24 @@ def test_vote_dated_in_week_1_but_ingested_after_its_run_is_curated_by_week_2(
     cases = read_version(env.store, repo_get(env, next(
         v["version"] for v in report["versions"] if v["kind"] == "eval_cases")))
     assert sorted(cases["interaction_id"].to_pylist()) == ["i1", "i3"]
+
+
+def test_active_holdout_cases_over_every_version_newest_decides(tmp_path: Path) -> None:
+    from ratchet.curation.select import active_holdout_cases
+    from tests.unit.test_curation import CFG, QUESTIONS, fb, interaction, run
+
+    store = Store(str(tmp_path / "store"))
+    holdout = CFG.model_copy(update={"holdout_share": 0.999999})
+    a = run([interaction("i1", QUESTIONS[0]), interaction("i2", QUESTIONS[1])],
+            [fb("i1", thumb=1), fb("i2", thumb=1)], holdout).eval_cases
+    assert a["split"].to_pylist() == ["holdout", "holdout"]
+    # a newer version holds i2's case retired and nothing of i1's
+    b = a.filter(pc.equal(a["interaction_id"], "i2"))
+    b = b.set_column(b.schema.get_field_index("status"), "status", pa.array(["retired"]))
+    paths = []
+    for name, table in (("old", a), ("new", b)):
+        part = store.write_table_at(f"datasets/x/eval_cases/{name}/data.parquet", table,
+                                    schemas.EVAL_CASES)
+        paths.append(part.path)
+    ref, used = active_holdout_cases(store, [("new", paths[1]), ("old", paths[0])])
+    assert ref["interaction_id"].to_pylist() == ["i1"] and used == ["old"]

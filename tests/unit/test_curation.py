@@ -12,9 +12,8 @@ import pytest
 
 from ratchet import schemas
 from ratchet.config import CurationConfig
-from ratchet.curation import CurationInputError, curate, dataset_version_id
+from ratchet.curation import CurationInputError, curate, dataset_version_id, text
 from ratchet.curation import split as split_mod
-from ratchet.curation import text
 
 AGENT = "agent-a"
 T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
@@ -357,6 +356,34 @@ def test_leakage_guard_removes_near_duplicates_of_previous_holdout_cases() -> No
     assert r.stats["leakage_removed_near"] == 1
     assert r.eval_cases.num_rows == 1  # the holdout case stands for it
     assert r.rejected.to_pylist()[0]["kept_case_id"] == first.eval_cases["case_id"][0].as_py()
+
+
+def test_leakage_guard_covers_holdout_cases_of_older_versions_and_counts_them() -> None:
+    """A training example that is a near duplicate of a holdout case registered by an older
+    eval-cases version, which the previous version does not hold, is removed and counted."""
+    base = ("My subscription renewed yesterday even though I cancelled it two weeks ago, "
+            "please refund the charge and confirm the cancellation by email")
+    older = run([interaction("i1", base)], [fb("i1", thumb=1)],
+                CFG.model_copy(update={"holdout_share": 0.999999}))
+    assert older.eval_cases["split"].to_pylist() == ["holdout"]
+    # the previous version (made apart from the older one) holds an unrelated case only
+    previous = run([interaction("i9", QUESTIONS[1])], [fb("i9", thumb=1)]).eval_cases
+    near = base.replace("two weeks", "three weeks")
+    unguarded = run([interaction("i2", near)], [fb("i2", thumb=1)], CFG, previous=previous)
+    assert unguarded.sft_examples.num_rows == 1  # without the reference: it leaks
+    r = run([interaction("i2", near)], [fb("i2", thumb=1)], CFG, previous=previous,
+            holdout_reference=pa.concat_tables([older.eval_cases, previous]))
+    assert r.sft_examples.num_rows == 0
+    assert r.stats["leakage_removed_near"] == 1
+    assert r.stats["leakage_reference_older_holdout_cases"] == 1
+    assert r.rejected.to_pylist()[0]["kept_case_id"] == older.eval_cases["case_id"][0].as_py()
+    # a case the previous version holds retired is not a reference, whatever older ones say
+    retired = older.eval_cases.set_column(
+        older.eval_cases.schema.get_field_index("status"), "status", pa.array(["retired"]))
+    r2 = run([interaction("i2", near)], [fb("i2", thumb=1)], CFG,
+             previous=pa.concat_tables([previous, retired.cast(previous.schema)]),
+             holdout_reference=older.eval_cases)
+    assert r2.sft_examples.num_rows == 1 and r2.stats["leakage_reference_older_holdout_cases"] == 0
 
 
 def test_leakage_guard_exact() -> None:
