@@ -37,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -89,17 +89,18 @@ def map_ids(row: dict[str, Any], table: str, fn: Callable[[Any], Any]) -> dict[s
     return out
 
 
-def id_values(row: dict[str, Any], table: str) -> Iterator[str]:
-    """Every non-empty id string of a row."""
-    found: list[str] = []
-
-    def note(value: Any) -> Any:
-        if isinstance(value, str) and value:
-            found.append(value)
-        return value
-
-    map_ids(row, table, note)
-    return iter(found)
+def id_values(row: dict[str, Any], table: str) -> list[str]:
+    """Every non-empty id string of a row (the leaves :func:`map_ids` visits)."""
+    found: list[Any] = [row.get(c) for c in TOP_IDS[table]]
+    if table == "interactions":
+        calls = list(row.get("response_tool_calls") or ())
+        for m in row["messages"]:
+            found.append(m.get("tool_call_id"))
+            calls.extend(m.get("tool_calls") or ())
+        for c in calls:
+            found.append(c.get("id"))
+            found.append(c.get("type"))
+    return [v for v in found if isinstance(v, str) and v]
 
 
 class IdGuard:

@@ -15,7 +15,12 @@ import pytest
 from ratchet.config import PipelineConfig
 from ratchet.db import open_database, repo
 from ratchet.ingest.pipeline import IngestContext, ingest_file
-from ratchet.ingest.prepare import PreparedBatch, PrepareSpec, prepare_batch, quarantine_table
+from ratchet.ingest.prepare import (
+    PreparedBatch,
+    PrepareSpec,
+    prepare_batch,
+    quarantine_table,
+)
 from ratchet.ingest.reader import Line
 from ratchet.redaction import Redactor
 from ratchet.schemas import FEEDBACK, INTERACTIONS, QUARANTINE, SCHEMA_VERSION
@@ -240,6 +245,29 @@ def test_content_hash_and_derived_ids_do_not_depend_on_the_key() -> None:
     # different visible content, different hash
     c = prepare_batch(spec(), lines(interaction(1, user_id="u@example.com", response="Other.")))
     assert c.tables["interactions"].column("content_hash") != a.tables["interactions"].column("content_hash")
+
+
+def test_the_hash_of_a_clean_row_is_the_hash_of_its_stored_form() -> None:
+    """Rows the redactor did not change are hashed from their parsed dicts: that must be the
+    same hash as reading the stored row back (or a row with and without PII would disagree)."""
+    from ratchet.ingest.identity import content_hash
+
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}
+    line = interaction(
+        1, conversation_id="c", model_version="m", tools_used=["f"], sources=["s", {"u": 1}],
+        latency_ms=12, prompt_tokens=3, completion_tokens=4, cost_usd=0.25, consent=True,
+        metadata={"topic": "x"}, extra_field=[1, 2], timestamp="2026-11-02T10:00:00.123456+02:00",
+        messages=[{"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image"}]},
+                  {"role": "assistant", "content": None, "tool_calls": [call]},
+                  {"role": "tool", "content": "ok", "tool_call_id": "c1", "name": "f"}],
+        response={"role": "assistant", "content": "done", "tool_calls": [call]},
+        feedback={"thumb": "up", "rating": 4.0, "annotator": "ann", "aspects": {"t": 1}, "comment": "c"},
+    )  # fmt: skip
+    out = prepare_batch(spec(), lines(line))
+    assert out.pii_by_type == {}
+    for table in ("interactions", "feedback"):
+        [row] = out.tables[table].to_pylist()
+        assert content_hash(row, table) == row["content_hash"]
 
 
 # --- 5. byte-identical reruns -----------------------------------------------------------------------
