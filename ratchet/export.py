@@ -154,13 +154,12 @@ def openai_chat_records(sft_examples: pa.Table, split: str | None = "train") -> 
 def dpo_skip_reason(chosen: str | None, rejected: str | None) -> str | None:
     """Why a pair cannot be a DPO line (OpenAI's DPO takes non-empty text outputs that differ),
     or None. Curation already drops such pairs; versions made before it did may hold them."""
-    if not (chosen or "").strip():
+    chosen, rejected = (chosen or "").strip(), (rejected or "").strip()
+    if not chosen:
         return "chosen_empty"
-    if not (rejected or "").strip():
+    if not rejected:
         return "rejected_empty"  # typically a tool-call answer whose calls the pair cannot hold
-    if chosen.strip() == rejected.strip():
-        return "identical_outputs"
-    return None
+    return "identical_outputs" if chosen == rejected else None
 
 
 def openai_dpo_records(preference_pairs: pa.Table, split: str | None = "train",

@@ -46,16 +46,15 @@ RANKS = {"user": 1, "expert": 2}
 # own annotators disagree, rule 4). "both": they agree and both count; "none": a conflict that
 # nobody decides (it goes to review). The expert outranks the user only between polar votes (or
 # over the user's own conflict): a neutral rating never overrides a thumbs up or down.
-_ = None
 RULES: dict[tuple[str | None, str | None], tuple[tuple[str, str], tuple[str, str]]] = {
-    (POS, _): ((POS, "user"), (POS, "user")),
-    (NEG, _): ((NEG, "user"), (NEG, "user")),
-    (NEUTRAL, _): ((NEUTRAL, "user"), (NEUTRAL, "user")),
-    (CONFLICT, _): ((CONFLICT, "none"), (CONFLICT, "none")),
-    (_, POS): ((POS, "expert"), (POS, "expert")),
-    (_, NEG): ((NEG, "expert"), (NEG, "expert")),
-    (_, NEUTRAL): ((NEUTRAL, "expert"), (NEUTRAL, "expert")),
-    (_, CONFLICT): ((CONFLICT, "none"), (CONFLICT, "none")),
+    (POS, None): ((POS, "user"), (POS, "user")),
+    (NEG, None): ((NEG, "user"), (NEG, "user")),
+    (NEUTRAL, None): ((NEUTRAL, "user"), (NEUTRAL, "user")),
+    (CONFLICT, None): ((CONFLICT, "none"), (CONFLICT, "none")),
+    (None, POS): ((POS, "expert"), (POS, "expert")),
+    (None, NEG): ((NEG, "expert"), (NEG, "expert")),
+    (None, NEUTRAL): ((NEUTRAL, "expert"), (NEUTRAL, "expert")),
+    (None, CONFLICT): ((CONFLICT, "none"), (CONFLICT, "none")),
     (POS, POS): ((POS, "both"), (POS, "both")),
     (NEG, NEG): ((NEG, "both"), (NEG, "both")),
     (NEUTRAL, NEUTRAL): ((NEUTRAL, "both"), (NEUTRAL, "both")),
@@ -73,7 +72,6 @@ RULES: dict[tuple[str | None, str | None], tuple[tuple[str, str], tuple[str, str
     (NEG, CONFLICT): ((CONFLICT, "none"), (CONFLICT, "none")),
     (NEUTRAL, CONFLICT): ((CONFLICT, "none"), (CONFLICT, "none")),
 }
-del _
 _CODES = {None: 0, POS: 1, NEG: 2, NEUTRAL: 3, CONFLICT: 4}
 
 
@@ -197,7 +195,8 @@ def resolve_feedback(
     u_ok = np.array([isinstance(c, str) for c in u_corr], dtype=bool)
     # The expert's correction when the expert's vote counts; the user's when theirs does.
     correction = np.where(e_ok & expert_decides, e_corr, np.where(u_ok & user_counts, u_corr, None))
-    correction = np.where(verdict == NEG, correction, None)
+    correction = np.where(np.asarray(verdict == NEG, dtype=bool), correction,
+                          np.full(len(ids), None, dtype=object))
     has_u = np.asarray(pd.notna(uv), dtype=bool)
     has_e = np.asarray(pd.notna(ev), dtype=bool)
 
