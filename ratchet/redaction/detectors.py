@@ -272,10 +272,11 @@ _PEM = (
     r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----"
     r"(?:[\s\S]*?-----END [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----|(?:[A-Za-z0-9+/=\s]|\\[nr])*)"
 )
-_URL_CRED = r"""[A-Za-z][A-Za-z0-9+.\-]{1,20}://[^\s:/@"'\\]{1,256}:(?P<v>[^\s@/"'\\]{1,256})@"""
+# The user may be empty (``redis://:pass@host``).
+_URL_CRED = r"""[A-Za-z][A-Za-z0-9+.\-]{1,20}://[^\s:/@"'\\]{0,256}:(?P<v>[^\s@/"'\\]{1,256})@"""
 # Unbounded on purpose: RE2 expands a counted repetition into that many states, and ``{1,256}``
 # made the DFA thrash on every hex id (ids, pseudonyms: 10x slower scans). A superset of the rule.
-_URL_CRED_RE2 = r"""[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@"'\\]+:[^\s@/"'\\]+@"""
+_URL_CRED_RE2 = r"""[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@"'\\]*:[^\s@/"'\\]+@"""
 _SK = r"sk-(?:ant-|proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}"
 _GH = r"(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})"
 _SLACK = r"xox[abposr]-[A-Za-z0-9\-]{10,}"

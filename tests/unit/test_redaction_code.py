@@ -97,6 +97,7 @@ LITERALS = [
     ("export TOKEN=c3VwZXJzZWNyZXQ6dG9rZW4xMjM=", "export TOKEN=[SECRET]"),
     ("token=abcd1234efgh&next=1", "token=[SECRET]&next=1"),
     ("pwd=123456", "pwd=[PASSWORD]"),
+    ("redis://:p4ssw0rd@localhost:6379/0", "redis://:[PASSWORD]@localhost:6379/0"),  # no user
 ]
 
 
