@@ -46,6 +46,13 @@ Decisions (measured with ``benchmarks/bench_second_opinion.py``; figures in
   (the locales of the labelled set; "+" numbers match from anywhere). ``phonenumbers`` is 95% of
   the scan's time, so it only sees runs of 7+ digits with their separators. Cost: recall on the
   labelled phones is ~60% (numbers without separators are left to the redactor).
+* **IP addresses nobody owns** (loopback, unspecified, reserved, multicast, link-local,
+  documentation ranges; checked with :mod:`ipaddress`) are not hits: the redactor keeps them by
+  default (``redaction.keep_reserved_ips``), code samples quote them, and they are no one's.
+* **Allow list**: ``redaction.allow_list`` (strings kept on purpose) is passed to Presidio's own
+  exact allow list. ``redaction.disabled_types`` is *not* honoured: a type switched off in the
+  redactor is exactly what this scan should see; drop the entity from
+  ``quality.second_opinion_min_scores`` too when that is deliberate.
 * **Credit cards** glued to more digits (a 22-digit USPS tracking number holds Luhn-valid
   16-digit windows) do not count.
 * **Placeholders** (``[EMAIL]``, ``[CREDIT_CARD]``: the redactor's documented output form, an
@@ -66,18 +73,19 @@ Decisions (measured with ``benchmarks/bench_second_opinion.py``; figures in
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import re
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from ratchet.config import QualityConfig
+from ratchet.config import PipelineConfig, QualityConfig
 from ratchet.schemas import schema_for
 from ratchet.store import Store
 
@@ -121,10 +129,33 @@ def _inside_longer_token(text: str, start: int, end: int) -> bool:
     return False
 
 
+_DOCUMENTATION_NETS = tuple(
+    ipaddress.ip_network(n)
+    for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
+)
+
+
+def _unowned_ip(value: str) -> bool:
+    """An address no person can hold: loopback, unspecified, reserved, multicast, link-local or
+    a documentation range (also IPv4-mapped in IPv6). Code samples and configs quote them."""
+    try:
+        ip = ipaddress.ip_interface(value.split("%", 1)[0].strip("[]")).ip
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    ip = mapped or ip
+    return (
+        ip.is_loopback or ip.is_unspecified or ip.is_reserved or ip.is_multicast
+        or ip.is_link_local or any(ip in net for net in _DOCUMENTATION_NETS if ip.version == net.version)
+    )  # fmt: skip
+
+
 def _counts(entity: str, text: str, start: int, end: int) -> bool:
     """Whether a recognizer's match is a hit (see the module docstring on false positives)."""
     if entity in _NUMERIC and _inside_longer_token(text, start, end):
         return False
+    if entity == "IP_ADDRESS":
+        return not _unowned_ip(text[start:end])
     if entity == "PHONE_NUMBER":
         # A bare digit run is a tracking number, an order id or a timestamp as often as a phone
         # number: only numbers written like one (+country code, or grouped) count.
@@ -242,8 +273,9 @@ class SecondOpinion:
     per-call state in the recognizers used here).
     """
 
-    def __init__(self, config: QualityConfig) -> None:
+    def __init__(self, config: QualityConfig, allow_list: Sequence[str] = ()) -> None:
         self.config = config
+        self.allow_list = list(allow_list)
         self._analyzer: Any = None
         self._lock = threading.Lock()
 
@@ -273,7 +305,8 @@ class SecondOpinion:
             if not text.strip():
                 continue
             found = [
-                r for r in engine.analyze(text=text, language="en", entities=entities)
+                r for r in engine.analyze(text=text, language="en", entities=entities,
+                                          allow_list=self.allow_list or None)
                 if r.score >= min_scores.get(r.entity_type, 1.1)
                 and _counts(r.entity_type, text, r.start, r.end)
             ]  # fmt: skip
@@ -317,19 +350,22 @@ _scanners: dict[str, SecondOpinion] = {}
 _scanners_lock = threading.Lock()
 
 
-def scanner_for(config: QualityConfig) -> SecondOpinion:
+def scanner_for(config: PipelineConfig) -> SecondOpinion:
     """One scanner per process and config: the analyzer takes seconds to build, and ingest
-    scans every batch."""
-    key = config.model_dump_json()
+    scans every batch. ``redaction.allow_list`` (strings deliberately kept, such as a support
+    address the agent quotes) is honoured with Presidio's own exact allow list."""
+    key = config.quality.model_dump_json() + "\0".join(config.redaction.allow_list)
     with _scanners_lock:
         scanner = _scanners.get(key)
         if scanner is None:
-            scanner = _scanners[key] = SecondOpinion(config)
+            scanner = _scanners[key] = SecondOpinion(
+                config.quality, allow_list=config.redaction.allow_list
+            )
         return scanner
 
 
 def scan_written(
-    store: Store, config: QualityConfig, parts: Iterable[tuple[str, str, int]]
+    store: Store, pipeline: PipelineConfig, parts: Iterable[tuple[str, str, int]]
 ) -> dict[str, SecondOpinionResult]:
     """Scan what was written, read back from the store: ``parts`` are (table, path, rows).
 
@@ -339,7 +375,8 @@ def scan_written(
     by_table: dict[str, list[tuple[str, int]]] = defaultdict(list)
     for table, path, rows in parts:
         by_table[table].append((path, rows))
-    scanner = scanner_for(config)
+    scanner = scanner_for(pipeline)
+    config = pipeline.quality
     out: dict[str, SecondOpinionResult] = {}
     for table, items in by_table.items():
         schema = schema_for(table)

@@ -263,7 +263,7 @@ def curate_agent(ctx: CurationContext, agent_id: str, window: Window) -> dict[st
         report["quality"].append(q.summary())
         if not q.success:
             failures.append(q)
-        so = scanner_for(ctx.config.quality).scan(table, kind)  # a sample of the text columns
+        so = scanner_for(ctx.config).scan(table, kind)  # a sample of the text columns
         report.setdefault("second_opinion", {})[kind] = so.as_dict()
         q = second_opinion_report(so, ctx.config.quality)
         report["quality"].append(q.summary())

@@ -293,7 +293,7 @@ def ingest_file(
                 _merge_quality(quality, result)
                 _raise_if_failed(result, report)
             written = [(t, part.path, part.rows) for t, part, _, _ in pending.parts]
-            for so in scan_written(ctx.store, ctx.config.quality, written).values():  # sampled
+            for so in scan_written(ctx.store, ctx.config, written).values():  # sampled
                 merge_results(report.second_opinion, so)
                 result = second_opinion_report(so, ctx.config.quality)
                 _merge_quality(quality, result)

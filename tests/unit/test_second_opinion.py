@@ -26,6 +26,7 @@ from ratchet.second_opinion import (
     SecondOpinionConfigError,
     SecondOpinionResult,
     sample_indices,
+    scanner_for,
     text_columns,
 )
 from ratchet.settings import get_settings
@@ -119,6 +120,22 @@ def test_pii_free_look_alikes_are_not_hits(scanner) -> None:
     ]
     result = scanner.scan(_chat_table(texts), "interactions")
     assert result.rows_with_hits == 0, dict(result.hits_by_type)
+
+
+def test_addresses_nobody_owns_are_not_hits_public_ones_are(scanner) -> None:
+    unowned = ["ping 127.0.0.1 ok", "bind 0.0.0.0:80", "docs 192.0.2.15 and 2001:db8::1",
+               "netmask 255.255.255.0", "loopback ::1 here"]
+    assert scanner.scan(_chat_table(unowned), "t").rows_with_hits == 0
+    result = scanner.scan(_chat_table(["client 81.2.69.142 logged in"]), "t")
+    assert dict(result.hits_by_type) == {"IP_ADDRESS": 1}
+
+
+def test_the_redaction_allow_list_is_honoured() -> None:
+    support = "help@northwind-shop.com"
+    config = PipelineConfig.model_validate({"redaction": {"allow_list": [support]}})
+    table = _chat_table([f"Write to {support} for returns."])
+    assert scanner_for(config).scan(table, "t").rows_with_hits == 0
+    assert scanner_for(PipelineConfig()).scan(table, "t").rows_with_hits == 1
 
 
 def test_hit_rate_threshold_passes_at_and_fails_above_the_limit() -> None:
