@@ -23,7 +23,11 @@ from ratchet.redaction.errors import (
     RedactionConfigError,
     RedactionError,
 )
-from ratchet.redaction.pseudonym import pseudonymise, pseudonymise_array, resolve_pseudonym_key
+from ratchet.redaction.pseudonym import (
+    pseudonymise,
+    pseudonymise_array,
+    resolve_pseudonym_key,
+)
 
 __all__ = [
     "IDENTITY_COLUMNS",

@@ -13,18 +13,29 @@ Each detector carries three regexes, because the engine works in three passes of
   look-around). A named group ``v`` is the value replaced; without it the whole match is.
 
 ``validate`` (checksums, ranges) gets the value and returns how much of it to redact (0: leave
-it). Rule names (``Detector.rule``) are what errors and logs may show; values never.
+it). ``validate_at`` does the same with the value's text around it (the assignment rules ask
+whether the value was quoted); it may look one character before the value, no further. Rule
+names (``Detector.rule``) are what errors and logs may show; values never.
 
 Placeholder types (``[TYPE]``), the documented list:
 
 ======================  ===========================================================================
-``EMAIL``               addresses, also URL-encoded (``jane%40example.com``)
-``PHONE``               international (``+44 20 7946 0958``, ``+1-415-555-0100``, ``%2B44…``),
-                        national with trunk 0 (``020 7946 0958``), North American (``(415) 555-0100``)
-``CREDIT_CARD``         12-19 digits, known issuer prefix/length, Luhn; space or dash separators
-``IBAN``                registered country length + mod-97, with or without spaces
-``US_SSN``              ``123-45-6789`` / ``123 45 6789``; area 000/666/9xx, group 00, serial 0000 rejected
-``IP_ADDRESS``          IPv4 (octets 0-255) and IPv6 (checked with ``ipaddress``)
+``EMAIL``               addresses, also URL-encoded (``jane%40example.com``), with internationalised
+                        (``jörg@müller.de``, ``用户@例子.广告``) or punycode (``xn--…``) domains and TLDs
+``PHONE``               international (``+44 20 7946 0958``, ``+91-98765-43210``, ``%2B44…``, also glued
+                        to a word: ``at+1 212 555 0123``), national with trunk 0 (``020 7946 0958``),
+                        North American (``(415) 555-0100``), compact mobiles (11-digit Chinese
+                        ``1[3-9]…``, 10-digit Indian ``[6-9]…``); an extension (``x1234``, ``ext. 12``)
+                        is part of the value. Never a date or time (``03/03/2023 19:56``)
+``CREDIT_CARD``         12-19 digits, known issuer prefix/length, Luhn; space or dash separators; any
+                        15-digit Luhn-valid number with a network's prefix, UATP (``1…``) included
+``IBAN``                registered country length + mod-97; compact, or spaces/dashes in any grouping
+``US_SSN``              ``123-45-6789`` / ``123 45 6789`` / ``123.45.6789``; area 000/666/9xx, group 00,
+                        serial 0000 rejected
+``IP_ADDRESS``          IPv4 (octets 0-255; also the address of tcpdump's ``a.b.c.d.port``) and IPv6 in
+                        every RFC 4291/5952 form (``fe80::1%eth0``, ``::ffff:1.2.3.4``; a ``/64`` suffix
+                        stays). Loopback, unspecified, documentation (RFC 5737/3849) and 240/4 addresses
+                        are kept unless ``redaction.keep_reserved_ips`` is false
 ``MAC_ADDRESS``         ``00:1A:2B:3C:4D:5E``, ``00-1a-…``, ``001a.2b3c.4d5e``
 ``CRYPTO_WALLET``       BTC base58check (``1…``/``3…``), bech32/bech32m (``bc1…``), ETH ``0x`` + 40 hex
 ``PRIVATE_KEY``         PEM private-key blocks (also truncated ones, and inside JSON strings)
@@ -32,14 +43,22 @@ Placeholder types (``[TYPE]``), the documented list:
                         ``ghu_``/``ghs_``/``ghr_``/``github_pat_``, Slack ``xox[abposr]-``
 ``AWS_KEY``             AWS access key ids (``AKIA``, ``ASIA``, … + 16)
 ``JWT``                 ``eyJ….eyJ….sig``
-``PASSWORD``            the password of ``scheme://user:pass@host`` and ``password=…``/``pwd=…``/
-                        ``"password": "…"``
-``SECRET``              ``Bearer <token>`` and ``secret=``/``token=``/``api_key=``-style values
+``PASSWORD``            the password of ``scheme://user:pass@host`` (user may be empty) and the
+                        *literal* of ``password=…``/``DB_PASSWORD: …``/``"pwd": "…"``/SQL
+                        ``PASSWORD '…'`` (see :mod:`ratchet.redaction.literals`: code, references,
+                        templates and placeholders after the key are kept)
+``SECRET``              ``Bearer <token>`` and the literal of ``secret=``/``token:``/``api_key :=``/
+                        ``clientSecret = …``-style assignments (same rules as ``PASSWORD``)
 ======================  ===========================================================================
+
+Every rule also sees through escapes (Markdown ``\\_``, HTML ``&#64;``/``&commat;``, JSON
+``\\u0040``, URL ``%40``): the engine runs the rules over a decoded view as well
+(:mod:`ratchet.redaction.escapes`) and the placeholder covers the whole escaped value.
 
 Not PII and left alone by design: order ids, SKUs, prices, dates, times, tracking numbers, UUIDs,
 hex digests, version strings written ``v1.2.3.4`` (a bare ``1.2.3.4`` is a valid IPv4 address and
-is redacted).
+is redacted). Known cost of the compact-mobile rule: a free-standing 10-digit number starting
+6-9 or an 11-digit one starting 13-19 (an order number) is replaced as a phone.
 """
 
 from __future__ import annotations

@@ -19,7 +19,10 @@ How a column is processed (measured choices, see ``benchmarks/README.md``):
    numbers of shop text are settled once per ``Redactor``; a hit is never remembered. A greedy
    match that fails its validator is retried cut at earlier group ends (``Detector.right``),
    preferring a cut whose rest is itself a value. Overlaps are settled by detector priority
-   (secrets, then e-mail, IBAN, card…).
+   (secrets, then e-mail, IBAN, card…). A row holding escapes (``\\_``, ``&#64;``, ``\\u0040``,
+   ``%40``) is also read through its decoded view (:mod:`ratchet.redaction.escapes`; the
+   prefilter has an escape alternative so such rows are candidates), and those hits, mapped
+   back to whole escapes, win over overlapping hits in the text as written.
 4. **Replace** in Python for those rows; ``replace_with_mask`` puts them back into the column.
 5. **Repeat** 2-4 on the rows that changed, up to ``_MAX_ROUNDS``: a value whose left context was
    another value (digits right after a card or a token) is found once that neighbour is a
