@@ -35,9 +35,13 @@ DATA = Path(__file__).parent / "data" / "precision_set.jsonl"
 _PLACEHOLDER = re.compile(r"\[([A-Z][A-Z0-9_]*)\]")
 
 
-def replacements(text: str, out: str) -> list[tuple[int, int, str]] | None:
-    """``(start, end, type)`` spans of ``text`` that ``out`` replaced; None if they do not align."""
-    pieces = _PLACEHOLDER.split(out)
+def replacements(
+    text: str, out: str, types: tuple[str, ...] = ()
+) -> list[tuple[int, int, str]] | None:
+    """``(start, end, type)`` spans of ``text`` that ``out`` replaced; None if they do not align.
+    Only ``[TYPE]`` of the redactor's ``types`` count (``[POST]`` in a log line is text)."""
+    placeholder = re.compile(r"\[(" + "|".join(types) + r")\]") if types else _PLACEHOLDER
+    pieces = placeholder.split(out)
     literals, types = pieces[0::2], pieces[1::2]
     if not types:
         return [] if out == text else None
@@ -75,7 +79,7 @@ class Tally:
 
     def add(self, redactor: Redactor, text: str, pii: list[tuple[str, str]]) -> None:
         out, _ = redactor.redact_text(text)
-        reps = replacements(text, out)
+        reps = replacements(text, out, redactor.types)
         if reps is None:
             self.unaligned += 1
             return

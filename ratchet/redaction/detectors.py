@@ -439,7 +439,8 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
         "ipv4",
         # Also the address in ``81.2.69.142.443`` (tcpdump's address.port): a fifth number of
         # 2-5 digits ends the run. Longer runs (OIDs) and ``1.2.3.4.5`` stay.
-        rf"{LB_IPV4}(?P<v>\d{{1,3}}(?:\.\d{{1,3}}){{3}})(?:(?!\w|\.\d)|(?=\.\d{{2,5}}(?![\w.]|\.\d)))",
+        # Not a pinned version (``pkg==1.2.3.4``, ``~=``, ``>=``, ``<=``, ``!=``).
+        rf"{LB_IPV4}(?<![=~<>!]=)(?P<v>\d{{1,3}}(?:\.\d{{1,3}}){{3}})(?:(?!\w|\.\d)|(?=\.\d{{2,5}}(?![\w.]|\.\d)))",
         rf"{_B}\d{{1,3}}\.\d{{1,3}}\.\d{{1,3}}\.\d{{1,3}}\b",
         M_IPV4,
         _ip_validator(checksums.ipv4_ok, True),

@@ -122,6 +122,7 @@ DATES_AND_VERSIONS = [
     "Chrome/120.0.6099.109 Safari/537.36",
     "build 1.0.0-20231015.123456, version 2023.10.0",
     "numpy==1.26.4 certifi==2023.11.17",
+    "pywin32==1.2.3.4 and pkg~=10.0.19045.3 and pkg>=2.3.4.5",
     "ts=1700000000 and ts=1700000000123",
     "Ticket #9123456780 closed",
     "OID 1.3.6.1.4.1.2021.10.1.3.1",
