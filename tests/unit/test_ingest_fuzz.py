@@ -134,7 +134,9 @@ def _check(kind: str, objs: list[dict[str, Any]], data: list[bytes]) -> None:
     assert sum(stored.values()) + sum(v for (_, k), v in rejected.items() if k == own) + consent_drops == len(objs)
 
 
-FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @FUZZ
