@@ -226,18 +226,30 @@ def ingest(
         str, typer.Option("--format", help="auto | canonical | openai-chat")
     ] = "auto",
 ) -> None:
-    """Ingest agent logs (and feedback): redact, validate, store exactly once."""
+    """Ingest agent logs (and feedback): redact, validate, store exactly once.
+
+    A folder's files are told apart by their lines (interactions or feedback); a JSON document
+    that is not a record (a manifest.json) is skipped, an empty file or folder counts zero.
+    """
     _quiet_prefect()
     _check_config()
     from flows.ingest import ingest_flow
-    from ratchet.ingest.reader import InputError, expand_inputs
+    from ratchet.ingest.inputs import resolve_inputs, write_input_list
+    from ratchet.ingest.reader import InputError
+    from ratchet.settings import get_settings
 
     try:
-        expand_inputs(list(paths) + list(feedback or []))
+        resolved = resolve_inputs(list(paths), list(feedback or []))
     except InputError as exc:
         raise _fail(str(exc), 2) from None
-    summary = _run_flow(ingest_flow, paths=list(paths), feedback_paths=list(feedback or []),
-                        agent=agent, fmt=fmt)
+    if resolved.empty_folders:
+        typer.secho(f"warning: {resolved.empty_folders} folder(s) hold no input file", err=True)
+    if not resolved.files:
+        _print_summary("ingest", {"files": 0, "empty_folders": resolved.empty_folders})
+        return
+    # the flow gets a reference to the list, never a path: Prefect records parameters
+    ref = write_input_list(get_settings().home, resolved.files)
+    summary = _run_flow(ingest_flow, inputs=ref, agent=agent, fmt=fmt)
     _print_summary("ingest", summary)
 
 

@@ -5,6 +5,21 @@ one after another (two files may hold the same interaction, and the exactly-once
 the ledger must see the first file's commit before the second file's lookup). A file that fails
 (too much quarantined, a failed data-quality suite) does not stop the others; the flow fails at
 the end, naming every failed file and why, after publishing what it did.
+
+**Nothing Prefect records names an input.** Prefect stores a flow run's parameters, its run and
+task run names, logs, state messages and artifacts in its database. So the CLI passes ``inputs``,
+a reference to an input list it wrote under ``$RATCHET_HOME/inputs`` (see
+:mod:`ratchet.ingest.inputs`), never the paths; the flow hands each task that reference and an
+index, task runs are named ``ingest-<kind>-<sha256 prefix>``, and logs, artifacts and errors show
+a file by its redacted name and its hash. ``paths``/``feedback_paths`` stay for the Python API
+and deployments that name folders (an inbox): those parameters are recorded as given, so pass
+folders, not personal file names, there.
+
+Files and folders: a file's kind is told by its content (interaction or feedback; a JSON
+document that is not a record, such as a sample's ``manifest.json``, is skipped with a warning);
+an empty file or an empty folder is a warning and a zero count, never a failure. The
+pseudonymisation key is resolved once before any work, so a Secret block that cannot be read
+stops the run at once with that reason.
 """
 
 from __future__ import annotations
@@ -19,7 +34,15 @@ from prefect.runtime import flow_run
 
 from ratchet.config import load_config
 from ratchet.db import repo
-from ratchet.ingest.reader import expand_inputs
+from ratchet.ingest.inputs import (
+    InputKind,
+    display_name,
+    read_input_list,
+    resolve_inputs,
+    sniff_kind,
+    write_input_list,
+)
+from ratchet.ingest.reader import InputError, file_sha256
 from ratchet.redaction import Redactor
 from ratchet.settings import get_settings
 from tasks import runtime
@@ -34,6 +57,8 @@ def _summarise(reports: list[dict[str, Any]]) -> dict[str, Any]:
     total: dict[str, Any] = {
         "files": len(reports),
         "files_already_ingested": sum(r["status"] == "already_ingested" for r in reports),
+        "files_empty": sum(r["status"] == "empty" for r in reports),
+        "files_skipped": [r["name"] for r in reports if r["status"] == "not_records"],
         "lines": 0, "records": 0, "dropped_consent": 0, "skipped_tombstone": 0,
         "assumed_utc": 0,
     }  # fmt: skip
@@ -134,20 +159,51 @@ def _publish(reports: list[dict[str, Any]], summary: dict[str, Any], failures: l
 def _run_name() -> str:
     params = flow_run.parameters
     files = len(params.get("paths") or []) + len(params.get("feedback_paths") or [])
+    if params.get("inputs"):
+        try:
+            files = len(read_input_list(get_settings().home, params["inputs"]))
+        except ValueError:
+            files = 0
     return f"ingest-{params.get('agent') or 'any-agent'}-{files}-inputs"
+
+
+def _entries(
+    paths: list[str] | None, feedback_paths: list[str] | None, inputs: str | None
+) -> tuple[str | None, list[tuple[InputKind, Any]], int]:
+    """``(input list ref, entries, empty folders)``; errors never repeat a path (they become
+    Prefect state messages)."""
+    home = get_settings().home
+    if inputs:
+        return inputs, read_input_list(home, inputs), 0
+    if not paths and not feedback_paths:
+        raise ValueError("nothing to ingest: give interaction and/or feedback files")
+    try:
+        resolved = resolve_inputs(list(paths or []), list(feedback_paths or []))
+    except InputError:
+        raise InputError(
+            "an input path, glob or folder matches no file (which one is not repeated here: "
+            "run `ratchet ingest` for the message that names it)"
+        ) from None
+    if not resolved.files:
+        return None, [], resolved.empty_folders
+    return write_input_list(home, resolved.files), resolved.files, resolved.empty_folders
 
 
 @flow(name="ingest", flow_run_name=_run_name, log_prints=False)
 def ingest_flow(
-    paths: list[str],
+    paths: list[str] | None = None,
     feedback_paths: list[str] | None = None,
     agent: str | None = None,
     fmt: str = "auto",
     config_overrides: dict[str, Any] | None = None,
+    inputs: str | None = None,
 ) -> dict[str, Any]:
     """Ingest interaction files (canonical or OpenAI chat logs) and feedback files.
 
-    ``agent`` is the default agent for lines that name none. Returns the run's summary counts.
+    ``inputs`` is an input list reference (``ratchet.ingest.inputs.write_input_list``: what the
+    CLI passes, so no path is a parameter); else ``paths`` (kind told by content) and
+    ``feedback_paths``. ``agent`` is the default agent for lines that name none. Returns the
+    run's summary counts.
     """
     runtime.route_core_logs()  # the core's `ratchet` records in this run's logs (the UI)
     logger = get_run_logger()
@@ -155,11 +211,11 @@ def ingest_flow(
     config = load_config(settings, config_overrides)
     if fmt not in ("auto", "canonical", "openai-chat"):
         raise ValueError("fmt must be auto, canonical or openai-chat")
-    inputs = [("interactions", p) for p in expand_inputs(paths)] if paths else []
-    inputs += [("feedback", p) for p in expand_inputs(feedback_paths or [])]
-    if not inputs:
-        raise ValueError("nothing to ingest: give interaction and/or feedback files")
-
+    runtime.pseudonym_key(settings)  # an unreadable Secret block stops the run here
+    ref, entries, empty_folders = _entries(paths, feedback_paths, inputs)
+    if empty_folders:
+        logger.warning("%d input folder(s) hold no input file: nothing to ingest there",
+                       empty_folders)
     redactor = Redactor(config.redaction)
     sessions = runtime.sessions(settings)
     run_id = str(flow_run.get_id() or "")
@@ -167,17 +223,24 @@ def ingest_flow(
     with sessions() as s, s.begin():
         run = repo.start_pipeline_run(
             s, flow_name="ingest", flow_run_id=run_id or None, agent_id=agent,
-            parameters={"files": len(inputs), "agent": agent, "fmt": fmt},
+            parameters={"files": len(entries), "agent": agent, "fmt": fmt},
         )  # fmt: skip
         pipeline_run_id = run.id
 
     reports: list[dict[str, Any]] = []
     failures: list[str] = []
-    for kind, path in inputs:
-        name, _ = redactor.redact_text(path.name)
+    for index, (wanted, path) in enumerate(entries):
+        name = display_name(redactor, path.name)
+        try:
+            source, sniffed = file_sha256(path), sniff_kind(path)
+        except OSError as exc:
+            failures.append(f"{name}: cannot read the file ({exc.strerror})")
+            continue
+        kind = sniffed if wanted == "auto" and sniffed in ("interactions", "feedback") else wanted
         state = ingest_file_task(
-            str(path), name, kind, fmt, agent, config, now, run_id or None, return_state=True
-        )
+            ref or "", index, source, kind, fmt, agent, config, now, run_id or None,
+            return_state=True,
+        )  # fmt: skip
         if state.is_completed():
             report = state.result()
             reports.append(report)
@@ -192,6 +255,7 @@ def ingest_flow(
                 failures.append(f"{name}: {type(exc).__name__}: {exc}")
 
     summary = _summarise(reports)
+    summary["empty_folders"] = empty_folders
     _publish(reports, summary, failures)
     with sessions() as s, s.begin():
         repo.finish_pipeline_run(

@@ -18,8 +18,19 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ratchet.redaction.errors import PseudonymKeyInsecure, PseudonymKeyMissing
+from ratchet.redaction.errors import (
+    PseudonymKeyInsecure,
+    PseudonymKeyMissing,
+    RedactionError,
+)
 from ratchet.settings import Settings
+
+
+class PseudonymKeyUnavailable(RedactionError):
+    """The key's configured source exists but cannot be read now (a Prefect server down, an
+    error from the Secret block): stop, rather than fall back to a key file that would make
+    other pseudonyms (the same user would get two, and joins and erasure would break)."""
+
 
 PREFIX = "u_"
 HEX_CHARS = 32  # 128 bits of the HMAC: collisions are out of reach for any user population
@@ -105,7 +116,9 @@ def resolve_pseudonym_key(settings: Settings, secret_block_value: str | None = N
 
     1. ``RATCHET_PSEUDONYM_KEY`` (``settings.pseudonym_key``);
     2. ``secret_block_value``: what the caller loaded from a Prefect Secret block (this package
-       does not import Prefect);
+       does not import Prefect). A caller that cannot tell whether the block exists (its server
+       does not answer) raises :class:`PseudonymKeyUnavailable` instead of calling this with
+       ``None``: only a block that does not exist lets resolution go on to the key file;
     3. local store only: ``$RATCHET_HOME/pseudonym.key``, generated once (32 random bytes, 0600);
     4. otherwise :class:`PseudonymKeyMissing`: with a remote store, workers on other machines
        would each generate their own key and the same user would get different pseudonyms.

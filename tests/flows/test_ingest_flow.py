@@ -107,7 +107,7 @@ def test_failed_file_fails_the_flow_naming_it_and_keeps_going(prefect_harness, r
     good = tmp_path / "good.jsonl"
     good.write_text(_line(1, "fine") + "\n")
     bad = tmp_path / "mostly-bad.jsonl"
-    bad.write_text("\n".join(["not json"] * 5 + [_line(2, "ok")]) + "\n")
+    bad.write_text("\n".join(["not json"] * 120 + [_line(2, "ok")]) + "\n")  # past the minimum
     with pytest.raises(IngestFailed, match=r"mostly-bad\.jsonl.*quarantined"):
         ingest_flow(paths=[str(bad), str(good)])
     # the good file was committed; a rerun of the good file alone adds nothing
