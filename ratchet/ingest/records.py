@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -52,6 +53,7 @@ class TimeRules:
 
 
 INT64_MAX = 2**63 - 1
+_SCHEMA_VERSION = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,6})?")
 
 
 @dataclass
@@ -146,10 +148,10 @@ def check_schema_version(obj: dict[str, Any]) -> None:
     text = str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
     if not isinstance(text, str):
         raise Reject("wrong_type", "schema_version must be a string like '1.0'")
-    try:
-        major = int(text.split(".", 1)[0])
-    except ValueError:
-        raise Reject("invalid_value", "schema_version must look like MAJOR.MINOR") from None
+    # Whole, not only its major: the column is stored as given and never redacted.
+    if not _SCHEMA_VERSION.fullmatch(text):
+        raise Reject("invalid_value", "schema_version must look like MAJOR.MINOR")
+    major = int(text.split(".", 1)[0])
     if major > SCHEMA_MAJOR:
         raise Reject("newer_schema", f"schema_version major {major} > known {SCHEMA_MAJOR}")
 

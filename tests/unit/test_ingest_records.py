@@ -187,6 +187,15 @@ def test_identifiers_holding_pii_are_pseudonymised_the_same_everywhere() -> None
     assert rows(other, "interactions")[0]["interaction_id"] != i["interaction_id"]
 
 
+@pytest.mark.parametrize("version", ["1.0 jane@example.com", "1.x", "", " 1.0", "1.0.0"])
+def test_schema_version_is_checked_whole_not_only_its_major(version: str) -> None:
+    """schema_version is stored as given and never redacted: anything but MAJOR[.MINOR] in it
+    could carry text (PII) into the store."""
+    out = prepare_batch(spec(), lines(interaction(1, schema_version=version), interaction(2, schema_version=1.2)))
+    assert [r["schema_version"] for r in rows(out, "interactions")] == ["1.2"]
+    assert [(q["source_line"], q["reason"]) for q in out.quarantine] == [(1, "invalid_value")]
+
+
 # --- pipeline: join across tables, key rotation ----------------------------------------------------
 def write_jsonl(path: Path, items: list[Any]) -> Path:
     path.write_text("".join(json.dumps(x) + "\n" for x in items))
