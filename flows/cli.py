@@ -724,6 +724,11 @@ def sample(
     raise typer.Exit(code or 0)
 
 
+from flows import cli_train as _cli_train  # noqa: E402  (train, models cancel)
+
+_cli_train.register(app)
+
+
 def main(argv: list[str] | None = None) -> None:
     app(args=argv if argv is not None else sys.argv[1:], prog_name="ratchet")
 

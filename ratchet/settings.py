@@ -16,6 +16,7 @@ at the edge (CLI, flow start), never at import time, and nowhere else reads the 
 | ``RATCHET_PSEUDONYM_KEY`` | secret key for pseudonymising user ids (HMAC) | generated once, local store only |
 | ``RATCHET_S3_ENDPOINT_URL`` | endpoint of an S3-compatible store (MinIO, moto, R2...) | AWS |
 | ``RATCHET_OPENAI_API_KEY`` | key for the ``openai`` backend (falls back to ``OPENAI_API_KEY``) | none |
+| ``RATCHET_USER`` | who is recorded as ``created_by`` on training runs | ``ratchet`` |
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ class Settings(BaseSettings):
     )
     pseudonym_key: SecretStr | None = Field(default=None, description="HMAC key for user ids.")
     s3_endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint.")
+    user: str | None = Field(
+        default=None, description="Who is recorded as created_by on training runs (ratchet)."
+    )
     openai_api_key: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("RATCHET_OPENAI_API_KEY", "OPENAI_API_KEY"),
