@@ -157,13 +157,14 @@ def violation_counts(err: exp.ExportValidationError) -> dict[str, int]:
 
 
 def refusal_reason(err: exp.ExportValidationError) -> str:
-    """Why an export was refused, in words an operator reads, with the numbers behind it:
-    ``8 examples, export.min_examples is 10`` or ``content_not_string on 2 lines (first: 4)``."""
+    """Why an export was refused, in words an operator reads, with the numbers behind it and
+    the rule's name: ``8 examples, export.min_examples is 10 (too_few_examples)`` or
+    ``content_not_string on 2 lines (first: 4)``."""
     parts: list[str] = []
     by_rule: dict[str, list[int]] = {}
     for v in err.violations:
         if v.line == 0:
-            parts.append(v.detail or v.rule.replace("_", " "))
+            parts.append(f"{v.detail} ({v.rule})" if v.detail else v.rule)
         else:
             by_rule.setdefault(v.rule, []).append(v.line)
     for rule, lines in sorted(by_rule.items()):

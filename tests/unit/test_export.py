@@ -206,7 +206,7 @@ def test_refused_export_says_why_in_numbers() -> None:
     assert "8 examples, export.min_examples is 10" in str(err)
     from ratchet.curation.registry import refusal_reason
 
-    assert refusal_reason(err) == "8 examples, export.min_examples is 10"
+    assert refusal_reason(err) == "8 examples, export.min_examples is 10 (too_few_examples)"
     bad, _, _ = validate_records([_chat(), _msgs({"role": "assistant", "content": 5}),
                                   _msgs({"role": "assistant", "content": 6})], "openai_chat", XC)
     assert refusal_reason(ExportValidationError("openai_chat", bad)) == (
