@@ -51,6 +51,24 @@ INTERACTION_PATHS = [
     *[("feedback", k) for k in BASE_FEEDBACK],
 ]  # fmt: skip
 FEEDBACK_PATHS = [*[(k,) for k in BASE_FEEDBACK], ("unknown_field",)]
+BASE_OPENAI: dict[str, Any] = {
+    "request": {"model": "m", "messages": [{"role": "user", "content": "hi"}], "user": "u-1",
+                "metadata": {"agent_id": "shop", "topic": "x"}, "temperature": 0.2},
+    "response": {"id": "chatcmpl-1", "created": 1761984000, "model": "m-2025",
+                 "choices": [{"index": 0, "finish_reason": "tool_calls",
+                              "message": {"role": "assistant", "content": None, "tool_calls": [CALL]}}],
+                 "usage": {"prompt_tokens": 3, "completion_tokens": 4}},
+    "latency_ms": 5, "feedback": {"thumb": -1},
+}  # fmt: skip
+OPENAI_PATHS = [
+    ("request",), ("response",), ("latency_ms",), ("feedback",), ("agent_id",), ("timestamp",),
+    *[("request", k) for k in ("model", "messages", "user", "metadata", "temperature")],
+    ("request", "metadata", "agent_id"), ("request", "messages", 0), ("request", "messages", 0, "content"),
+    *[("response", k) for k in ("id", "created", "model", "choices", "usage")],
+    ("response", "choices", 0), ("response", "choices", 0, "message"),
+    ("response", "choices", 0, "message", "content"), ("response", "choices", 0, "message", "tool_calls"),
+    ("response", "choices", 0, "message", "tool_calls", 0, "type"), ("response", "usage", "prompt_tokens"),
+]  # fmt: skip
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.just(BIG_INT),
@@ -135,7 +153,7 @@ def _check(kind: str, objs: list[dict[str, Any]], data: list[bytes]) -> None:
 
 
 FUZZ = settings(
-    max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=30, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
 
@@ -151,3 +169,10 @@ def test_any_value_in_any_interaction_field_is_stored_or_quarantined(batch: list
 def test_any_value_in_any_feedback_field_is_stored_or_quarantined(batch: list[Any]) -> None:
     pairs = [_line(BASE_FEEDBACK, o) for o in batch]
     _check("feedback", [o for _, o in pairs], [d for d, _ in pairs])
+
+
+@FUZZ
+@given(st.lists(_overrides(OPENAI_PATHS), min_size=1, max_size=4))
+def test_any_value_in_an_openai_chat_log_line_is_stored_or_quarantined(batch: list[Any]) -> None:
+    pairs = [_line(BASE_OPENAI, o) for o in batch]
+    _check("interactions", [o for _, o in pairs], [d for d, _ in pairs])
