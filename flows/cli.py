@@ -729,6 +729,11 @@ from flows import cli_train as _cli_train  # noqa: E402  (train, models cancel)
 _cli_train.register(app)
 
 
+from flows.cli_models import register_models_commands  # noqa: E402  (models ..., ask)
+
+register_models_commands(app)
+
+
 def main(argv: list[str] | None = None) -> None:
     app(args=argv if argv is not None else sys.argv[1:], prog_name="ratchet")
 
