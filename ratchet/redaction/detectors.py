@@ -145,14 +145,18 @@ _EXT_TAIL = re.compile(EXT + "$")
 
 
 def _number_part(value: str) -> str:
-    return _EXT_TAIL.sub("", value)
+    if value[-1:].isdigit() and ("x" in value or "X" in value or "t" in value or "T" in value):
+        return _EXT_TAIL.sub("", value)
+    return value
 
 
 def _phone_digits(lo: int, hi: int) -> Validator:
     def check(value: str) -> int:
         number = _number_part(value)
         digits = checksums.only_digits(number.replace("%2B", "+"))
-        if not lo <= len(digits) <= hi or _DATE_LIKE.match(number) or _HAS_DATE.search(number):
+        if not lo <= len(digits) <= hi or _DATE_LIKE.match(number):
+            return 0
+        if ("/" in number or "." in number or "-" in number) and _HAS_DATE.search(number):
             return 0
         return len(value)
 
@@ -164,7 +168,7 @@ def _national_ok(value: str) -> int:
     digits = checksums.only_digits(number)
     if digits.startswith("00") or not 9 <= len(digits) <= 12 or _DATE_LIKE.match(number):
         return 0
-    if _HAS_DATE.search(number):
+    if ("/" in number or "." in number or "-" in number) and _HAS_DATE.search(number):
         return 0
     return len(value)
 

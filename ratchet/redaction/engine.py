@@ -411,13 +411,20 @@ class Redactor:
         accepted.sort()
         return accepted
 
-    def _detect(self, text: str, windows: Iterable[tuple[int, int]] | None = None) -> list[tuple[int, int, str]]:
+    def _detect(
+        self,
+        text: str,
+        windows: Iterable[tuple[int, int]] | None = None,
+        escaped: bool | None = None,
+    ) -> list[tuple[int, int, str]]:
         """Accepted spans of ``text``: in the text as written and, where it holds escapes, in
         its decoded view (:mod:`ratchet.redaction.escapes`), mapped back so the placeholder
         covers the whole escaped value. Where both find a value, the decoded view's span wins
         (it is the value as a reader sees it)."""
         spans = self._find(text, self._windows(text) if windows is None else windows)
-        if escapes.HINT.search(text) is None:
+        if escaped is None:
+            escaped = escapes.HINT.search(text) is not None
+        if not escaped:
             return spans
         decoded, src = escapes.decode(text)
         if not src:
@@ -553,8 +560,10 @@ class Redactor:
             marked_arr = pa.chunked_array(list(pieces), cand.type)
         texts: list[str] = cand.to_pylist()
         marked: list[str] = marked_arr.to_pylist()
+        # Rows that may hold escapes, in one RE2 pass (a superset of what ``decode`` rewrites).
+        escaped = pc.match_substring_regex(cand, escapes.HINT_RE2).to_numpy(zero_copy_only=False)
         all_spans: list[list[tuple[int, int, str]]] = []
-        for text, mk in zip(texts, marked, strict=True):
+        for text, mk, esc in zip(texts, marked, escaped, strict=True):
             if _SENTINEL in text:  # the text itself holds the sentinel: find tokens the slow way
                 windows = self._windows(text)
             else:
@@ -564,8 +573,8 @@ class Redactor:
                 windows = [
                     (ends[i - 1], ends[i]) for i in range(1, len(lengths), 2) if lengths[i]
                 ]
-            if escapes.HINT.search(text) is not None:
-                all_spans.append(self._detect(text, windows))
+            if esc:
+                all_spans.append(self._detect(text, windows, escaped=True))
             else:
                 all_spans.append(self._find(text, windows) if windows else [])
         return texts, all_spans
