@@ -127,3 +127,36 @@ def test_killed_run_then_rerun_stores_everything_once(tmp_path: Path, point: str
     assert _run(home, "none", g).returncode == 0
     ids = _stored_ids(home, "interactions", "interaction_id")
     assert len(ids) == 400 and len(set(ids)) == 400
+
+
+def test_gc_after_a_kill_leaves_exactly_the_ledgers_files(tmp_path: Path) -> None:
+    """A kill between writing and committing leaves parts nobody references (here the killed
+    file is never retried); after other runs, ``store gc`` leaves exactly the ledger's files."""
+    from datetime import timedelta
+
+    from ratchet.db import open_database, repo
+    from ratchet.settings import get_settings
+    from ratchet.store import Store, collect_orphans
+
+    home = tmp_path / "home"
+    f = tmp_path / "week.jsonl"
+    f.write_text("\n".join(_lines(350) + ["not json"] * 3) + "\n")
+    killed = _run(home, "before_commit", f)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    g = tmp_path / "other.jsonl"
+    g.write_text("\n".join(_lines(50, start=1000)) + "\n")
+    assert _run(home, "none", g).returncode == 0
+
+    settings = get_settings(home=home)
+    store = Store(settings.store_root)
+
+    def referenced() -> set[str]:
+        with open_database(settings)() as s:
+            return repo.referenced_part_paths(s)
+
+    on_disk = {p for t in ("interactions", "feedback", "quarantine") for p in store.list_files(t)}
+    assert on_disk > referenced()  # the killed run's parts
+    report = collect_orphans(store, referenced, grace=timedelta(0))
+    after = {p for t in ("interactions", "feedback", "quarantine") for p in store.list_files(t)}
+    assert after == referenced()
+    assert set(report.deleted) == on_disk - after
