@@ -53,6 +53,9 @@ class TimeRules:
 
 
 INT64_MAX = 2**63 - 1
+# Record ids are keys of the ledger (``record_keys.record_id``, ``String(255)``): a longer one
+# would fail the batch's commit on PostgreSQL, so it is refused here, line by line.
+MAX_RECORD_ID_CHARS = 255
 _SCHEMA_VERSION = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,6})?")
 
 
@@ -305,6 +308,8 @@ def _identity(
     """What every record needs first: a known schema major, its interaction, agent and time."""
     check_schema_version(obj)
     interaction_id = cast(str, _str(obj, "interaction_id", required=True))  # never None: required
+    if len(interaction_id) > MAX_RECORD_ID_CHARS:
+        raise Reject("invalid_value", f"interaction_id is longer than {MAX_RECORD_ID_CHARS} characters")
     agent = agent_of(obj, default_agent)
     ts, assumed = parse_timestamp(obj.get("timestamp"), rules)
     return interaction_id, agent, ts, assumed
@@ -391,11 +396,14 @@ def parse_feedback(obj: Any, rules: TimeRules, default_agent: str | None = None)
     correction = _str(obj, "correction")
     if rating is None and thumb is None and not correction:
         raise Reject("missing_field", "feedback needs a rating, a thumb or a correction")
+    feedback_id = _str(obj, "feedback_id")
+    if feedback_id is not None and len(feedback_id) > MAX_RECORD_ID_CHARS:
+        raise Reject("invalid_value", f"feedback_id is longer than {MAX_RECORD_ID_CHARS} characters")
     extra = {k: v for k, v in obj.items() if k not in FEEDBACK_FIELDS}
     row = {
         "schema_version": str(obj.get("schema_version") or SCHEMA_VERSION),
         "agent_id": agent,
-        "feedback_id": _str(obj, "feedback_id"),
+        "feedback_id": feedback_id,
         "interaction_id": interaction_id,
         "timestamp": ts,
         "source": source,

@@ -187,6 +187,21 @@ def test_identifiers_holding_pii_are_pseudonymised_the_same_everywhere() -> None
     assert rows(other, "interactions")[0]["interaction_id"] != i["interaction_id"]
 
 
+def test_record_ids_longer_than_the_ledger_key_are_refused_line_by_line() -> None:
+    from ratchet.db.models import MAX_ID_LENGTH
+    from ratchet.ingest.records import MAX_RECORD_ID_CHARS
+
+    assert MAX_RECORD_ID_CHARS == MAX_ID_LENGTH  # record_keys.record_id
+    long_id = "x" * (MAX_ID_LENGTH + 1)
+    line = interaction(1, feedback=[{"thumb": 1, "feedback_id": long_id}, {"thumb": -1, "feedback_id": "ok"}])
+    out = prepare_batch(spec(), lines(interaction(0, interaction_id=long_id), line))
+    assert [r["interaction_id"] for r in rows(out, "interactions")] == ["int-1"]
+    assert [r["feedback_id"] for r in rows(out, "feedback")] == ["ok"]
+    assert [(q["source_line"], q["record_kind"], q["reason"]) for q in out.quarantine] == [
+        (1, "interaction", "invalid_value"), (2, "feedback", "invalid_value"),
+    ]  # fmt: skip
+
+
 @pytest.mark.parametrize("version", ["1.0 jane@example.com", "1.x", "", " 1.0", "1.0.0"])
 def test_schema_version_is_checked_whole_not_only_its_major(version: str) -> None:
     """schema_version is stored as given and never redacted: anything but MAJOR[.MINOR] in it
