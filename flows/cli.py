@@ -37,8 +37,6 @@ store_app = typer.Typer(no_args_is_help=True, help="Maintain the store (orphan p
 app.add_typer(store_app, name="store")
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "ratchet" / "data" / "sample"
-
-
 _state = {"verbose": False}
 
 
@@ -50,6 +48,8 @@ def _options(
 ) -> None:
     """Turn agent conversations and feedback into a better agent, only forward."""
     _state["verbose"] = verbose
+
+
 def _quiet_prefect() -> None:
     """Defaults that keep an offline, local run quiet and fast; an operator's values win.
 
@@ -74,8 +74,6 @@ def _quiet_prefect() -> None:
 
     # GX logs a line per ephemeral context at INFO; the run's own artifacts say what matters
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
-
-
     _show_core_logs()
 
 
@@ -149,6 +147,8 @@ def _fail_exc(exc: BaseException) -> typer.Exit:
 
         traceback.print_exception(exc)
     return _fail(_reason(exc))
+
+
 def _fail(message: str, code: int = 1) -> typer.Exit:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     return typer.Exit(code)
@@ -173,8 +173,6 @@ def _check_config() -> None:
         raise _fail(f"invalid settings: {problems}", 2) from None
 
 
-def _print_summary(title: str, summary: dict[str, Any]) -> None:
-    typer.echo(f"{title}:")
 def _readable(value: Any) -> str:
     """A value as words: counts as ``name 3, other 1``, nothing as ``none``, never a dict."""
     if isinstance(value, dict):
@@ -186,6 +184,8 @@ def _readable(value: Any) -> str:
     return str(value)
 
 
+def _print_summary(title: str, summary: dict[str, Any]) -> None:
+    typer.echo(f"{title}:")
     for key, value in summary.items():
         if isinstance(value, dict) and value and all(isinstance(v, str) for v in value.values()):
             typer.echo(f"  {key.replace('_', ' ')}:")  # e.g. versions: one line each
@@ -288,32 +288,32 @@ def weekly(
     since_utc, until_utc = _when(since, "--since"), _when(until, "--until")
     if since_utc and until_utc and since_utc >= until_utc:
         raise _fail("--since must be before --until", 2)
-    _check_paths(list(logs or []) + list(feedback or []))
-    if not logs and not feedback:  # the inbox: RATCHET_INBOX/logs and /feedback
-        logs = feedback = None
+    ref: str | None = None
+    if logs or feedback:  # else the flow reads the inbox: RATCHET_INBOX/logs and /feedback
+        from ratchet.ingest.inputs import resolve_inputs, write_input_list
+        from ratchet.ingest.reader import InputError
+        from ratchet.settings import get_settings
+
+        try:  # the same rule as `ratchet ingest`: a path that matches nothing is exit 2
+            resolved = resolve_inputs(list(logs or []), list(feedback or []))
+        except InputError as exc:
+            raise _fail(str(exc), 2) from None
+        # the flow gets a reference to the list, never a path: Prefect records parameters
+        ref = write_input_list(get_settings().home, resolved.files) if resolved.files else None
+        if ref is None:
+            typer.secho("warning: the folders given hold no input file", err=True)
     summary = _run_flow(
-        weekly_flow, paths=logs if logs is None else list(logs),
-        feedback_paths=feedback if feedback is None else list(feedback or []),
+        weekly_flow, inputs=ref, paths=[] if (logs or feedback) and ref is None else None,
         since=since_utc, until=until_utc, all_time=sample and since_utc is None,
     )  # fmt: skip
     if "ingest" not in summary:
-        typer.echo("ingest: nothing to ingest (the inbox is empty)")
+        typer.echo("ingest: nothing to ingest")
     for stage, result in summary.items():
         _print_summary(stage, {k: v for k, v in result.items() if k != "reports"})
 
 
 def _when(value: str | None, option: str) -> Any:
     """A UTC datetime from YYYY-MM-DD or an ISO date-time (no zone: UTC); exit 2 if invalid."""
-def _check_paths(specs: list[str]) -> None:
-    """Every path, folder or glob given must exist or match (exit 2 naming it), before any
-    flow starts: the same rule as ``ratchet ingest``."""
-    import glob
-
-    for spec in specs:
-        if not Path(spec).exists() and not glob.glob(spec, recursive=True):
-            raise _fail(f"no input files match {spec!r}", 2)
-
-
     from ratchet.curation.select import to_utc
 
     try:

@@ -4,8 +4,9 @@ Today: ingest → curate (which writes the exports of the versions it makes). Fi
 evaluation and the gate join as they land; each stage is its own flow (a subflow here), so each
 is also deployable and runnable alone.
 
-**Inputs.** Files or folders given as ``paths`` / ``feedback_paths``; when neither is given (the
-shipped deployment), the inbox: ``$RATCHET_INBOX/logs`` and ``$RATCHET_INBOX/feedback``
+**Inputs.** An input list reference (``inputs``: what the CLI passes, so no file path is ever a
+Prefect parameter), or files or folders given as ``paths`` / ``feedback_paths``; when none is
+given (the shipped deployment), the inbox: ``$RATCHET_INBOX/logs`` and ``$RATCHET_INBOX/feedback``
 (``RATCHET_INBOX`` defaults to ``$RATCHET_HOME/inbox``), created on first use. An empty inbox is
 a warning and zero counts, not a failure: a quiet week still curates what arrived otherwise.
 
@@ -39,7 +40,6 @@ from ratchet.settings import Settings, get_settings
 from tasks import runtime
 
 log = logging.getLogger("ratchet.flows.weekly")
-_INPUT_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
 
 
 class WeeklyFailed(RuntimeError):
@@ -74,8 +74,17 @@ def inbox_dirs(settings: Settings) -> tuple[Path, Path]:
     return logs, feedback
 
 
-def _has_inputs(folder: Path) -> bool:
-    return any(p.is_file() and p.name.lower().endswith(_INPUT_SUFFIXES) for p in folder.rglob("*"))
+def _inbox_inputs(settings: Settings) -> str | None:
+    """The inbox's files as an input list reference; ``None`` (a warning) when it is empty."""
+    from ratchet.ingest.inputs import resolve_inputs, write_input_list
+
+    logs_dir, feedback_dir = inbox_dirs(settings)
+    resolved = resolve_inputs([str(logs_dir)], [str(feedback_dir)])
+    if not resolved.files:
+        log.warning("inbox is empty (RATCHET_INBOX logs/ and feedback/): nothing to ingest")
+        return None
+    log.info("inbox: %d file(s) to ingest", len(resolved.files))
+    return write_input_list(settings.home, resolved.files)
 
 
 def _run_link(run_id: Any) -> str:
@@ -163,6 +172,7 @@ def weekly_flow(
     until: datetime | None = None,
     window_days: int = 7,
     all_time: bool = False,
+    inputs: str | None = None,
 ) -> dict[str, Any]:
     """Run every stage in order (inputs default to the inbox); a failed stage fails the run
     with its reason, after the run's report is published."""
@@ -173,21 +183,15 @@ def weekly_flow(
     begin, end = planned_window(since, until, window_days, all_time,
                                 flow_run.scheduled_start_time)
     name = str(flow_run.name or run_name())
-    if paths is None and feedback_paths is None:
-        logs_dir, feedback_dir = inbox_dirs(get_settings())
-        paths = [str(logs_dir)] if _has_inputs(logs_dir) else []
-        feedback_paths = [str(feedback_dir)] if _has_inputs(feedback_dir) else []
-        if not paths and not feedback_paths:
-            log.warning("inbox is empty (RATCHET_INBOX logs/ and feedback/): nothing to ingest")
-        else:
-            log.info("reading the inbox: %d folder(s)", len(paths) + len(feedback_paths))
+    if inputs is None and paths is None and feedback_paths is None:
+        inputs = _inbox_inputs(get_settings())
     out: dict[str, Any] = {}
     runs: dict[str, Any] = {}
     failure: str | None = None
-    if paths or feedback_paths:
+    if inputs or paths or feedback_paths:
         log.info("stage ingest: started")
         state = ingest_flow(paths=list(paths or []), feedback_paths=list(feedback_paths or []),
-                            agent=agent, return_state=True)
+                            agent=agent, inputs=inputs, return_state=True)
         out["ingest"], failure = _stage("ingest", state, runs)
         if until is None:  # the window is on arrival: what this run just received counts now
             end = datetime.now(UTC)

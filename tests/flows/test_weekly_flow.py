@@ -1,25 +1,179 @@
-"""The weekly flow on the bundled sample, end to end: ingest then curate (with exports)."""
+"""The weekly flow under a real Prefect run: the bundled sample through the inbox, counted
+exactly against its manifest; the run's own report, name, logs and progress as the API serves
+them to the UI; an empty inbox; and a transient error retried by the task (a permanent one not).
+"""
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
+import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-SAMPLE = Path(__file__).resolve().parents[2] / "ratchet" / "data" / "sample"
+import pytest
+
+from tests.conftest import SAMPLE_DIR
+
+MANIFEST = json.loads((SAMPLE_DIR / "manifest.json").read_text())
+RUN_LINK = re.compile(r"/runs/flow-run/([0-9a-f-]{36})")
 
 
-def test_weekly_on_the_sample_ingests_and_curates(prefect_harness, ratchet_env) -> None:
+def _client() -> Any:
+    from prefect.client.orchestration import get_client
+
+    return get_client(sync_client=True)
+
+
+def _artifacts(flow_run_id: Any) -> list[Any]:
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with _client() as client:
+        return client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+
+
+def _logs(flow_run_ids: list[Any]) -> list[str]:
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()  # the handler ships in batches
+    with _client() as client:
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=flow_run_ids)), limit=200
+        )
+    return [f"{log.name}: {log.message}" for log in logs]
+
+
+def _fill_inbox(home: Path) -> None:
+    logs, feedback = home / "inbox" / "logs", home / "inbox" / "feedback"
+    logs.mkdir(parents=True)
+    feedback.mkdir(parents=True)
+    for f in MANIFEST["files"]:
+        shutil.copy(SAMPLE_DIR / f["name"], (feedback if f["kind"] == "feedback" else logs))
+
+
+def test_weekly_on_the_sample_inbox_counts_reports_and_logs(prefect_harness, ratchet_env) -> None:
     from flows.weekly import weekly_flow
 
-    result = weekly_flow(
-        paths=[str(p) for p in sorted(SAMPLE.glob("interactions-*.jsonl"))]
-        + [str(SAMPLE / "openai-chat.jsonl")],
-        feedback_paths=[str(p) for p in sorted(SAMPLE.glob("feedback-*.jsonl"))],
-        all_time=True,
-    )
-    assert result["ingest"]["stored"]["feedback"] == 115
-    curate = result["curate"]
-    assert curate["window"].startswith("[beginning, ")
-    assert curate["feedback_in_window"] == 115
-    assert curate["versions_new"] >= 12 and curate["exports_written"] > 0
-    assert {r["agent"] for r in curate["reports"]} == {
-        "billing-helper", "returns-bot", "shop-assistant"}
+    _fill_inbox(ratchet_env)
+    state = weekly_flow(all_time=True, return_state=True)  # no paths: the inbox
+    assert state.is_completed(), state.message
+    result = state.result()
+    ingest, curate = result["ingest"], result["curate"]
+    m, fb = MANIFEST["interactions"], MANIFEST["feedback"]
+
+    # data in, exactly as the sample's manifest says
+    assert ingest["files"] == len(MANIFEST["files"])
+    assert ingest["lines"] == sum(f["lines"] for f in MANIFEST["files"])
+    assert ingest["quarantined"] == m["expected_quarantine"]
+    assert ingest["dropped_consent"] == m["consent_false"]
+    assert ingest["skipped_already_stored"] == {"interactions": m["exact_duplicates"]}
+    assert ingest["stored"]["interactions"] == (
+        # every chat-completions line is one interaction (a tool-call turn as well)
+        m["valid_distinct"] - m["consent_false"] + MANIFEST["openai_chat"]["lines"])
+    assert ingest["stored"]["feedback"] == fb["events_total"]
+    # curated: every event arrived in this run's window, every agent of the sample
+    assert curate["feedback_in_window"] == fb["events_total"]
+    assert {r["agent"] for r in curate["reports"]} == set(m["by_agent"])
+    assert all(r["status"] == "curated" for r in curate["reports"])
+    versions = [v for r in curate["reports"] for v in r["versions"]]
+    exports = [e for r in curate["reports"] for e in r["exports"]]
+    assert curate["versions_new"] == len(versions) > 0
+    assert curate["exports_written"] == sum(e["status"] == "written" for e in exports) > 0
+
+    # the run is named by its window, and carries the week's report
+    weekly_id = state.state_details.flow_run_id
+    with _client() as client:
+        run = client.read_flow_run(weekly_id)
+    assert run.name == f"weekly-all-to-{datetime.now(UTC):%Y-%m-%d}"
+    report = {a.key: a for a in _artifacts(weekly_id)}["weekly-report"]
+    text = report.data
+    assert f"files: {ingest['files']} (0 already ingested)" in text
+    assert f"feedback {fb['events_total']}, interactions {ingest['stored']['interactions']}" in text
+    for reason, n in m["expected_quarantine"].items():
+        assert f"| {reason} | {n} |" in text
+    for v in versions:
+        assert f"| {v['kind']} | {v['version']} | {v['rows']} | yes |" in text
+    assert (f"Written: {curate['exports_written']}; refused: "
+            f"{sum(e['status'] == 'refused' for e in exports)}") in text
+    subflows = RUN_LINK.findall(text)
+    assert len(subflows) == 2
+    with _client() as client:
+        names = [client.read_flow_run(i).name for i in subflows]
+    assert names[0].startswith("ingest-") and names[1].startswith("curate-")
+
+    # the core's records reach the runs' logs (what the UI shows): per file, batch, agent, stage
+    logs = "\n".join(_logs([weekly_id, *subflows]))
+    assert "ratchet.flows.weekly: stage ingest: started" in logs
+    assert "ratchet.flows.weekly: stage curate: started" in logs
+    assert "interactions-week-01.jsonl: batch 1 committed" in logs
+    assert "feedback-week-04.jsonl (" in logs and "ingest started" in logs
+    for agent in m["by_agent"]:
+        assert f"ratchet.curation.registry: {agent}: curating" in logs
+
+    # progress: per agent on the curate run (complete), per file on the ingest task runs
+    curate_progress = [a for a in _artifacts(subflows[1]) if a.type == "progress"]
+    assert [a.data for a in curate_progress] == [100.0]
+    ingest_progress = [a for a in _artifacts(subflows[0]) if a.type == "progress"]
+    assert len(ingest_progress) == len(MANIFEST["files"]) - 0
+    assert all(a.data > 0 for a in ingest_progress)
+
+
+def test_weekly_on_an_empty_inbox_warns_and_is_named_by_its_window(
+    prefect_harness, ratchet_env
+) -> None:
+    from flows.weekly import weekly_flow
+
+    until = datetime(2026, 11, 30, 3, tzinfo=UTC)
+    state = weekly_flow(until=until, return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert "ingest" not in result and result["curate"]["feedback_in_window"] == 0
+    assert (ratchet_env / "inbox" / "logs").is_dir()  # created on first use
+    assert (ratchet_env / "inbox" / "feedback").is_dir()
+    weekly_id = state.state_details.flow_run_id
+    with _client() as client:
+        assert client.read_flow_run(weekly_id).name == "weekly-2026-11-23"
+    text = {a.key: a for a in _artifacts(weekly_id)}["weekly-report"].data
+    assert "Nothing ingested" in text and "2026-11-23T03:00:00+00:00" in text
+    assert "| ingest | not run | - |" in text
+    assert any("inbox is empty" in line for line in _logs([weekly_id]))
+
+
+def test_a_transient_error_is_retried_by_the_task_a_permanent_one_is_not(
+    prefect_harness, ratchet_env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flows.curate as curate_mod
+    import tasks.curate as task_mod
+    from flows.curate import CurateFailed, curate_flow
+
+    real = task_mod.curate_agent
+    calls: list[str] = []
+
+    def locked_once(ctx: Any, agent: str, window: Any) -> dict[str, Any]:
+        calls.append(agent)
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("database is locked")
+        return real(ctx, agent, window)
+
+    monkeypatch.setattr(task_mod, "curate_agent", locked_once)
+    fast = task_mod.curate_agent_task.with_options(retry_delay_seconds=0, retry_jitter_factor=None)
+    monkeypatch.setattr(curate_mod, "curate_agent_task", fast)
+    summary = curate_flow(agent="quiet-agent")
+    assert calls == ["quiet-agent", "quiet-agent"]  # failed once, retried, then done
+    assert summary["agents"] == "quiet-agent (no_feedback)"
+
+    calls.clear()
+
+    def bad_data(ctx: Any, agent: str, window: Any) -> dict[str, Any]:
+        calls.append(agent)
+        raise ValueError("feedback.rating must be 1-5")
+
+    monkeypatch.setattr(task_mod, "curate_agent", bad_data)
+    with pytest.raises(CurateFailed, match="ValueError"):
+        curate_flow(agent="quiet-agent")
+    assert calls == ["quiet-agent"]  # not retried
