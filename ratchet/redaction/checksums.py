@@ -122,6 +122,13 @@ def iban_ok(compact: str) -> bool:
     return number % 97 == 1
 
 
+def iban_check_digits(country: str, bban: str) -> str:
+    """The two check digits that make ``country + digits + bban`` pass :func:`iban_ok` (the
+    sample generator plants valid IBANs with them)."""
+    numeric = "".join(str(int(ch, 36)) for ch in (bban + country + "00").upper())
+    return f"{98 - int(numeric) % 97:02d}"
+
+
 def iban_prefix_len(text: str) -> int:
     """Length of the longest prefix of ``text`` that is a valid IBAN, or 0.
 

@@ -322,3 +322,22 @@ def test_bundled_sample_is_reproducible(tmp_path: Path) -> None:
     for f in m.files:
         assert hashlib.sha256((bundled / f.name).read_bytes()).hexdigest() == f.sha256, f.name
     assert sum(f.bytes for f in m.files) < 1_500_000
+
+
+def test_the_generator_plants_with_the_redactions_own_checksums(monkeypatch) -> None:
+    """One implementation of Luhn and mod-97: what the sample plants is what redaction checks."""
+    import random
+
+    from ratchet import sample
+    from ratchet.redaction import checksums
+
+    calls: list[str] = []
+    real_luhn, real_iban = checksums.luhn_ok, checksums.iban_check_digits
+    monkeypatch.setattr(checksums, "luhn_ok", lambda d: calls.append("luhn") or real_luhn(d))
+    monkeypatch.setattr(checksums, "iban_check_digits",
+                        lambda c, b: calls.append("iban") or real_iban(c, b))
+    rng = random.Random(3)
+    card, iban = sample._card(rng), sample._iban(rng).replace(" ", "")
+    assert "luhn" in calls and "iban" in calls
+    assert checksums.luhn_ok(checksums.only_digits(card)) and checksums.iban_ok(iban)
+    assert not hasattr(sample, "luhn_valid") and not hasattr(sample, "iban_valid")
