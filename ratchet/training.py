@@ -417,8 +417,8 @@ def _finish(ctx: TrainingContext, run_id: str, model: ModelSpec, cost: float, ba
             mv = repo.create_model_version(
                 s, agent_id=run.agent_id, backend=model.backend, model_ref=model.model_ref,
                 system_prompt=model.system_prompt, parameters=dict(model.parameters),
-                parent_id=run.base_model_version, training_run_id=run_id,
-            )
+                parent_id=run.base_model_version, training_run_id=run_id, version_id=run_id,
+            )  # the run's id: one run makes one version, and models/<id>/ holds both
         path = model_card_path(mv.id)
         repo.update_training_run(
             s, run_id, metrics=dict(metrics), cost_usd=cost,

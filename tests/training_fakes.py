@@ -174,3 +174,16 @@ def store_at(root: Path) -> Any:
     from ratchet.store import Store
 
     return Store(str(root))
+
+
+#: The trainer the registry hands out for backend "fake" (``BACKENDS["fake"]`` points at this
+#: module in the task and flow tests): one object, so a test can count its submissions.
+CURRENT: dict[str, FakeTrainer] = {"trainer": FakeTrainer()}
+
+
+def make_trainer(context: Any) -> FakeTrainer:
+    return CURRENT["trainer"]
+
+
+def make_answerer(spec: ModelSpec, context: Any) -> EchoAnswerer:
+    return EchoAnswerer()

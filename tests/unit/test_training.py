@@ -194,7 +194,7 @@ def test_a_failed_or_cancelled_job_ends_the_record_with_the_providers_message(en
 def test_a_job_that_never_finishes_times_out_is_cancelled_and_fails(env):
     trainer = FakeTrainer(script=("in_progress",))
     ctx = _ctx(env, trainer, timeout_s=10.0)
-    with pytest.raises(TrainingTimeout, match="training.timeout_s"):
+    with pytest.raises(TrainingTimeout, match=r"training\.timeout_s"):
         train(ctx, _req(env["seeded"]))
     with env["sessions"]() as s:
         (run,) = repo.list_training_runs(s, agent_id=AGENT)
