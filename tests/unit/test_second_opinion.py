@@ -38,6 +38,11 @@ EMAIL = "jane.roe@example-mail.com"
 CARD = "4539 1488 0343 6467"  # Luhn-valid
 IBAN = "DE89 3704 0044 0532 0130 00"  # check digits valid
 PLANTED = (EMAIL, CARD, IBAN)
+QUESTIONS = [
+    "Where is my parcel right now?", "Can I return shoes bought in March?",
+    "Do you deliver to Norway and how long does it take?", "Which size fits a 42 foot?",
+    "Is the oak table still in stock?", "How do I change the address on my account?",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +198,7 @@ def test_presidio_missing_is_a_clear_skip_and_required_makes_it_a_failure(monkey
 
 def test_unknown_entity_in_config_names_the_key() -> None:
     scanner = SecondOpinion(QualityConfig(second_opinion_min_scores={"US_DRIVER_LICENSE": 0.5}))
-    with pytest.raises(SecondOpinionConfigError, match="quality.second_opinion_min_scores"):
+    with pytest.raises(SecondOpinionConfigError, match=r"quality\.second_opinion_min_scores"):
         scanner.scan(_chat_table(["x"]), "t")
 
 
@@ -225,7 +230,8 @@ def _file(path: Path, answers: list[str]) -> Path:
         {
             "interaction_id": f"int-{i}", "agent_id": "shop-assistant",
             "timestamp": "2026-11-02T10:00:00Z",
-            "messages": [{"role": "user", "content": "Where is my order?"}], "response": a,
+            "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}],
+            "response": a,
         }
         for i, a in enumerate(answers)
     ]  # fmt: skip
@@ -252,3 +258,57 @@ def test_ingest_report_carries_hits_by_type_and_rows_scanned(ratchet_env, tmp_pa
     suites = {q["suite"]: q for q in report["quality"]}
     assert suites["interactions_second_opinion"]["success"]
     _no_value(json.dumps(report))
+
+
+# --- wired into curation ----------------------------------------------------------------------
+def _curate(ctx: IngestContext, config: PipelineConfig) -> dict:
+    from datetime import timedelta
+
+    from ratchet.curation.registry import CurationContext, curate_agent
+    from ratchet.curation.select import Window
+
+    cctx = CurationContext(store=ctx.store, sessions=ctx.sessions, config=config,
+                           redactor=Redactor(config.redaction))
+    return curate_agent(cctx, "shop-assistant",
+                        Window(None, datetime.now(UTC) + timedelta(seconds=1)))
+
+
+def _ingest_for_curation(tmp_path: Path, answers: list[str]) -> IngestContext:
+    ctx = _ctx(disabled=["EMAIL"])
+    # what the redactor let through is stored: only the curated tables are checked here
+    ctx = IngestContext(**{**ctx.__dict__, "config": ctx.config.model_copy(
+        update={"quality": QualityConfig(second_opinion_enabled=False)})})
+    ingest_file(ctx, _file(tmp_path / "i.jsonl", answers))
+    fb = [{"interaction_id": f"int-{i}", "agent_id": "shop-assistant",
+           "timestamp": "2026-11-03T10:00:00Z", "source": "user", "rating": 5}
+          for i in range(len(answers))]  # fmt: skip
+    (tmp_path / "f.jsonl").write_text("".join(json.dumps(x) + "\n" for x in fb))
+    ingest_file(ctx, tmp_path / "f.jsonl", kind="feedback")
+    return ctx
+
+
+def test_curation_fails_when_a_curated_table_holds_pii(ratchet_env, tmp_path) -> None:
+    answers = ["It ships tomorrow.", "Yes, within 30 days.", "Yes, in five days.", "Take a 43.",
+               "Two are left.", f"Send the new address to {EMAIL} and we update it."]
+    ctx = _ingest_for_curation(tmp_path, answers)
+    missing = PipelineConfig.model_validate({"redaction": {"disabled_types": ["EMAIL"]}})
+    with pytest.raises(DataQualityError) as err:
+        _curate(ctx, missing)  # curation's own residual scan misses it too
+    message = str(err.value)
+    assert "_second_opinion" in message and "EMAIL_ADDRESS=" in message
+    _no_value(message)
+    with ctx.sessions() as s:
+        from ratchet.db import repo
+
+        assert repo.list_dataset_versions(s, agent_id="shop-assistant") == []
+
+
+def test_curation_report_carries_the_scan_per_table(ratchet_env, tmp_path) -> None:
+    answers = ["It ships tomorrow.", "Yes, within 30 days.", "Yes, in five days.", "Take a 43.",
+               "Two are left.", "Under Settings, then Addresses."]
+    ctx = _ingest_for_curation(tmp_path, answers)
+    report = _curate(ctx, PipelineConfig())
+    scans = report["second_opinion"]
+    assert scans["eval_cases"]["status"] == "scanned" and scans["eval_cases"]["rows_scanned"] > 0
+    assert all(s["hits_by_type"] == {} for s in scans.values())
+    assert any(q["suite"] == "eval_cases_second_opinion" for q in report["quality"])
