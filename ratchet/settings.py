@@ -16,6 +16,7 @@ at the edge (CLI, flow start), never at import time, and nowhere else reads the 
 | ``RATCHET_PSEUDONYM_KEY`` | secret key for pseudonymising user ids (HMAC) | generated once, local store only |
 | ``RATCHET_S3_ENDPOINT_URL`` | endpoint of an S3-compatible store (MinIO, moto, R2...) | AWS |
 | ``RATCHET_OPENAI_API_KEY`` | key for the ``openai`` backend (falls back to ``OPENAI_API_KEY``) | none |
+| ``RATCHET_OPENAI_BASE_URL`` | OpenAI API or OpenAI-compatible server (falls back to ``OPENAI_BASE_URL``) | the SDK's |
 | ``RATCHET_USER`` | who is recorded as ``created_by`` on training runs | ``ratchet`` |
 """
 
@@ -64,6 +65,12 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("RATCHET_OPENAI_API_KEY", "OPENAI_API_KEY"),
         description="API key for the openai backend.",
+    )
+    openai_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("RATCHET_OPENAI_BASE_URL", "OPENAI_BASE_URL"),
+        description="Base URL of the OpenAI API or of an OpenAI-compatible server (vLLM, "
+        "Ollama, llama.cpp); none: the SDK's default (api.openai.com).",
     )
 
     @field_validator("env")
