@@ -294,3 +294,24 @@ def test_bad_requests_are_refused_before_any_record(env, kw, match):
         plan_training(ctx, _req(env["seeded"], **kw))
     with env["sessions"]() as s:
         assert repo.list_training_runs(s) == []
+
+
+def test_the_real_local_backend_trains_a_candidate_that_answers_with_its_examples(env):
+    from ratchet.backends import BackendContext, answerer_for
+    from ratchet.training import model_spec_of
+
+    config = PipelineConfig()
+    ctx = TrainingContext(sessions=env["sessions"], store=env["store"], config=config)
+    req = _req(env["seeded"], backend="local")
+    out = train(ctx, req)  # trainer from the registry: ratchet.backends.local
+    with env["sessions"]() as s:
+        run = repo.get_training_run(s, out.training_run_id)
+        mv = repo.get_model_version(s, out.model_version_id)
+    assert run.status == "completed" and run.cost_usd == 0.0 and run.metrics["examples"] == 3.0
+    assert (mv.backend, mv.parent_id) == ("local", env["seeded"].base_id)
+    assert env["store"].exists(f"models/{mv.id}/model_card.md")
+    answerer = answerer_for(model_spec_of(mv), BackendContext(env["store"], None, config))
+    reply = answerer.answer([{"role": "user", "content": "how do I reset my password"}])
+    assert reply.text == "Use Settings > Security > Reset."
+    again = train(ctx, req)
+    assert again.reused and again.model_version_id == out.model_version_id
