@@ -189,8 +189,9 @@ def _assignment_ok(text: str, start: int, end: int) -> int:
     value = text[start:end]
     # Backticks quote commands (shell) and templates (JS), not literals: judged as bare tokens.
     quoted = start > 0 and text[start - 1] in "\"'"
-    ok = literals.quoted_secret(value) if quoted else literals.bare_secret(value)
-    return end - start if ok else 0
+    if quoted:
+        return end - start if literals.quoted_secret(value) else 0
+    return literals.bare_secret_len(value)
 
 
 # Loopback, unspecified, documentation (RFC 5737, RFC 3849) and IPv4 "reserved" (240/4, which

@@ -9,8 +9,8 @@ protects nothing, so an assignment rule replaces only a *literal*:
   template (``${X}``, ``{{ x }}``, ``{token}``, ``%s``, ``$VAR``) or an obvious placeholder;
 * a bare token that is shaped like a secret: at least 6 characters; not a call, index, attribute
   access (``a.b``), variable reference (``$x``, ``${x}``, ``%x%``), flag, bind parameter
-  (``:pw``), YAML tag/anchor (``!ENV``, ``*ref``), template, or a word ending in ``:`` or ``.``
-  (``lambda:``, the end of a sentence); letters only never (that is an
+  (``:pw``), YAML tag/anchor (``!ENV``, ``*ref``) or template; a closing ``.``/``:`` is not part
+  of it (``pw=Hunter2-Hunter2.`` ends a sentence; ``lambda:`` is then a word); letters only never (that is an
   identifier or a word: ``hashedPassword``, ``string``, ``None``), unless 32+ long; an
   identifier with digits only when it has two or more digits and 8+ characters (``token1`` is a
   variable, ``a8f5f167f44f`` is not); digits only from 6 digits; anything with other
@@ -48,6 +48,7 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Dotted identifiers (``self.password``, ``process.env.API_KEY``): attribute access.
 _DOTTED = re.compile(r"[A-Za-z_$][\w$]*(?:\??\.[A-Za-z_$][\w$]*)+")
 _CODE_CHARS = frozenset("()[]{}$`")
+_OPENERS = frozenset("([{")
 _BAD_FIRST = frozenset("-:@!*&%=<>|?.+/#~^")
 
 
@@ -59,6 +60,16 @@ def is_placeholder(value: str) -> bool:
 def quoted_secret(value: str) -> bool:
     """Whether a quoted literal after a secret-named key is replaced."""
     return len(value) >= 4 and not is_placeholder(value)
+
+
+def bare_secret_len(value: str) -> int:
+    """How much of an unquoted token after a secret-named key is a secret value: the token
+    without a sentence's closing ``.``/``:`` or an unmatched ``)``/``]``/``}`` (the end of the
+    text around it), when that is secret-shaped; else 0."""
+    core = value.rstrip(".:")
+    if not _OPENERS.intersection(core):  # an unmatched closer ends the enclosing text: "(pw=…)"
+        core = core.rstrip(")]}").rstrip(".:")
+    return len(core) if core and bare_secret(core) else 0
 
 
 def bare_secret(value: str) -> bool:

@@ -98,6 +98,8 @@ LITERALS = [
     ("token=abcd1234efgh&next=1", "token=[SECRET]&next=1"),
     ("pwd=123456", "pwd=[PASSWORD]"),
     ("redis://:p4ssw0rd@localhost:6379/0", "redis://:[PASSWORD]@localhost:6379/0"),  # no user
+    ("my password=Hunter2-Hunter2.", "my password=[PASSWORD]."),  # a sentence's full stop
+    ("(password=Hunter2-Hunter2)", "(password=[PASSWORD])"),
 ]
 
 

@@ -111,3 +111,41 @@ def test_decode_maps_back_to_whole_escapes() -> None:
 def test_unknown_entities_and_bad_references_are_left_alone(redactor: Redactor) -> None:
     text = "&notanentity; &#0; &#xD800; \\u12 %zz 100% done"
     assert redactor.redact_text(text) == (text, {})
+
+
+# --- property: any mix of escapes over a value's punctuation hides nothing ----------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_KIND_FNS = [
+    lambda ch: "\\" + ch if ch in _MD else ch,
+    lambda ch: f"&#{ord(ch)};",
+    lambda ch: f"&#x{ord(ch):x};",
+    lambda ch: _NAMED.get(ch, ch),
+    lambda ch: f"\\u{ord(ch):04X}",
+    lambda ch: f"%{ord(ch):02x}",
+]
+
+
+@st.composite
+def _escaped_sample(draw: st.DrawFn) -> tuple[str, str, str]:
+    type_, prefix, value = draw(st.sampled_from(SAMPLES))
+    raw = prefix + value
+    out = "".join(
+        draw(st.sampled_from(_KIND_FNS))(ch) if ch in _PUNCT and draw(st.booleans()) else ch
+        for ch in raw
+    )
+    return type_, value, out
+
+
+@settings(max_examples=150, deadline=None)
+@given(_escaped_sample(), st.sampled_from(["", "Hi ", "see: ", "(", "<b>"]), st.sampled_from(["", ".", " ok", ")", "</b>"]))
+def test_property_mixed_escapes_hide_no_value(sample: tuple[str, str, str], before: str, after: str) -> None:
+    type_, value, escaped = sample
+    out, counts = _REDACTOR.redact_text(before + escaped + after)
+    assert counts.get(type_, 0) >= 1
+    core = [part for part in __import__("re").split(r"[^A-Za-z0-9]+", value) if len(part) >= 5]
+    assert not any(part in out for part in core), out
+
+
+_REDACTOR = Redactor()
