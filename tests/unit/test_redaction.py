@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pytest
@@ -133,11 +133,11 @@ def _interactions(rows: list[dict[str, object]]) -> pa.Table:
     base = {
         "schema_version": "1.0",
         "agent_id": "shop",
-        "timestamp": datetime(2026, 11, 3, tzinfo=timezone.utc),
+        "timestamp": datetime(2026, 11, 3, tzinfo=UTC),
         "content_hash": "ab" * 32,
         "source_file": "cd" * 32,
         "source_line": 1,
-        "ingested_at": datetime(2026, 11, 3, tzinfo=timezone.utc),
+        "ingested_at": datetime(2026, 11, 3, tzinfo=UTC),
         "timestamp_assumed_utc": False,
         "redaction_version": "x",
         "pii_residual": 0,
