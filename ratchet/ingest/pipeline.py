@@ -36,7 +36,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -44,6 +44,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ratchet.config import PipelineConfig
 from ratchet.db import repo
+from ratchet.ingest.inputs import display_name, sniff_kind
 from ratchet.ingest.prepare import (
     ID_COLUMN,
     RECORD_KIND,
@@ -56,7 +57,6 @@ from ratchet.ingest.prepare import (
     quarantine_row,
     quarantine_table,
 )
-from ratchet.ingest.inputs import display_name, sniff_kind
 from ratchet.ingest.reader import file_sha256, iter_batches
 from ratchet.ingest.records import Reject
 from ratchet.quality import (
@@ -256,11 +256,11 @@ def ingest_file(
             "(a manifest?), skipped",
         )  # fmt: skip
         return report
-    kind = kind_now  # type: ignore[assignment]
-    report = FileReport(source_file=source, name=name, kind=kind)
+    file_kind = cast(Kind, kind_now)
+    report = FileReport(source_file=source, name=name, kind=file_kind)
     with ctx.sessions() as s, s.begin():
         row, should_process = repo.begin_source_file(
-            s, file_id=source, kind=kind, name=name, size_bytes=size,
+            s, file_id=source, kind=file_kind, name=name, size_bytes=size,
             flow_run_id=ctx.flow_run_id,
         )  # fmt: skip
         attempts = row.attempts
@@ -271,13 +271,13 @@ def ingest_file(
 
     cfg = ctx.config.ingest
     spec = PrepareSpec(
-        kind=kind, fmt=fmt, default_agent=default_agent, source=source, source_name=name,
+        kind=file_kind, fmt=fmt, default_agent=default_agent, source=source, source_name=name,
         config=ctx.config, key=ctx.pseudonym_key, now=ctx.now,
         redaction_version=ctx.redactor.version, redactor_cls=type(ctx.redactor),
     )  # fmt: skip
     before = _quarantined_before(ctx, source) if attempts > 1 else frozenset()
     quality: dict[str, QualityReport] = {}
-    logger.info("%s (%s): ingest started, %s, %d bytes", name, source[:12], kind, size)
+    logger.info("%s (%s): ingest started, %s, %d bytes", name, source[:12], file_kind, size)
     try:
         for batch_no, prepared in enumerate(
             _prepared_batches(spec, path, _workers(cfg.workers)), start=1
