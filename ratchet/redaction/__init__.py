@@ -4,6 +4,12 @@ Public API: :class:`Redactor` (``redact_text``, ``redact_table``, ``scan_text``,
 ``version``), :class:`RedactionResult`, :data:`RULESET_VERSION`, :data:`TYPES`,
 :func:`pseudonymise`, :func:`pseudonymise_array`, :func:`resolve_pseudonym_key` and the typed
 errors. Core package: it never imports Prefect.
+
+Modules: ``detectors`` (the rules and the documented type list), ``engine`` (the column passes),
+``checksums`` (Luhn, mod-97, base58/bech32, address checks), ``literals`` (which values after
+``password=``/``token:`` are secrets, and which are code or placeholders, kept), ``escapes``
+(the decoded view through which every rule also reads Markdown/HTML/JSON/URL-escaped text),
+``arrow`` (nested columns), ``pseudonym`` (keyed ids).
 """
 
 from ratchet.redaction.detectors import TYPES
