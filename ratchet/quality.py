@@ -193,9 +193,9 @@ def second_opinion_report(result: SecondOpinionResult, config: QualityConfig) ->
     if result.hit_rate <= limit:
         return QualityReport(suite, True, result.rows_scanned, 1)
     by_type = ", ".join(f"{k}={v}" for k, v in sorted(result.hits_by_type.items()))
-    failed = (
+    why = (
         f"second_opinion_hit_rate({result.rows_with_hits} of {result.rows_scanned} sampled rows "
         f"hold PII, {result.hit_rate:.2%} > quality.second_opinion_max_hit_rate {limit:.2%}: "
         f"{by_type})"
     )
-    return QualityReport(suite, False, result.rows_scanned, 1, [failed])
+    return QualityReport(suite, False, result.rows_scanned, 1, [why])

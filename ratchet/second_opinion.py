@@ -408,13 +408,13 @@ def _build_analyzer(entities: list[str]) -> Any:
 
     offline_tld = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
-    class OfflineEmailRecognizer(EmailRecognizer):  # type: ignore[misc]
+    class OfflineEmailRecognizer(EmailRecognizer):
         """Presidio's e-mail recognizer, validating domains against the bundled suffix list."""
 
         def validate_result(self, pattern_text: str) -> bool:
             return offline_tld(pattern_text).fqdn != ""
 
-    class WindowedPhoneRecognizer(PhoneRecognizer):  # type: ignore[misc]
+    class WindowedPhoneRecognizer(PhoneRecognizer):
         """Presidio's phone recognizer, run only on the digit runs that could be a number.
 
         ``phonenumbers``' matcher walks the whole text once per region: 95% of the scan's time
