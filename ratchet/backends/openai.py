@@ -179,17 +179,21 @@ def training_records(store: Any, config: PipelineConfig, spec: JobSpec
     """``{"train": [...], "validation": [...]}`` OpenAI records of the dataset version, each
     validated (line numbers and rules, no text, on failure: :class:`JobRefused`)."""
     method = _method(spec)
-    if not spec.data.train_path:
+    path = spec.data.train_path
+    if not path:
         raise BackendError("openai: the job names no dataset file")
-    if method == "supervised":
-        table = store.read_table(spec.data.train_path, schemas.SFT_EXAMPLES)
-        fmt, build = "openai_chat", lambda split: openai_chat_records(table, split)
+    fmt = "openai_chat" if method == "supervised" else "openai_dpo"
+    splits: dict[str, list[Any]]
+    if path.endswith(".jsonl"):  # an export already in OpenAI's format: all of it is train
+        splits = {"train": _read_jsonl(store, path), "validation": []}
+    elif method == "supervised":
+        table = store.read_table(path, schemas.SFT_EXAMPLES)
+        splits = {k: openai_chat_records(table, k) for k in ("train", "validation")}
     else:
-        table = store.read_table(spec.data.train_path, schemas.PREFERENCE_PAIRS)
-        fmt, build = "openai_dpo", lambda split: openai_dpo_records(table, split)
+        table = store.read_table(path, schemas.PREFERENCE_PAIRS)
+        splits = {k: openai_dpo_records(table, k) for k in ("train", "validation")}
     out: dict[str, list[dict[str, Any]]] = {}
-    for split in ("train", "validation"):
-        records = build(split)
+    for split, records in splits.items():
         if split == "validation" and not records:
             continue
         violations, _, _ = validate_records(records, fmt, config.export,
@@ -200,6 +204,17 @@ def training_records(store: Any, config: PipelineConfig, spec: JobSpec
                              f"{spec.data.dataset_version_id} is not a valid {fmt} file "
                              f"({len(violations)} violation(s): {head})")
         out[split] = records
+    return out
+
+
+def _read_jsonl(store: Any, path: str) -> list[Any]:
+    out: list[Any] = []
+    for n, line in enumerate(store.read_bytes(path).decode("utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                raise JobRefused(f"openai: {path} line {n} is not JSON") from None
     return out
 
 
@@ -354,12 +369,13 @@ class OpenAITrainer:
         out: list[Any] = []
         page = self.client.fine_tuning.jobs.list_events(external_id, limit=100)
         for _ in range(EVENT_PAGES):
+            reached = False
             for event in page.data:
                 if event.id == last:
-                    page = None
+                    reached = True
                     break
                 out.append(event)
-            if page is None or not page.has_next_page():
+            if reached or not page.has_next_page():
                 break
             page = page.get_next_page()
         out.reverse()

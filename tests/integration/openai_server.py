@@ -18,6 +18,8 @@ Behaviour a test sets on the :class:`FakeOpenAI` state:
 * ``create_delay_s``: a job is created at once but its response is held this long (longer than
   the client's timeout: the lost response that makes SDK retries dangerous).
 * ``ignore_metadata_filter``: list jobs as a server that does not know the filter would.
+* ``list_lag_s``: a new job shows in ``GET /fine_tuning/jobs`` only this long after its creation
+  (an eventually consistent listing: the lost response is not found at once).
 
 Every request is recorded (method, path, time, the bearer key) and creates are counted.
 """
@@ -61,6 +63,7 @@ class FakeOpenAI:
     fail_message: str = "The job failed due to an invalid training file: line 3 is malformed."
     create_delay_s: float = 0.0
     ignore_metadata_filter: bool = False
+    list_lag_s: float = 0.0
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     creates: int = 0
@@ -167,7 +170,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._create(json.loads(body))
         if path == "/fine_tuning/jobs" and method == "GET":
             with st.lock:
-                jobs = list(reversed(st.jobs.values()))
+                now = time.monotonic()
+                jobs = [j for j in reversed(st.jobs.values()) if j["_visible_at"] <= now]
             wanted = {k[len("metadata["):-1]: v[0] for k, v in query.items()
                       if k.startswith("metadata[")}
             if wanted and not st.ignore_metadata_filter:
@@ -200,8 +204,8 @@ class _Handler(BaseHTTPRequestHandler):
         head = f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode()
         msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
         fields: dict[str, Any] = {}
-        for part in msg.iter_parts():  # type: ignore[attr-defined]
-            name = part.get_param("name", header="content-disposition")
+        for part in msg.iter_parts():
+            name = str(part.get_param("name", header="content-disposition"))
             fields[name] = (part.get_filename(), part.get_payload(decode=True))
         filename, content = fields["file"]
         with self.state.lock:
@@ -231,7 +235,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "validation_file": req.get("validation_file"), "metadata": req.get("metadata"),
                 "method": req.get("method"), "_suffix": req.get("suffix"), "_step": 0,
                 "_script": list(st.script), "_lines": lines, "_events": [], "_checkpoints": [],
-                "_request": req,
+                "_request": req, "_visible_at": time.monotonic() + st.list_lag_s,
             }
             job["_events"].append(self._event(job, "Created fine-tuning job", "message", None))
             st.jobs[jid] = job

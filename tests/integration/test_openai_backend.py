@@ -110,7 +110,8 @@ def _db_text(db: Path, sessions: Any) -> str:
     out = []
     with sessions() as s:
         for table in inspect(s.get_bind()).get_table_names():
-            out += [repr(tuple(r)) for r in s.execute(text(f'SELECT * FROM "{table}"'))]
+            query = text(f'SELECT * FROM "{table}"')  # noqa: S608 (names from the schema)
+            out += [repr(tuple(r)) for r in s.execute(query)]
     return "\n".join(out)
 
 
@@ -209,6 +210,34 @@ def test_a_create_whose_response_is_lost_is_found_not_created_again(env):
     external = _trainer(env).submit(_spec(env))
     assert external in state.jobs
     assert state.creates == 1 and state.count("POST", "/fine_tuning/jobs") == 1
+
+
+def test_a_lost_create_not_yet_listed_is_retryable_and_the_next_attempt_finds_it(env):
+    state = env["state"]
+    state.create_delay_s, state.list_lag_s = 1.0, 60.0
+    ctx = _ctx(env)
+    plan = plan_training(ctx, _req(env))
+    with pytest.raises(BackendError) as err:
+        submit_job(ctx, plan.training_run_id)
+    assert err.value.retryable and "timed out" in str(err.value)
+    with env["sessions"]() as s:
+        assert repo.get_training_run(s, plan.training_run_id).status == "pending"
+    state.list_lag_s = 0.0
+    for job in state.jobs.values():
+        job["_visible_at"] = 0.0  # the listing catches up
+    external = submit_job(ctx, plan.training_run_id)  # the task's retry, or a resumed flow
+    assert external in state.jobs and state.creates == 1
+
+
+def test_an_export_jsonl_trains_as_it_is(env):
+    lines = b"".join(b'{"messages":[{"role":"user","content":"q%d"},{"role":"assistant",'
+                     b'"content":"a%d"}]}\n' % (i, i) for i in range(2))
+    env["store"].write_bytes("exports/x/openai_chat.train.jsonl", lines)
+    state = env["state"]
+    _trainer(env).submit(_spec(env, path="exports/x/openai_chat.train.jsonl"))
+    req = next(iter(state.jobs.values()))["_request"]
+    assert state.files[req["training_file"]]["content"] == lines
+    assert "validation_file" not in req
 
 
 def test_a_5xx_on_create_is_not_retried_by_the_sdk_and_the_next_attempt_creates_once(env):
