@@ -58,19 +58,21 @@ def retry_backend(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-_RETRY = {"retries": runtime.RETRIES, "retry_delay_seconds": runtime.RETRY_DELAYS,
-          "retry_jitter_factor": runtime.RETRY_JITTER, "retry_condition_fn": retry_backend}
+def _step(name: str, run_name: str | None = None) -> Any:
+    """The train steps' task decorator: no cache, retries decided by :func:`retry_backend`."""
+    return task(name=name, task_run_name=run_name, cache_policy=NO_CACHE,
+                retries=runtime.RETRIES, retry_delay_seconds=[float(d) for d in runtime.RETRY_DELAYS],
+                retry_jitter_factor=runtime.RETRY_JITTER, retry_condition_fn=retry_backend)
 
 
-@task(name="plan-training", cache_policy=NO_CACHE, **_RETRY)
+@_step("plan-training")
 def plan_training_task(request: dict[str, Any], config: PipelineConfig) -> dict[str, Any]:
     """Reuse, resume, or write the training record (before anything is submitted)."""
     plan = plan_training(context(config), TrainRequest(**request))
     return dataclasses.asdict(plan)
 
 
-@task(name="submit-training-job", task_run_name="submit-{run_id}", cache_policy=NO_CACHE,
-      **_RETRY)
+@_step("submit-training-job", "submit-{run_id}")
 def submit_training_task(run_id: str, config: PipelineConfig) -> str:
     """Submit the record's job once (budgets checked first); returns its external id."""
     return submit_job(context(config), run_id)
@@ -103,8 +105,7 @@ class EventTable:
         return [{c: r.get(c, "") for c in columns} for r in self.rows]
 
 
-@task(name="wait-for-training-job", task_run_name="wait-{run_id}", cache_policy=NO_CACHE,
-      **_RETRY)
+@_step("wait-for-training-job", "wait-{run_id}")
 def wait_training_task(run_id: str, config: PipelineConfig) -> dict[str, Any]:
     """Poll the job until it ends, publishing progress and events; returns the final status
     (state, progress, metrics, trained tokens)."""
@@ -134,14 +135,13 @@ def _collected(out: Any) -> dict[str, Any]:
     return dataclasses.asdict(out)
 
 
-@task(name="collect-model", task_run_name="collect-{run_id}", cache_policy=NO_CACHE, **_RETRY)
+@_step("collect-model", "collect-{run_id}")
 def collect_training_task(run_id: str, config: PipelineConfig) -> dict[str, Any]:
     """The candidate model version of a completed job, its cost and its model card."""
     return _collected(collect_model(context(config), run_id))
 
 
-@task(name="make-candidate", task_run_name="candidate-{run_id}", cache_policy=NO_CACHE,
-      **_RETRY)
+@_step("make-candidate", "candidate-{run_id}")
 def make_candidate_task(run_id: str, config: PipelineConfig) -> dict[str, Any]:
     """``few_shot`` / ``prompt``: the candidate without a job."""
     return _collected(make_candidate(context(config), run_id))
