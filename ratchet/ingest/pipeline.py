@@ -222,9 +222,10 @@ def ingest_file(
     batches stored (same content, same keys) and carries on.
 
     ``kind="auto"`` tells interactions from feedback by the file's content
-    (:func:`ratchet.ingest.inputs.sniff_kind`); a JSON document that is not a record (a
-    manifest) is skipped (status ``not_records``) and an empty file is reported as ``empty``:
-    both with a warning and zero counts, neither recorded in the ledger nor a failure.
+    (:func:`ratchet.ingest.inputs.sniff_kind`). Whatever the kind asked for, a JSON document
+    that is not a record (a manifest) is skipped (status ``not_records``) and an empty file is
+    reported as ``empty``: both with a warning and zero counts, neither recorded in the ledger
+    nor a failure.
     ``source`` is the file's sha256 when the caller has it already (the flow names task runs
     by it), so the file is not hashed twice.
 
@@ -247,7 +248,7 @@ def ingest_file(
             f"({exc.strerror or type(exc).__name__})"
         ) from None
     name = display_name(ctx.redactor, path.name)
-    kind_now = sniffed if kind == "auto" or sniffed == "empty" else kind
+    kind_now = sniffed if kind == "auto" or sniffed in ("empty", "not_records") else kind
     if kind_now in ("empty", "not_records"):
         report = FileReport(source_file=source, name=name, kind=str(kind), status=kind_now)
         logger.warning(

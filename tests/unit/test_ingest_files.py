@@ -63,6 +63,8 @@ def test_a_manifest_is_skipped_and_an_empty_file_is_a_zero_count(ratchet_env: Pa
     ctx = _ctx()
     skipped = ingest_file(ctx, SAMPLE_DIR / "manifest.json", kind="auto")
     assert skipped.status == "not_records" and skipped.lines == 0
+    # also when it sits in a folder given as feedback
+    assert ingest_file(ctx, SAMPLE_DIR / "manifest.json", kind="feedback").status == "not_records"
     empty = tmp_path / "empty.jsonl"
     empty.write_bytes(b"")
     for kind in ("auto", "interactions", "feedback"):
