@@ -315,3 +315,28 @@ def test_the_real_local_backend_trains_a_candidate_that_answers_with_its_example
     assert reply.text == "Use Settings > Security > Reset."
     again = train(ctx, req)
     assert again.reused and again.model_version_id == out.model_version_id
+
+
+def test_a_few_shot_candidate_answers_through_the_registry_with_its_base_wrapped(
+        env, tmp_path, monkeypatch):
+    from ratchet.backends import BACKENDS, BackendContext, answerer_for
+    from ratchet.backends.fewshot import FewShotAnswerer
+    from ratchet.settings import get_settings
+    from ratchet.training import model_spec_of
+
+    monkeypatch.setitem(BACKENDS, "fake", ("tests.training_fakes", None))
+    with env["sessions"]() as s, s.begin():
+        base = repo.create_model_version(s, agent_id=AGENT, backend="fake", model_ref="echo")
+        base_id = base.id
+    ctx = _ctx(env, FakeTrainer())
+    out = train(ctx, _req(env["seeded"], strategy="few_shot", base=base_id, params={"k": 2}))
+    with env["sessions"]() as s:
+        spec = model_spec_of(repo.get_model_version(s, out.model_version_id))
+    settings = get_settings(database_url=f"sqlite:///{tmp_path / 'state' / 'ratchet.db'}")
+    answerer = answerer_for(spec, BackendContext(env["store"], settings, ctx.config))
+    assert isinstance(answerer, FewShotAnswerer) and answerer.spec == spec
+    reply = answerer.answer([{"role": "user", "content": "what are the opening hours today"}])
+    assert reply.text == "what are the opening hours today"  # the echo base got the shots first
+    sent = answerer.base.seen[-1]  # type: ignore[attr-defined]
+    # k=2, but only one example shares a word with the question: unrelated ones are not shots
+    assert sent[1]["content"] == "We are open 9 to 5, Monday to Friday." and len(sent) == 3
