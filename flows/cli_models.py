@@ -17,6 +17,7 @@ models_app = typer.Typer(
     no_args_is_help=True, help="List and show model versions; register an agent's logs model."
 )
 
+
 def _cli() -> Any:
     from flows import cli
 
@@ -25,9 +26,15 @@ def _cli() -> Any:
 
 def _row(v: Any) -> dict[str, Any]:
     return {
-        "version": v.id, "agent": v.agent_id, "backend": v.backend, "model_ref": v.model_ref,
-        "status": v.status, "traffic_share": v.traffic_share, "parent": v.parent_id,
-        "training_run": v.training_run_id, "created": v.created_at.isoformat(),
+        "version": v.id,
+        "agent": v.agent_id,
+        "backend": v.backend,
+        "model_ref": v.model_ref,
+        "status": v.status,
+        "traffic_share": v.traffic_share,
+        "parent": v.parent_id,
+        "training_run": v.training_run_id,
+        "created": v.created_at.isoformat(),
         "promoted": v.promoted_at.isoformat() if v.promoted_at else None,
         "retired": v.retired_at.isoformat() if v.retired_at else None,
     }
@@ -70,8 +77,12 @@ def models_list(
     if status is not None:
         stmt = stmt.where(ModelVersion.status == status)
     with factory() as s:
-        rows = [_row(v) for v in s.execute(
-            stmt.order_by(ModelVersion.created_at.desc(), ModelVersion.id)).scalars()]
+        rows = [
+            _row(v)
+            for v in s.execute(
+                stmt.order_by(ModelVersion.created_at.desc(), ModelVersion.id)
+            ).scalars()
+        ]
     if as_json:
         cli._echo_json(rows)
         return
@@ -80,8 +91,10 @@ def models_list(
         return
     typer.echo(f"{'version':<34}{'agent':<20}{'backend':<9}{'status':<12}created")
     for r in rows:
-        typer.echo(f"{r['version']:<34}{r['agent']:<20}{r['backend']:<9}{r['status']:<12}"
-                   f"{r['created'][:19]}")
+        typer.echo(
+            f"{r['version']:<34}{r['agent']:<20}{r['backend']:<9}{r['status']:<12}"
+            f"{r['created'][:19]}"
+        )
 
 
 @models_app.command("show")
@@ -106,15 +119,31 @@ def models_show(
         training = None
         if v.training_run_id:
             run = repo.get_training_run(s, v.training_run_id)
-            training = {"id": run.id, "status": run.status, "training_type": run.training_type,
-                        "dataset_version": run.dataset_version_id,
-                        "base_model_version": run.base_model_version, "cost_usd": run.cost_usd}
+            training = {
+                "id": run.id,
+                "status": run.status,
+                "training_type": run.training_type,
+                "dataset_version": run.dataset_version_id,
+                "base_model_version": run.base_model_version,
+                "cost_usd": run.cost_usd,
+            }
         info["training"] = training
     if as_json:
         cli._echo_json(info)
         return
-    for key in ("version", "agent", "backend", "model_ref", "status", "traffic_share", "parent",
-                "training_run", "created", "promoted", "retired"):
+    for key in (
+        "version",
+        "agent",
+        "backend",
+        "model_ref",
+        "status",
+        "traffic_share",
+        "parent",
+        "training_run",
+        "created",
+        "promoted",
+        "retired",
+    ):
         typer.echo(f"{key}: {info[key] if info[key] is not None else 'none'}")
     prompt = info["system_prompt"]
     typer.echo(f"system prompt: {len(prompt)} characters" if prompt else "system prompt: none")
@@ -153,15 +182,23 @@ def models_register_logs(
             model = register_logs_model(s, store, agent, config.backends, created_by="cli")
     except (BackendError, StoreError) as exc:
         raise cli._fail_exc(exc) from None
-    out = {"version": model.version_id, "agent": model.agent_id, "status": model.status,
-           "model_ref": model.model_ref, "created": model.created,
-           "interactions": model.interactions, "questions": model.questions}
+    out = {
+        "version": model.version_id,
+        "agent": model.agent_id,
+        "status": model.status,
+        "model_ref": model.model_ref,
+        "created": model.created,
+        "interactions": model.interactions,
+        "questions": model.questions,
+    }
     if as_json:
         cli._echo_json(out)
         return
     if model.created:
-        typer.echo(f"registered {model.version_id} ({model.status}) for agent {agent}: "
-                   f"{model.questions} questions from {model.interactions} interactions")
+        typer.echo(
+            f"registered {model.version_id} ({model.status}) for agent {agent}: "
+            f"{model.questions} questions from {model.interactions} interactions"
+        )
     else:
         typer.echo(f"already registered: {model.version_id} ({model.status}); nothing new")
 
@@ -200,14 +237,21 @@ def ask(
                 raise cli._fail("--model production needs --agent", 2)
             row = repo.production_version(s, agent)
             if row is None:
-                raise cli._fail(f"agent {agent!r} has no production model version "
-                                "(see: ratchet models register-logs --agent ...)", 1)
+                raise cli._fail(
+                    f"agent {agent!r} has no production model version "
+                    "(see: ratchet models register-logs --agent ...)",
+                    1,
+                )
         else:
             row = _get_model(s, model)
             if agent is not None and row.agent_id != agent:
                 raise cli._fail(f"model version {model!r} belongs to another agent", 2)
-        spec = ModelSpec(backend=row.backend, model_ref=row.model_ref,
-                         system_prompt=row.system_prompt, parameters=dict(row.parameters))
+        spec = ModelSpec(
+            backend=row.backend,
+            model_ref=row.model_ref,
+            system_prompt=row.system_prompt,
+            parameters=dict(row.parameters),
+        )
         version, agent_id = row.id, row.agent_id
     context = BackendContext(store=store, settings=settings, config=load_config(settings))
     try:
@@ -215,10 +259,18 @@ def ask(
     except (BackendError, StoreError) as exc:
         raise cli._fail_exc(exc) from None
     if as_json:
-        cli._echo_json({"version": version, "agent": agent_id, "backend": spec.backend,
-                        "answer": answer.text, "tool_calls": list(answer.tool_calls),
-                        "latency_ms": round(answer.latency_ms, 3), "cost_usd": answer.cost_usd,
-                        "details": dict(answer.details)})
+        cli._echo_json(
+            {
+                "version": version,
+                "agent": agent_id,
+                "backend": spec.backend,
+                "answer": answer.text,
+                "tool_calls": list(answer.tool_calls),
+                "latency_ms": round(answer.latency_ms, 3),
+                "cost_usd": answer.cost_usd,
+                "details": dict(answer.details),
+            }
+        )
         return
     typer.echo(answer.text)
 
@@ -229,8 +281,14 @@ def register_models_commands(app: typer.Typer) -> None:
     When a ``models`` group is already registered (flows/cli_train.py adds ``models cancel``),
     the commands join it, so the registration order does not matter.
     """
-    group = next((g.typer_instance for g in app.registered_groups
-                  if g.name == "models" and g.typer_instance is not None), None)
+    group = next(
+        (
+            g.typer_instance
+            for g in app.registered_groups
+            if g.name == "models" and g.typer_instance is not None
+        ),
+        None,
+    )
     if group is None:
         app.add_typer(models_app, name="models")
         group = models_app

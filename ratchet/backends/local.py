@@ -49,9 +49,9 @@ from ratchet.backends.base import (
 from ratchet.backends.retrieval import (
     MissingExtraError,
     RetrievalIndex,
-    json_bytes,
     build_index,
     example_pair,
+    json_bytes,
     last_user_text,
 )
 from ratchet.config import BackendsConfig
@@ -108,8 +108,9 @@ def read_train_examples(store: Store, path: str) -> tuple[pa.Table, int]:
     else:
         table = store.read_table(path, schemas.SFT_EXAMPLES, ["example_id", "split", "messages"])
         table = table.filter(pc.equal(table["split"], "train"))
-        records = list(zip(table["example_id"].to_pylist(), table["messages"].to_pylist(),
-                           strict=True))
+        records = list(
+            zip(table["example_id"].to_pylist(), table["messages"].to_pylist(), strict=True)
+        )
     ids, questions, answers, calls = [], [], [], []
     skipped = 0
     for example_id, messages in records:
@@ -121,9 +122,17 @@ def read_train_examples(store: Store, path: str) -> tuple[pa.Table, int]:
         questions.append(pair[0])
         answers.append(pair[1])
         calls.append(pair[2])
-    rows = pa.table({"id": ids, "question": questions, "answer": answers, "tool_calls": calls},
-                    schema=pa.schema([("id", pa.string()), ("question", pa.string()),
-                                      ("answer", pa.string()), ("tool_calls", pa.string())]))
+    rows = pa.table(
+        {"id": ids, "question": questions, "answer": answers, "tool_calls": calls},
+        schema=pa.schema(
+            [
+                ("id", pa.string()),
+                ("question", pa.string()),
+                ("answer", pa.string()),
+                ("tool_calls", pa.string()),
+            ]
+        ),
+    )
     return rows, skipped
 
 
@@ -147,11 +156,16 @@ class LocalTrainer:
 
     def _check(self, spec: JobSpec) -> None:
         if spec.strategy != "sft":
-            raise JobRefused(f"local: strategy {spec.strategy} is not trained by the local "
-                             "backend (it trains sft only)", alternatives=TRAINED_BY_OTHERS)
+            raise JobRefused(
+                f"local: strategy {spec.strategy} is not trained by the local "
+                "backend (it trains sft only)",
+                alternatives=TRAINED_BY_OTHERS,
+            )
         if spec.data.kind != "sft_examples":
-            raise JobRefused(f"local: a dataset of kind {spec.data.kind or 'none'} cannot train "
-                             "it; sft needs sft_examples")
+            raise JobRefused(
+                f"local: a dataset of kind {spec.data.kind or 'none'} cannot train "
+                "it; sft needs sft_examples"
+            )
         if not spec.data.train_path:
             raise BackendError("local: the job names no train file")
 
@@ -168,14 +182,23 @@ class LocalTrainer:
         try:
             rows, skipped = read_train_examples(self.store, spec.data.train_path)
             if rows.num_rows == 0:
-                raise BackendError(f"local: dataset version {spec.data.dataset_version_id} has "
-                                   "no train-split example ending with an answer")
+                raise BackendError(
+                    f"local: dataset version {spec.data.dataset_version_id} has "
+                    "no train-split example ending with an answer"
+                )
             index = build_index(
-                rows["id"].to_pylist(), rows["question"].to_pylist(),
-                rows["answer"].to_pylist(), rows["tool_calls"].to_pylist(), encoder=encoder,
-                ngram_max=self.config.tfidf_ngram_max, max_features=self.config.tfidf_max_features,
-                meta={"backend": NAME, "agent_id": spec.agent_id,
-                      "dataset_version_id": spec.data.dataset_version_id},
+                rows["id"].to_pylist(),
+                rows["question"].to_pylist(),
+                rows["answer"].to_pylist(),
+                rows["tool_calls"].to_pylist(),
+                encoder=encoder,
+                ngram_max=self.config.tfidf_ngram_max,
+                max_features=self.config.tfidf_max_features,
+                meta={
+                    "backend": NAME,
+                    "agent_id": spec.agent_id,
+                    "dataset_version_id": spec.data.dataset_version_id,
+                },
             )
             written = index.save(self.store, prefix)
         except MissingExtraError:
@@ -184,19 +207,42 @@ class LocalTrainer:
             self._mark(prefix, "failed", {}, f"{type(exc).__name__}: {exc}")
             return spec.training_run_id
         seconds = time.perf_counter() - started
-        metrics = {"examples": float(rows.num_rows), "skipped_examples": float(skipped),
-                   "vocabulary": float(len(written["encoder_state"].get("vocabulary", [])))}
+        metrics = {
+            "examples": float(rows.num_rows),
+            "skipped_examples": float(skipped),
+            "vocabulary": float(len(written["encoder_state"].get("vocabulary", []))),
+        }
         self._mark(prefix, "completed", metrics, None, seconds)
-        log.info("local: indexed %d examples of %s in %.2f s (%s)", rows.num_rows,
-                 spec.data.dataset_version_id, seconds, encoder)
+        log.info(
+            "local: indexed %d examples of %s in %.2f s (%s)",
+            rows.num_rows,
+            spec.data.dataset_version_id,
+            seconds,
+            encoder,
+        )
         return spec.training_run_id
 
-    def _mark(self, prefix: str, state: str, metrics: Mapping[str, float], error: str | None,
-              seconds: float | None = None) -> None:
-        self.store.write_bytes(prefix + JOB_FILE, json_bytes({
-            "backend": NAME, "state": state, "metrics": dict(metrics), "error": error,
-            "finished_at": datetime.now(UTC).isoformat(), "build_seconds": seconds,
-        }))
+    def _mark(
+        self,
+        prefix: str,
+        state: str,
+        metrics: Mapping[str, float],
+        error: str | None,
+        seconds: float | None = None,
+    ) -> None:
+        self.store.write_bytes(
+            prefix + JOB_FILE,
+            json_bytes(
+                {
+                    "backend": NAME,
+                    "state": state,
+                    "metrics": dict(metrics),
+                    "error": error,
+                    "finished_at": datetime.now(UTC).isoformat(),
+                    "build_seconds": seconds,
+                }
+            ),
+        )
 
     def poll(self, external_id: str) -> JobStatus:
         prefix = model_dir(external_id)
@@ -207,11 +253,22 @@ class LocalTrainer:
         state = job["state"]
         message = f"index {state}" + (f": {job['error']}" if job.get("error") else "")
         return JobStatus(
-            external_id=external_id, state=state, progress=1.0,
-            events=(JobEvent(at=job["finished_at"], message=message, step=None,
-                             metrics=job.get("metrics") or {}),),
-            metrics=job.get("metrics") or {}, trained_tokens=None, cost_usd=0.0,
-            error=job.get("error"), result_ref=prefix if state == "completed" else None,
+            external_id=external_id,
+            state=state,
+            progress=1.0,
+            events=(
+                JobEvent(
+                    at=job["finished_at"],
+                    message=message,
+                    step=None,
+                    metrics=job.get("metrics") or {},
+                ),
+            ),
+            metrics=job.get("metrics") or {},
+            trained_tokens=None,
+            cost_usd=0.0,
+            error=job.get("error"),
+            result_ref=prefix if state == "completed" else None,
         )
 
     def cancel(self, external_id: str) -> JobStatus:
@@ -220,16 +277,22 @@ class LocalTrainer:
 
     def collect(self, spec: JobSpec, status: JobStatus) -> ModelSpec:
         if status.state != "completed":
-            raise BackendError(f"local: job {status.external_id} is {status.state}; "
-                               "nothing to collect")
+            raise BackendError(
+                f"local: job {status.external_id} is {status.state}; nothing to collect"
+            )
         params = {
-            "min_similarity": _float_param(spec.params, "min_similarity",
-                                           self.config.local_min_similarity),
+            "min_similarity": _float_param(
+                spec.params, "min_similarity", self.config.local_min_similarity
+            ),
             "dataset_version_id": spec.data.dataset_version_id,
             "base": asdict(spec.base) | {"parameters": dict(spec.base.parameters)},
         }
-        return ModelSpec(backend=NAME, model_ref=model_dir(spec.training_run_id),
-                         system_prompt=spec.base.system_prompt, parameters=params)
+        return ModelSpec(
+            backend=NAME,
+            model_ref=model_dir(spec.training_run_id),
+            system_prompt=spec.base.system_prompt,
+            parameters=params,
+        )
 
 
 # --- the answerer -----------------------------------------------------------------------------
@@ -238,9 +301,12 @@ def base_spec(parameters: Mapping[str, Any]) -> ModelSpec | None:
     base = parameters.get("base")
     if not isinstance(base, Mapping):
         return None
-    return ModelSpec(backend=str(base["backend"]), model_ref=str(base["model_ref"]),
-                     system_prompt=base.get("system_prompt"),
-                     parameters=dict(base.get("parameters") or {}))
+    return ModelSpec(
+        backend=str(base["backend"]),
+        model_ref=str(base["model_ref"]),
+        system_prompt=base.get("system_prompt"),
+        parameters=dict(base.get("parameters") or {}),
+    )
 
 
 class LocalAnswerer:
@@ -253,8 +319,9 @@ class LocalAnswerer:
 
     def __init__(self, spec: ModelSpec, context: BackendContext) -> None:
         self.spec, self.context = spec, context
-        self.min_similarity = _float_param(spec.parameters, "min_similarity",
-                                           _backends_config(context).local_min_similarity)
+        self.min_similarity = _float_param(
+            spec.parameters, "min_similarity", _backends_config(context).local_min_similarity
+        )
         self._index: RetrievalIndex | None = None
         self._base: Answerer | None = None
 
@@ -276,20 +343,30 @@ class LocalAnswerer:
         index = self.index  # read once, before the clock: latency is answering, not loading
         started = time.perf_counter()
         hit = index.nearest(last_user_text(messages))
-        details: dict[str, Any] = {"similarity": round(hit.score, 6),
-                                   "min_similarity": self.min_similarity}
+        details: dict[str, Any] = {
+            "similarity": round(hit.score, 6),
+            "min_similarity": self.min_similarity,
+        }
         if hit.row >= 0 and hit.score >= self.min_similarity:
-            return Answer(text=hit.answer, tool_calls=hit.tool_calls,
-                          latency_ms=(time.perf_counter() - started) * 1000.0,
-                          details=details | {"source": "example", "example_id": hit.id})
+            return Answer(
+                text=hit.answer,
+                tool_calls=hit.tool_calls,
+                latency_ms=(time.perf_counter() - started) * 1000.0,
+                details=details | {"source": "example", "example_id": hit.id},
+            )
         base = self._base_answer(messages)
         elapsed = (time.perf_counter() - started) * 1000.0
         if base is None:
             return Answer(text="", latency_ms=elapsed, details=details | {"source": "none"})
-        return Answer(text=base.text, tool_calls=base.tool_calls, latency_ms=elapsed,
-                      prompt_tokens=base.prompt_tokens, completion_tokens=base.completion_tokens,
-                      cost_usd=base.cost_usd,
-                      details=details | {"source": "base", "base": dict(base.details)})
+        return Answer(
+            text=base.text,
+            tool_calls=base.tool_calls,
+            latency_ms=elapsed,
+            prompt_tokens=base.prompt_tokens,
+            completion_tokens=base.completion_tokens,
+            cost_usd=base.cost_usd,
+            details=details | {"source": "base", "base": dict(base.details)},
+        )
 
 
 def make_trainer(context: BackendContext) -> LocalTrainer:

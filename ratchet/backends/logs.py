@@ -32,10 +32,10 @@ from ratchet.backends import BackendContext
 from ratchet.backends.base import Answer, BackendError, ModelSpec
 from ratchet.backends.retrieval import (
     RetrievalIndex,
-    tool_calls_json,
     build_index,
     content_hash,
     last_user_text,
+    tool_calls_json,
 )
 from ratchet.config import BackendsConfig
 from ratchet.store import Store
@@ -59,8 +59,9 @@ class LogsModel:
     questions: int
 
 
-def build_logs_index(session: Session, store: Store, agent_id: str,
-                     config: BackendsConfig | None = None) -> tuple[RetrievalIndex, int]:
+def build_logs_index(
+    session: Session, store: Store, agent_id: str, config: BackendsConfig | None = None
+) -> tuple[RetrievalIndex, int]:
     """The index of an agent's logged questions and answers, and how many interactions it read.
 
     Reads every committed, unretired interaction part of the agent (retired parts, such as
@@ -82,13 +83,16 @@ def build_logs_index(session: Session, store: Store, agent_id: str,
             kept = latest.get(question)
             if kept is None or key > (kept[0], kept[1]):
                 calls = tool_calls_json({"tool_calls": row["response_tool_calls"]})
-                latest[question] = (row["timestamp"], row["interaction_id"], row["response"],
-                                    calls)
+                latest[question] = (row["timestamp"], row["interaction_id"], row["response"], calls)
     questions = sorted(latest)
     index = build_index(
-        [latest[q][1] for q in questions], questions, [latest[q][2] for q in questions],
-        [latest[q][3] for q in questions], encoder=cfg.logs_encoder,
-        ngram_max=cfg.tfidf_ngram_max, max_features=cfg.tfidf_max_features,
+        [latest[q][1] for q in questions],
+        questions,
+        [latest[q][2] for q in questions],
+        [latest[q][3] for q in questions],
+        encoder=cfg.logs_encoder,
+        ngram_max=cfg.tfidf_ngram_max,
+        max_features=cfg.tfidf_max_features,
         meta={"backend": NAME, "agent_id": agent_id},
     )
     return index, read
@@ -100,9 +104,14 @@ def logs_version_id(agent_id: str, index: RetrievalIndex) -> str:
     return f"{NAME}-{digest[:24]}"
 
 
-def register_logs_model(session: Session, store: Store, agent_id: str,
-                        config: BackendsConfig | None = None, *,
-                        created_by: str = "ratchet") -> LogsModel:
+def register_logs_model(
+    session: Session,
+    store: Store,
+    agent_id: str,
+    config: BackendsConfig | None = None,
+    *,
+    created_by: str = "ratchet",
+) -> LogsModel:
     """Register the agent's logs model (production if the agent has none yet, else candidate).
 
     Idempotent: the same ingested data gives the same version id, and a version that exists is
@@ -112,8 +121,10 @@ def register_logs_model(session: Session, store: Store, agent_id: str,
 
     index, read = build_logs_index(session, store, agent_id, config)
     if len(index) == 0:
-        raise BackendError(f"logs: agent {agent_id!r} has no ingested interaction with a user "
-                           "question; ingest its logs first")
+        raise BackendError(
+            f"logs: agent {agent_id!r} has no ingested interaction with a user "
+            "question; ingest its logs first"
+        )
     version_id = logs_version_id(agent_id, index)
     model_ref = f"models/{version_id}/"
     try:
@@ -127,13 +138,27 @@ def register_logs_model(session: Session, store: Store, agent_id: str,
     index.save(store, model_ref)
     status = "production" if repo.production_version(session, agent_id) is None else "candidate"
     row = repo.create_model_version(
-        session, agent_id=agent_id, backend=NAME, model_ref=model_ref, status=status,
-        parameters={"encoder": index.encoder.name, "interactions": read,
-                    "questions": len(index), "created_by": created_by},
+        session,
+        agent_id=agent_id,
+        backend=NAME,
+        model_ref=model_ref,
+        status=status,
+        parameters={
+            "encoder": index.encoder.name,
+            "interactions": read,
+            "questions": len(index),
+            "created_by": created_by,
+        },
         version_id=version_id,
     )
-    log.info("logs: registered %s for agent %s as %s (%d questions from %d interactions)",
-             version_id, agent_id, status, len(index), read)
+    log.info(
+        "logs: registered %s for agent %s as %s (%d questions from %d interactions)",
+        version_id,
+        agent_id,
+        status,
+        len(index),
+        read,
+    )
     return LogsModel(row.id, agent_id, status, model_ref, True, read, len(index))
 
 
@@ -155,15 +180,23 @@ class LogsAnswerer:
         index = self.index  # read once, before the clock: latency is answering, not loading
         started = time.perf_counter()
         hit = index.nearest(last_user_text(messages))
-        return Answer(text=hit.answer, tool_calls=hit.tool_calls,
-                      latency_ms=(time.perf_counter() - started) * 1000.0,
-                      details={"source": "logged", "similarity": round(hit.score, 6),
-                               "interaction_id": hit.id})
+        return Answer(
+            text=hit.answer,
+            tool_calls=hit.tool_calls,
+            latency_ms=(time.perf_counter() - started) * 1000.0,
+            details={
+                "source": "logged",
+                "similarity": round(hit.score, 6),
+                "interaction_id": hit.id,
+            },
+        )
 
 
 def make_trainer(context: BackendContext) -> Any:
-    raise BackendError("the logs backend does not train: register an agent's logs model with "
-                       "`ratchet models register-logs --agent ID`")
+    raise BackendError(
+        "the logs backend does not train: register an agent's logs model with "
+        "`ratchet models register-logs --agent ID`"
+    )
 
 
 def make_answerer(spec: ModelSpec, context: BackendContext) -> LogsAnswerer:

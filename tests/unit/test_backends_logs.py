@@ -38,9 +38,14 @@ def _services() -> tuple[Any, Store, Any]:
 def _ingest(path: Path, kind: str = "interactions") -> None:
     settings = get_settings()
     sessions, store, config = _services()
-    ctx = IngestContext(store=store, sessions=sessions, config=config,
-                        redactor=Redactor(config.redaction),
-                        pseudonym_key=resolve_pseudonym_key(settings), now=datetime.now(UTC))
+    ctx = IngestContext(
+        store=store,
+        sessions=sessions,
+        config=config,
+        redactor=Redactor(config.redaction),
+        pseudonym_key=resolve_pseudonym_key(settings),
+        now=datetime.now(UTC),
+    )
     ingest_file(ctx, path, kind)  # type: ignore[arg-type]
 
 
@@ -50,16 +55,23 @@ def _write(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def _row(iid: str, question: str, answer: str, ts: str, agent: str = AGENT) -> dict[str, Any]:
-    return {"interaction_id": iid, "agent_id": agent, "timestamp": ts,
-            "messages": [{"role": "system", "content": "Be helpful."},
-                         {"role": "user", "content": question}],
-            "response": answer}
+    return {
+        "interaction_id": iid,
+        "agent_id": agent,
+        "timestamp": ts,
+        "messages": [
+            {"role": "system", "content": "Be helpful."},
+            {"role": "user", "content": question},
+        ],
+        "response": answer,
+    }
 
 
 ROWS = [
     _row("i-1", "How do I reset my router password?", "Old: call us.", "2026-01-05T09:00:00Z"),
-    _row("i-2", "How do I reset my router password?", "New: hold reset 10 s.",
-         "2026-01-07T09:00:00Z"),
+    _row(
+        "i-2", "How do I reset my router password?", "New: hold reset 10 s.", "2026-01-07T09:00:00Z"
+    ),
     _row("i-3", "Do you ship to Ireland?", "No.", "2026-01-06T09:00:00Z"),
     _row("i-4", "What is the return policy?", "14 days.", "2026-01-06T10:00:00Z"),
 ]
@@ -72,10 +84,11 @@ def _register(agent: str = AGENT) -> Any:
 
 
 def _ask(spec_row: Any, text: str) -> Any:
-    sessions, store, config = _services()
+    _, store, config = _services()
     ctx = BackendContext(store, get_settings(), config)
-    spec = ModelSpec(spec_row.backend if hasattr(spec_row, "backend") else "logs",
-                     spec_row.model_ref)
+    spec = ModelSpec(
+        spec_row.backend if hasattr(spec_row, "backend") else "logs", spec_row.model_ref
+    )
     return answerer_for(spec, ctx).answer([{"role": "user", "content": text}])
 
 
@@ -87,15 +100,26 @@ def logged(ratchet_env: Path, tmp_path: Path) -> Path:
 
 def test_answers_with_the_nearest_logged_answer_latest_wins(logged: Path) -> None:
     model = _register()
-    assert (model.created, model.status, model.interactions, model.questions) == \
-        (True, "production", 4, 3)
+    assert (model.created, model.status, model.interactions, model.questions) == (
+        True,
+        "production",
+        4,
+        3,
+    )
     answer = _ask(model, "How do I reset my router password?")
     assert answer.text == "New: hold reset 10 s."  # asked twice: the latest logged answer
-    assert answer.details == {"source": "logged", "similarity": pytest.approx(1.0),
-                              "interaction_id": "i-2"}
+    assert answer.details == {
+        "source": "logged",
+        "similarity": pytest.approx(1.0),
+        "interaction_id": "i-2",
+    }
     assert _ask(model, "shipping to ireland?").text == "No."
-    assert _ask(model, "something nobody asked").text in {"Old: call us.", "New: hold reset 10 s.",
-                                                          "No.", "14 days."}
+    assert _ask(model, "something nobody asked").text in {
+        "Old: call us.",
+        "New: hold reset 10 s.",
+        "No.",
+        "14 days.",
+    }
 
 
 def test_register_is_idempotent(logged: Path) -> None:
@@ -112,8 +136,12 @@ def test_register_is_idempotent(logged: Path) -> None:
 
 def test_new_logs_make_a_candidate(logged: Path, tmp_path: Path) -> None:
     first = _register()
-    _ingest(_write(tmp_path / "more.jsonl", [
-        _row("i-5", "Can I pay with PayPal?", "Cards only.", "2026-01-08T09:00:00Z")]))
+    _ingest(
+        _write(
+            tmp_path / "more.jsonl",
+            [_row("i-5", "Can I pay with PayPal?", "Cards only.", "2026-01-08T09:00:00Z")],
+        )
+    )
     second = _register()
     assert second.created and second.version_id != first.version_id
     assert second.status == "candidate"
@@ -124,9 +152,20 @@ def test_new_logs_make_a_candidate(logged: Path, tmp_path: Path) -> None:
 
 
 def test_agents_are_kept_apart(logged: Path, tmp_path: Path) -> None:
-    _ingest(_write(tmp_path / "other.jsonl", [
-        _row("o-1", "Do you ship to Ireland?", "Other agent: yes.", "2026-01-09T09:00:00Z",
-             agent="other-bot")]))
+    _ingest(
+        _write(
+            tmp_path / "other.jsonl",
+            [
+                _row(
+                    "o-1",
+                    "Do you ship to Ireland?",
+                    "Other agent: yes.",
+                    "2026-01-09T09:00:00Z",
+                    agent="other-bot",
+                )
+            ],
+        )
+    )
     mine, theirs = _register(), _register("other-bot")
     assert mine.version_id != theirs.version_id and theirs.status == "production"
     assert _ask(mine, "Do you ship to Ireland?").text == "No."
@@ -161,8 +200,11 @@ def _agent_lines(tmp_path: Path, agent: str) -> list[Path]:
     """The sample's files, cut to one agent's lines (a quarter of the ingest time)."""
     out = []
     for src in sorted(SAMPLE.glob("*-week-0*.jsonl")):
-        lines = [ln for ln in src.read_text("utf-8", errors="replace").splitlines(keepends=True)
-                 if f'"agent_id": "{agent}"' in ln]
+        lines = [
+            ln
+            for ln in src.read_text("utf-8", errors="replace").splitlines(keepends=True)
+            if f'"agent_id": "{agent}"' in ln
+        ]
         dst = tmp_path / src.name
         dst.write_text("".join(lines))
         out.append(dst)
@@ -170,7 +212,8 @@ def _agent_lines(tmp_path: Path, agent: str) -> list[Path]:
 
 
 def test_sample_local_model_learns_the_correction_logs_model_does_not(
-        ratchet_env: Path, tmp_path: Path) -> None:
+    ratchet_env: Path, tmp_path: Path
+) -> None:
     from flows.cli import app
     from ratchet.curation.registry import CurationContext, curate_agent
     from ratchet.curation.select import Window
@@ -184,8 +227,11 @@ def test_sample_local_model_learns_the_correction_logs_model_does_not(
         if f.name.startswith("feedback"):
             _ingest(f, "feedback")
     sessions, store, config = _services()
-    report = curate_agent(CurationContext(store, sessions, config, Redactor(config.redaction),
-                                          None), agent, Window(None, datetime.now(UTC)))
+    report = curate_agent(
+        CurationContext(store, sessions, config, Redactor(config.redaction), None),
+        agent,
+        Window(None, datetime.now(UTC)),
+    )
     versions = {v["kind"]: v["version"] for v in report["versions"]}
     logs = _register(agent)
     assert logs.status == "production"
@@ -194,8 +240,11 @@ def test_sample_local_model_learns_the_correction_logs_model_does_not(
         dv = repo.get_dataset_version(s, versions["sft_examples"])
         cases = repo.get_dataset_version(s, versions["eval_cases"])
         data = TrainingData(agent, dv.id, dv.kind, dv.path, rows=dv.rows)
-        fixes = [c for c in store.read_table(cases.path, schemas.EVAL_CASES).to_pylist()
-                 if c["kind"] == "regression" and c["fix_check"] and c["status"] == "active"]
+        fixes = [
+            c
+            for c in store.read_table(cases.path, schemas.EVAL_CASES).to_pylist()
+            if c["kind"] == "regression" and c["fix_check"] and c["status"] == "active"
+        ]
     assert fixes, "the sample has train-split corrections"
 
     ctx = BackendContext(store, get_settings(), config)
@@ -204,11 +253,15 @@ def test_sample_local_model_learns_the_correction_logs_model_does_not(
     model = trainer.collect(spec, trainer.poll(trainer.submit(spec)))
     with sessions() as s, s.begin():
         candidate = repo.create_model_version(
-            s, agent_id=agent, backend=model.backend, model_ref=model.model_ref,
-            parameters=dict(model.parameters), parent_id=logs.version_id).id
+            s,
+            agent_id=agent,
+            backend=model.backend,
+            model_ref=model.model_ref,
+            parameters=dict(model.parameters),
+            parent_id=logs.version_id,
+        ).id
 
-    local, baseline = answerer_for(model, ctx), answerer_for(ModelSpec("logs", logs.model_ref),
-                                                             ctx)
+    local, baseline = answerer_for(model, ctx), answerer_for(ModelSpec("logs", logs.model_ref), ctx)
     learnt = 0
     for case in fixes:
         assert local.answer(case["input"]).text == case["expected"]  # every fix check passes
@@ -224,5 +277,7 @@ def test_sample_local_model_learns_the_correction_logs_model_does_not(
     assert got["details"]["source"] == "example" and got["backend"] == "local"
     wrong = runner.invoke(app, ["ask", "--model", "production", "--agent", agent, question])
     assert wrong.exit_code == 0 and wrong.stdout.strip() != got["answer"]
-    assert [c["production_answer"] for c in fixes
-            if c["expected"] == got["answer"]][0] == wrong.stdout.strip()
+    assert (
+        next(c["production_answer"] for c in fixes if c["expected"] == got["answer"])
+        == wrong.stdout.strip()
+    )

@@ -27,19 +27,36 @@ runner = CliRunner()
 @pytest.fixture
 def logged(ratchet_env: Path, tmp_path: Path) -> Path:
     rows = [
-        {"interaction_id": f"i-{n}", "agent_id": AGENT, "timestamp": "2026-01-05T09:00:00Z",
-         "messages": [{"role": "user", "content": q}], "response": a}
-        for n, (q, a) in enumerate([("How do I reset my router password?", "Hold reset 10 s."),
-                                    ("Do you ship to Ireland?", "Yes, in 3-5 days.")])
+        {
+            "interaction_id": f"i-{n}",
+            "agent_id": AGENT,
+            "timestamp": "2026-01-05T09:00:00Z",
+            "messages": [{"role": "user", "content": q}],
+            "response": a,
+        }
+        for n, (q, a) in enumerate(
+            [
+                ("How do I reset my router password?", "Hold reset 10 s."),
+                ("Do you ship to Ireland?", "Yes, in 3-5 days."),
+            ]
+        )
     ]
     path = tmp_path / "i.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     settings = get_settings()
     config = load_config(settings)
-    ingest_file(IngestContext(store=Store(settings.store_root), sessions=open_database(settings),
-                              config=config, redactor=Redactor(config.redaction),
-                              pseudonym_key=resolve_pseudonym_key(settings),
-                              now=datetime.now(UTC)), path, "interactions")
+    ingest_file(
+        IngestContext(
+            store=Store(settings.store_root),
+            sessions=open_database(settings),
+            config=config,
+            redactor=Redactor(config.redaction),
+            pseudonym_key=resolve_pseudonym_key(settings),
+            now=datetime.now(UTC),
+        ),
+        path,
+        "interactions",
+    )
     return tmp_path
 
 
@@ -63,9 +80,19 @@ def test_register_list_show_ask(logged: Path) -> None:
 
     listed = _json(["models", "list", "--json"])
     assert isinstance(listed, list) and [r["version"] for r in listed] == [version]
-    assert set(listed[0]) == {"version", "agent", "backend", "model_ref", "status",
-                              "traffic_share", "parent", "training_run", "created", "promoted",
-                              "retired"}
+    assert set(listed[0]) == {
+        "version",
+        "agent",
+        "backend",
+        "model_ref",
+        "status",
+        "traffic_share",
+        "parent",
+        "training_run",
+        "created",
+        "promoted",
+        "retired",
+    }
     assert _json(["models", "list", "--agent", "someone-else", "--json"]) == []
     assert _json(["models", "list", "--status", "candidate", "--json"]) == []
     assert version in runner.invoke(app, ["models", "list"]).stdout
@@ -76,8 +103,7 @@ def test_register_list_show_ask(logged: Path) -> None:
     assert shown["parameters"]["questions"] == 2
     assert "backend: logs" in runner.invoke(app, ["models", "show", version]).stdout
 
-    asked = _json(["ask", "--model", "production", "--agent", AGENT, "--json",
-                   "ship to Ireland?"])
+    asked = _json(["ask", "--model", "production", "--agent", AGENT, "--json", "ship to Ireland?"])
     assert isinstance(asked, dict)
     assert asked["answer"] == "Yes, in 3-5 days." and asked["version"] == version
     assert asked["details"]["source"] == "logged" and asked["latency_ms"] >= 0
@@ -85,13 +111,16 @@ def test_register_list_show_ask(logged: Path) -> None:
     assert plain.exit_code == 0 and plain.stdout == "Hold reset 10 s.\n"
 
 
-@pytest.mark.parametrize("args", [
-    ["models", "show", "no-such-version"],
-    ["models", "list", "--status", "great"],
-    ["ask", "--model", "production", "hello"],
-    ["ask", "--model", "no-such-version", "hello"],
-    ["ask", "--model", "production", "--agent", AGENT, "   "],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["models", "show", "no-such-version"],
+        ["models", "list", "--status", "great"],
+        ["ask", "--model", "production", "hello"],
+        ["ask", "--model", "no-such-version", "hello"],
+        ["ask", "--model", "production", "--agent", AGENT, "   "],
+    ],
+)
 def test_bad_usage_exits_2(logged: Path, args: list[str]) -> None:
     out = runner.invoke(app, args)
     assert out.exit_code == 2, out.output
@@ -104,10 +133,13 @@ def test_ask_with_another_agents_version_exits_2(logged: Path) -> None:
     assert out.exit_code == 2 and "another agent" in out.stderr
 
 
-@pytest.mark.parametrize(("args", "reason"), [
-    (["models", "register-logs", "--agent", "nobody"], "no ingested interaction"),
-    (["ask", "--model", "production", "--agent", "nobody", "hello"], "no production"),
-])
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["models", "register-logs", "--agent", "nobody"], "no ingested interaction"),
+        (["ask", "--model", "production", "--agent", "nobody", "hello"], "no production"),
+    ],
+)
 def test_failures_exit_1_with_one_line(logged: Path, args: list[str], reason: str) -> None:
     out = runner.invoke(app, args)
     assert out.exit_code == 1, out.output
@@ -118,11 +150,22 @@ def test_show_names_the_training_run(logged: Path) -> None:
     settings = get_settings()
     sessions = open_database(settings)
     with sessions() as s, s.begin():
-        run = repo.create_training_run(s, agent_id=AGENT, training_type="sft", backend="local",
-                                       base_model_version="base", created_by="test")
-        mv = repo.create_model_version(s, agent_id=AGENT, backend="local",
-                                       model_ref=f"models/{run.id}/", training_run_id=run.id,
-                                       parameters={"min_similarity": 0.5})
+        run = repo.create_training_run(
+            s,
+            agent_id=AGENT,
+            training_type="sft",
+            backend="local",
+            base_model_version="base",
+            created_by="test",
+        )
+        mv = repo.create_model_version(
+            s,
+            agent_id=AGENT,
+            backend="local",
+            model_ref=f"models/{run.id}/",
+            training_run_id=run.id,
+            parameters={"min_similarity": 0.5},
+        )
         version, run_id = mv.id, run.id
     shown = _json(["models", "show", version, "--json"])
     assert isinstance(shown, dict)
