@@ -53,7 +53,7 @@ from ratchet.curation.registry import CurationContext, curate_agent
 from ratchet.curation.select import Window, agents_with_feedback
 ctx = CurationContext(store=store, sessions=sessions, config=config,
     redactor=Redactor(config.redaction))
-until = datetime(2026, 11, 20, tzinfo=UTC)
+until = datetime.now(UTC)  # the window is on arrival (ledger commit time): all ingested so far
 t = time.perf_counter()
 window = Window(None, until)
 with sessions() as s:

@@ -23,6 +23,7 @@ Reads go through the ledger, never a folder listing:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -157,8 +158,9 @@ def _arrivals(session: Session, agent_id: str, window: Window
     return window_ids, late, parts
 
 
-def _is_in(column: pa.ChunkedArray | pa.Array, values: set[str]) -> pa.Array:
-    return pc.is_in(column, value_set=pa.array(sorted(values), pa.string()))
+def _ids(values: Iterable[str]) -> pa.Array:
+    """A value set for ``pc.is_in``, built once per selection (not once per part)."""
+    return pa.array(sorted(set(values)), pa.string())
 
 
 def select_inputs(session: Session, store: Store, agent_id: str, window: Window) -> Selection:
@@ -169,13 +171,14 @@ def select_inputs(session: Session, store: Store, agent_id: str, window: Window)
     stats: dict[str, int] = {"feedback_parts_in_window": len(window_parts)}
     read: list[tuple[str, pa.Table]] = []
     ids: set[str] = set()
+    late_set, window_set = _ids(late), _ids(window_ids)
     for pid, path in sorted(parts.items(), key=lambda kv: kv[1]):
         t = store.read_table(path, schemas.FEEDBACK)
         if late:  # arrived after until: a rerun of an old window must not see it
-            t = t.filter(pc.invert(_is_in(t["feedback_id"], late)))
+            t = t.filter(pc.invert(pc.is_in(t["feedback_id"], value_set=late_set)))
         read.append((pid, t))
         if pid in window_parts:
-            hit = t.filter(_is_in(t["feedback_id"], set(window_ids)))
+            hit = t.filter(pc.is_in(t["feedback_id"], value_set=window_set))
             ids.update(hit["interaction_id"].to_pylist())
     stats["feedback_in_window"] = len(window_ids)
     stats["interactions_selected"] = len(ids)
@@ -183,17 +186,17 @@ def select_inputs(session: Session, store: Store, agent_id: str, window: Window)
         return Selection(agent_id, window, schemas.INTERACTIONS.empty_table(),
                          schemas.FEEDBACK.empty_table(), stats=stats)
 
+    id_set = _ids(ids)
     fb_tables: list[pa.Table] = []
     fb_parts: list[str] = []
     for pid, t in read:
-        t = t.filter(_is_in(t["interaction_id"], ids))
+        t = t.filter(pc.is_in(t["interaction_id"], value_set=id_set))
         if t.num_rows:
             fb_tables.append(t)
             fb_parts.append(pid)
     feedback = pa.concat_tables(fb_tables) if fb_tables else schemas.FEEDBACK.empty_table()
     stats["feedback_history_events"] = feedback.num_rows - stats["feedback_in_window"]
 
-    id_set = pa.array(sorted(ids), pa.string())
     holders = interaction_parts(session, agent_id, sorted(ids))
     tables = []
     for _pid, path in sorted(holders.items(), key=lambda kv: kv[1]):
