@@ -263,6 +263,8 @@ class OpenAITrainer:
         self.cfg = _backends(context)
         self._client: openai.OpenAI | None = None
         self._last_event: dict[str, str] = {}
+        self._metrics: dict[str, dict[str, float]] = {}  # latest value of each metric, per job
+        self._progress: dict[str, float] = {}
 
     @property
     def client(self) -> openai.OpenAI:
@@ -386,8 +388,8 @@ class OpenAITrainer:
     def _status(self, job: Any, events: list[Any], checkpoints: list[Any]) -> JobStatus:
         state = STATES.get(job.status, "in_progress")
         mapped: list[JobEvent] = []
-        metrics: dict[str, float] = {}
-        progress: float | None = None
+        metrics = self._metrics.setdefault(job.id, {})
+        progress = self._progress.get(job.id)
         for e in events:
             data = e.data if isinstance(e.data, Mapping) else {}
             numbers = {k: float(v) for k, v in data.items()
@@ -406,13 +408,15 @@ class OpenAITrainer:
                             if isinstance(v, int | float) and k != "step"})
         if state == "completed":
             progress = 1.0
+        if progress is not None:
+            self._progress[job.id] = progress
         error = None
         if state == "failed":
             error = _scrub(job.error.message, self._client) if job.error else \
                 "the job failed (OpenAI gave no message)"
         return JobStatus(
             external_id=job.id, state=state, progress=progress,  # type: ignore[arg-type]
-            events=tuple(mapped), metrics=metrics, trained_tokens=job.trained_tokens,
+            events=tuple(mapped), metrics=dict(metrics), trained_tokens=job.trained_tokens,
             error=error, result_ref=job.fine_tuned_model if state == "completed" else None,
         )
 

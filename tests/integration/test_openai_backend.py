@@ -356,6 +356,17 @@ def test_a_job_that_never_finishes_times_out_and_is_cancelled(env):
 
 
 # --- methods, refusals before any request, cost estimate ----------------------------------------
+def test_metrics_and_progress_persist_across_polls_without_new_events(env):
+    state = env["state"]
+    state.script = ["validating_files", "running", "running", "queued"]
+    trainer = _trainer(env)
+    job = trainer.submit(_spec(env))
+    polls = [trainer.poll(job) for _ in range(4)]
+    assert [p.state for p in polls] == ["in_progress", "in_progress", "pending", "pending"]
+    assert [e.step for e in polls[1].events] == [2] and polls[3].events == ()
+    assert polls[3].metrics["train_loss"] == 1.0 and polls[3].progress == 0.5
+
+
 def test_kto_is_refused_naming_trl_before_any_request(env):
     state = env["state"]
     with pytest.raises(JobRefused) as err:
