@@ -5,6 +5,7 @@ names, never paying twice, and the key never leaking. No network, no Prefect."""
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,18 +51,30 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, FakeOpenAI]]:
         yield s
 
 
-@pytest.fixture
-def env(tmp_path: Path, server: tuple[str, FakeOpenAI]) -> Iterator[dict[str, Any]]:
-    sessions = session_factory(f"sqlite:///{tmp_path / 'ratchet.db'}")
-    store = store_at(tmp_path / "store")
-    seeded = seed(sessions, store)
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A migrated, seeded database and store, made once and copied per test (fast setup)."""
+    root = tmp_path_factory.mktemp("openai-template")
+    sessions = session_factory(f"sqlite:///{root / 'ratchet.db'}")
+    seeded = seed(sessions, store_at(root / "store"))
     with sessions() as s, s.begin():
         base = repo.create_model_version(s, agent_id=AGENT, backend="openai", model_ref=BASE,
                                          system_prompt="You are helpful.",
                                          parameters={"temperature": 0.2})
         base_id = base.id
-    yield {"sessions": sessions, "store": store, "seeded": seeded, "base": base_id,
-           "url": server[0], "state": server[1], "db": tmp_path / "ratchet.db"}
+    dispose_all()
+    return {"root": root, "seeded": seeded, "base": base_id}
+
+
+@pytest.fixture
+def env(tmp_path: Path, template: dict[str, Any], server: tuple[str, FakeOpenAI]
+        ) -> Iterator[dict[str, Any]]:
+    shutil.copy(template["root"] / "ratchet.db", tmp_path / "ratchet.db")
+    shutil.copytree(template["root"] / "store", tmp_path / "store")
+    sessions = session_factory(f"sqlite:///{tmp_path / 'ratchet.db'}")
+    yield {"sessions": sessions, "store": store_at(tmp_path / "store"),
+           "seeded": template["seeded"], "base": template["base"], "url": server[0],
+           "state": server[1], "db": tmp_path / "ratchet.db"}
     dispose_all()
 
 
