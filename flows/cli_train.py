@@ -46,6 +46,8 @@ def train(
     param: Annotated[list[str] | None, typer.Option(
         "--param", help="Training parameter key=value (repeatable): n_epochs=3, k=4, "
         "system_prompt=...")] = None,
+    notes: Annotated[str | None, typer.Option(
+        help="A note kept on the training record (why this run).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
     """Train a candidate model version from a dataset version (or reuse the one already made)."""
@@ -69,7 +71,7 @@ def train(
     from flows.train import train_flow
 
     summary = cli._run_flow(train_flow, dataset=dataset, strategy=strategy, backend=backend,
-                            base=base, params=params, agent=agent)
+                            base=base, params=params, agent=agent, notes=notes)
     if as_json:
         cli._echo_json(summary)
     else:

@@ -67,10 +67,12 @@ def train_flow(
     base: str | None = None,
     params: dict[str, Any] | None = None,
     agent: str | None = None,
+    notes: str | None = None,
     config_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train (or reuse) a candidate from dataset version ``dataset``. ``strategy``, ``backend``
-    and ``base`` default to ``training.default_*``; ``agent``, when given, must be the dataset's.
+    and ``base`` default to ``training.default_*``; ``agent``, when given, must be the dataset's;
+    ``notes`` are kept on the training record.
     Returns the training run id, the candidate's id, the cost and what was done."""
     runtime.route_core_logs()
     logger = get_run_logger()
@@ -84,10 +86,10 @@ def train_flow(
         "base": base or t.default_base,
         "params": dict(params or {}),
         "created_by": settings.user or "ratchet",
+        "notes": notes,
+        "agent_id": agent,
     }
     plan = plan_training_task(request, config)
-    if agent is not None and plan["agent_id"] != agent:
-        raise ValueError(f"dataset version {dataset} belongs to another agent than {agent!r}")
     run_id = plan["training_run_id"]
     logger.info("training run %s: %s (%s on %s)", run_id, plan["action"], plan["strategy"],
                 plan["backend"])

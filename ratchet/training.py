@@ -89,6 +89,8 @@ class TrainRequest:
     base: str = "production"
     params: Mapping[str, Any] = field(default_factory=dict)
     created_by: str = "ratchet"
+    notes: str | None = None  # the operator's words, kept on the training record
+    agent_id: str | None = None  # when given, the dataset version must be this agent's
 
 
 @dataclass(frozen=True)
@@ -226,6 +228,9 @@ def plan_training(ctx: TrainingContext, req: TrainRequest) -> Plan:
         except NotFoundError:
             raise TrainingError(f"--dataset: no dataset version {req.dataset_version_id!r} "
                                 "(see: ratchet datasets list)") from None
+        if req.agent_id is not None and dv.agent_id != req.agent_id:
+            raise TrainingError(f"--dataset: version {dv.id} belongs to another agent than "
+                                f"{req.agent_id!r}")
         kinds = STRATEGY_KINDS[req.strategy]
         if dv.kind not in kinds:
             raise TrainingError(f"strategy {req.strategy} needs a dataset of kind "
@@ -255,7 +260,7 @@ def plan_training(ctx: TrainingContext, req: TrainRequest) -> Plan:
         run = repo.create_training_run(
             s, agent_id=dv.agent_id, training_type=req.strategy, backend=req.backend,
             base_model_version=base.id, created_by=req.created_by, dataset_version_id=dv.id,
-            parameters=params,
+            parameters=params, notes=req.notes,
         )
         action = "no_job" if req.strategy in NO_JOB_STRATEGIES else "submit"
         return Plan(action, run.id, **common)

@@ -95,14 +95,14 @@ def test_cli_train_json_budget_refusal_and_models_cancel(prefect_harness, fake,
     monkeypatch.setenv("RATCHET_USER", "alice")
     ok = runner.invoke(app, ["train", "--dataset", seeded.sft, "--strategy", "prompt",
                              "--backend", "fake", "--param", "system_prompt=Be brief.",
-                             "--json"])
+                             "--notes", "a patch for tone", "--json"])
     assert ok.exit_code == 0, ok.output
     out = json.loads(ok.output[ok.output.index("{"):])
     assert out["action"] == "no_job" and out["cost_usd"] == 0.0
     with open_database(get_settings())() as s:
         runs = {r.status: r for r in repo.list_training_runs(s)}
-    assert runs["failed"].error.startswith("training run") and runs["completed"].created_by == \
-        "alice"
+    assert runs["failed"].error.startswith("training run")
+    assert (runs["completed"].created_by, runs["completed"].notes) == ("alice", "a patch for tone")
 
     cancel = runner.invoke(app, ["models", "cancel", out["training_run_id"]])
     assert cancel.exit_code == 0 and "completed" in cancel.output  # finished: left alone

@@ -80,7 +80,8 @@ def test_happy_path_writes_every_field_links_the_candidate_and_reports_progress(
                                   "completed"))
     ctx = _ctx(env, trainer, price_per_1m_tokens_usd={"fake": {"default": 25.0}})
     seen: list[tuple[JobStatus, list[Any]]] = []
-    out = train(ctx, _req(env["seeded"], params={"epochs": 2}), lambda st, ev: seen.append((st, ev)))
+    out = train(ctx, _req(env["seeded"], params={"epochs": 2}, notes="more refunds data"),
+                lambda st, ev: seen.append((st, ev)))
 
     run = _run(env, out.training_run_id)
     assert (run.status, run.agent_id, run.training_type, run.backend) == (
@@ -88,6 +89,7 @@ def test_happy_path_writes_every_field_links_the_candidate_and_reports_progress(
     assert run.dataset_version_id == env["seeded"].sft
     assert run.base_model_version == env["seeded"].base_id
     assert run.parameters == {"epochs": 2} and run.created_by == "alice"
+    assert run.notes == "more refunds data" and run.error is None
     assert run.created_at and run.started_at and run.completed_at and run.external_job_id
     assert run.metrics["train_loss"] == pytest.approx(2.0 / 6)  # the collect poll is the 6th
     assert run.artifacts["model_version"] == out.model_version_id
@@ -287,6 +289,7 @@ def test_few_shot_candidate_and_its_answerer_retrieve_the_nearest_examples(env):
     ({"dataset_version_id": "nope"}, "no dataset version 'nope'"),
     ({"base": "missing"}, "no model version 'missing'"),
     ({"strategy": "rlhf"}, "strategy must be one of"),
+    ({"agent_id": "other-bot"}, "belongs to another agent than 'other-bot'"),
 ])
 def test_bad_requests_are_refused_before_any_record(env, kw, match):
     ctx = _ctx(env, FakeTrainer())
