@@ -234,7 +234,7 @@ def ingest(
     _quiet_prefect()
     _check_config()
     from flows.ingest import ingest_flow
-    from ratchet.ingest.inputs import resolve_inputs, write_input_list
+    from ratchet.ingest.inputs import remove_input_list, resolve_inputs, write_input_list
     from ratchet.ingest.reader import InputError
     from ratchet.settings import get_settings
 
@@ -248,8 +248,12 @@ def ingest(
         _print_summary("ingest", {"files": 0, "empty_folders": resolved.empty_folders})
         return
     # the flow gets a reference to the list, never a path: Prefect records parameters
-    ref = write_input_list(get_settings().home, resolved.files)
-    summary = _run_flow(ingest_flow, inputs=ref, agent=agent, fmt=fmt)
+    home = get_settings().home
+    ref = write_input_list(home, resolved.files)
+    try:
+        summary = _run_flow(ingest_flow, inputs=ref, agent=agent, fmt=fmt)
+    finally:
+        remove_input_list(home, ref)  # it holds raw paths: kept no longer than the run
     _print_summary("ingest", summary)
 
 

@@ -23,7 +23,8 @@ nothing is an error.
 e-mail address would sit in Prefect's database. The CLI therefore writes the resolved paths to
 ``$RATCHET_HOME/inputs/<ref>.json`` (local state, like the SQLite ledger and the key file; mode
 0600) and passes the flow only ``<ref>``, a hash of the list. The flow and its tasks read the
-paths from there and show each file by its redacted name and its sha256.
+paths from there and show each file by its redacted name and its sha256; the CLI deletes the
+list when the run is over.
 """
 
 from __future__ import annotations
@@ -180,7 +181,15 @@ def read_input_list(home: Path, ref: str) -> list[tuple[InputKind, Path]]:
     return [(k, Path(p)) for k, p in body["inputs"]]
 
 
+def remove_input_list(home: Path, ref: str) -> None:
+    """Delete an input list once its run is over: it holds raw paths, and local state should
+    not keep them longer than the run needs them (a retry of that run from the UI then stops
+    with :class:`InputListError`; run ``ratchet ingest`` again instead)."""
+    if _REF.match(ref):
+        (_inputs_dir(home) / f"{ref}.json").unlink(missing_ok=True)
+
+
 __all__ = [
     "InputKind", "InputListError", "ResolvedInputs", "SniffedKind", "display_name",
-    "read_input_list", "resolve_inputs", "sniff_kind", "write_input_list",
+    "read_input_list", "remove_input_list", "resolve_inputs", "sniff_kind", "write_input_list",
 ]

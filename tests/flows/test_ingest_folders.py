@@ -133,6 +133,7 @@ def test_no_input_path_or_file_name_reaches_prefect(prefect_harness, ratchet_env
     t0 = datetime.now(UTC) - timedelta(seconds=1)
     result = runner.invoke(app, ["ingest", str(good), str(bad)])
     assert result.exit_code == 1, result.output
+    assert not list((ratchet_env / "inputs").glob("*.json"))  # the list of raw paths is gone
     text = _prefect_records_since(t0)
     assert "ingest-file" in text and "Ingest summary" in text and "[EMAIL]" in text
     for needle in (*NEEDLES, str(tmp_path)):

@@ -13,6 +13,7 @@ from ratchet.ingest.inputs import (
     InputListError,
     display_name,
     read_input_list,
+    remove_input_list,
     resolve_inputs,
     sniff_kind,
     write_input_list,
@@ -92,3 +93,6 @@ def test_the_input_list_round_trips_and_its_ref_holds_no_path(tmp_path: Path) ->
         read_input_list(tmp_path / "home", "in-0000000000000000")
     with pytest.raises(InputListError):
         read_input_list(tmp_path / "home", "../../etc/passwd")
+    remove_input_list(tmp_path / "home", ref)
+    with pytest.raises(InputListError):
+        read_input_list(tmp_path / "home", ref)
