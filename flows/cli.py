@@ -84,7 +84,7 @@ class _StderrHandler(logging.Handler):
         try:
             _clear_bar()
             sys.stderr.write(self.format(record) + "\n")
-        except Exception:  # noqa: BLE001 - a log line must never fail the command
+        except Exception:  # a log line must never fail the command
             self.handleError(record)
 
 

@@ -24,7 +24,7 @@ from ratchet.redaction.pseudonym import PseudonymKeyUnavailable
 from ratchet.settings import Settings, get_settings
 from ratchet.store import Store
 
-PSEUDONYM_SECRET_BLOCK = "ratchet-pseudonym-key"
+PSEUDONYM_SECRET_BLOCK = "ratchet-pseudonym-key"  # noqa: S105 - a block's name, not a secret
 
 
 def settings() -> Settings:

@@ -4,9 +4,11 @@ and the record commands do not import Prefect, GX or pandas."""
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
+from contextlib import redirect_stdout
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -26,7 +28,7 @@ def _ratchet(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env.update(RATCHET_HOME=str(home), PREFECT_HOME=str(home / "prefect"),
                PREFECT_API_URL=str(PREFECT_API_URL.value()),
                PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
-    return subprocess.run(  # noqa: S603 - fixed argv
+    return subprocess.run(
         [sys.executable, "-c", "from flows.cli import main; main()", *args], cwd=REPO, env=env,
         capture_output=True, text=True, timeout=400,
     )
@@ -60,10 +62,6 @@ def test_summaries_are_words_not_dicts() -> None:
 
     assert _readable({"interactions": 655, "feedback": 115}) == "feedback 115, interactions 655"
     assert _readable({}) == "none" and _readable(None) == "-"
-    from typer.testing import CliRunner as _R  # noqa: F401 - echo goes through typer
-
-    import io
-    from contextlib import redirect_stdout
 
     buf = io.StringIO()
     with redirect_stdout(buf):
@@ -88,6 +86,6 @@ def test_record_and_read_commands_do_not_import_prefect_gx_or_pandas(ratchet_env
         "print(sorted(m for m in ('prefect', 'great_expectations', 'pandas') if m in sys.modules))\n"
     )
     env = {**os.environ, "RATCHET_HOME": str(ratchet_env)}
-    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True,  # noqa: S603
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True,
                          text=True, timeout=120)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr

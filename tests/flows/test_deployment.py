@@ -18,6 +18,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -33,15 +34,17 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _get(url: str) -> object:
-    with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback only
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - a loopback http URL
         return json.loads(r.read())
 
 
-def _post(url: str, body: dict) -> object:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 - loopback only
+def _post(url: str, body: dict[str, Any]) -> Any:
+    req = urllib.request.Request(  # noqa: S310 - a loopback http URL
+        url, data=json.dumps(body).encode(), method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 - a loopback http URL
         return json.loads(r.read())
 
 
@@ -61,7 +64,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
         RATCHET_HOME=str(root / "ratchet-home"),
     )  # fmt: skip
     log = (root / "server.log").open("w")
-    server = subprocess.Popen(  # noqa: S603 - fixed argv
+    server = subprocess.Popen(
         [*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root,
     )
@@ -86,7 +89,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
 
 
 def _prefect(env: dict[str, str], *args: str, timeout: int = 180) -> str:
-    out = subprocess.run(  # noqa: S603 - fixed argv
+    out = subprocess.run(
         [*PREFECT, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout
     )
     assert out.returncode == 0, f"prefect {' '.join(args)}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
@@ -113,7 +116,7 @@ def test_weekly_deployment_runs_to_completed_on_a_local_server(prefect_server) -
 
     out = _prefect(env, "deployment", "run", "weekly-improvement/weekly")
     run_id = re.search(r"UUID: ([0-9a-f-]{36})", out).group(1)
-    worker = subprocess.run(  # noqa: S603 - fixed argv; polls once, waits for its runs
+    worker = subprocess.run(  # polls once, waits for its runs
         [*PREFECT, "worker", "start", "--pool", "ratchet-local", "--run-once"],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=400,
     )

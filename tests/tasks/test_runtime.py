@@ -24,7 +24,7 @@ def _wrapped(outer: BaseException, inner: BaseException) -> BaseException:
             raise inner
         except BaseException as exc:
             raise outer from exc
-    except BaseException as exc:  # noqa: BLE001 - the chained exception is the value
+    except BaseException as exc:  # the chained exception is the value
         return exc
 
 
