@@ -39,8 +39,9 @@ import pyarrow.parquet as pq
 from ratchet.config import ExportConfig
 from ratchet.schemas import VALID_ROLES
 
-MESSAGE_KEYS = frozenset({"role", "content", "name", "tool_calls", "tool_call_id", "weight",
-                          "function_call"})
+MESSAGE_KEYS = frozenset(
+    {"role", "content", "name", "tool_calls", "tool_call_id", "weight", "function_call"}
+)
 CHAT_KEYS = frozenset({"messages", "tools", "parallel_tool_calls"})
 DPO_KEYS = frozenset({"input", "preferred_output", "non_preferred_output"})
 DPO_INPUT_KEYS = frozenset({"messages", "tools", "parallel_tool_calls"})
@@ -105,8 +106,7 @@ def token_counter(config: ExportConfig) -> tuple[str, Callable[[str], int]]:
                     "not available offline"
                 ) from None
     per = config.chars_per_token
-    return (f"chars/{per:g}+{config.tokens_per_message}",
-            lambda s: math.ceil(len(s) / per))
+    return (f"chars/{per:g}+{config.tokens_per_message}", lambda s: math.ceil(len(s) / per))
 
 
 def _message_tokens(messages: list[Any], count: Callable[[str], int], overhead: int) -> int:
@@ -162,12 +162,17 @@ def dpo_skip_reason(chosen: str | None, rejected: str | None) -> str | None:
     return "identical_outputs" if chosen == rejected else None
 
 
-def openai_dpo_records(preference_pairs: pa.Table, split: str | None = "train",
-                       skipped: Counter[str] | None = None) -> list[dict]:
+def openai_dpo_records(
+    preference_pairs: pa.Table, split: str | None = "train", skipped: Counter[str] | None = None
+) -> list[dict]:
     """DPO lines of one split; a pair that cannot be one is left out and counted in
     ``skipped`` (one such pair never blocks the whole export)."""
-    rows = _train_rows(preference_pairs, split).sort_by("pair_id").select(
-        ["input", "chosen", "rejected"]).to_pylist()
+    rows = (
+        _train_rows(preference_pairs, split)
+        .sort_by("pair_id")
+        .select(["input", "chosen", "rejected"])
+        .to_pylist()
+    )
     out = []
     for r in rows:
         why = dpo_skip_reason(r["chosen"], r["rejected"])
@@ -175,11 +180,13 @@ def openai_dpo_records(preference_pairs: pa.Table, split: str | None = "train",
             if skipped is not None:
                 skipped[why] += 1
             continue
-        out.append({
-            "input": {"messages": _messages(r["input"])},
-            "preferred_output": _assistant(r["chosen"]),
-            "non_preferred_output": _assistant(r["rejected"]),
-        })
+        out.append(
+            {
+                "input": {"messages": _messages(r["input"])},
+                "preferred_output": _assistant(r["chosen"]),
+                "non_preferred_output": _assistant(r["rejected"]),
+            }
+        )
     return out
 
 
@@ -193,10 +200,15 @@ def eval_records(eval_cases: pa.Table, split: str | None = None) -> list[dict]:
             "case_id": r["case_id"],
             "input": _messages(r["input"]),
             "expected": r["expected"],
-            "metadata": _drop_nulls({
-                "kind": r["kind"], "split": r["split"], "fix_check": r["fix_check"],
-                "topic": r["topic"], "interaction_id": r["interaction_id"],
-            }),
+            "metadata": _drop_nulls(
+                {
+                    "kind": r["kind"],
+                    "split": r["split"],
+                    "fix_check": r["fix_check"],
+                    "topic": r["topic"],
+                    "interaction_id": r["interaction_id"],
+                }
+            ),
         }
         if r["expected_tool_calls"]:
             rec["expected_tool_calls"] = _messages(r["expected_tool_calls"])
@@ -215,9 +227,14 @@ def _check_tool_calls(calls: Any, line: int, where: str, out: list[Violation]) -
             out.append(Violation(line, "invalid_tool_call", w))
             continue
         fn = call.get("function")
-        if call.get("type", "function") != "function" or not isinstance(call.get("id"), str) \
-                or not isinstance(fn, dict) or not isinstance(fn.get("name"), str) \
-                or not fn.get("name") or not isinstance(fn.get("arguments"), str):
+        if (
+            call.get("type", "function") != "function"
+            or not isinstance(call.get("id"), str)
+            or not isinstance(fn, dict)
+            or not isinstance(fn.get("name"), str)
+            or not fn.get("name")
+            or not isinstance(fn.get("arguments"), str)
+        ):
             out.append(Violation(line, "invalid_tool_call", w))
             continue
         try:
@@ -226,8 +243,9 @@ def _check_tool_calls(calls: Any, line: int, where: str, out: list[Violation]) -
             out.append(Violation(line, "tool_arguments_not_json", w))
 
 
-def _check_messages(messages: Any, line: int, where: str, out: list[Violation],
-                    *, need_assistant: bool) -> None:
+def _check_messages(
+    messages: Any, line: int, where: str, out: list[Violation], *, need_assistant: bool
+) -> None:
     if not isinstance(messages, list):
         out.append(Violation(line, "messages_missing", where))
         return
@@ -256,14 +274,20 @@ def _check_messages(messages: Any, line: int, where: str, out: list[Violation],
             out.append(Violation(line, "content_not_string", w))
         if "weight" in m and m["weight"] not in (0, 1):
             out.append(Violation(line, "invalid_weight", w))
-    if need_assistant and not any(isinstance(m, dict) and m.get("role") == "assistant"
-                                  for m in messages):
+    if need_assistant and not any(
+        isinstance(m, dict) and m.get("role") == "assistant" for m in messages
+    ):
         out.append(Violation(line, "no_assistant_message", where))
 
 
 def _check_output(value: Any, line: int, where: str, out: list[Violation]) -> None:
-    if not (isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict)
-            and value[0].get("role") == "assistant" and set(value[0]) <= MESSAGE_KEYS):
+    if not (
+        isinstance(value, list)
+        and len(value) == 1
+        and isinstance(value[0], dict)
+        and value[0].get("role") == "assistant"
+        and set(value[0]) <= MESSAGE_KEYS
+    ):
         out.append(Violation(line, "invalid_output", where))
         return
     if not isinstance(value[0].get("content"), str) or not value[0]["content"]:
@@ -276,8 +300,9 @@ def min_examples_for(split: str | None, config: ExportConfig) -> int:
     return 1 if split == "validation" else config.min_examples
 
 
-def validate_records(records: list[Any], fmt: str, config: ExportConfig, *,
-                     min_examples: int | None = None) -> tuple[list[Violation], str, int]:
+def validate_records(
+    records: list[Any], fmt: str, config: ExportConfig, *, min_examples: int | None = None
+) -> tuple[list[Violation], str, int]:
     """(violations, token estimator, largest example's tokens) for ``fmt`` in openai_chat |
     openai_dpo | eval. ``min_examples`` defaults to ``export.min_examples``."""
     estimator, count = token_counter(config)
@@ -286,8 +311,9 @@ def validate_records(records: list[Any], fmt: str, config: ExportConfig, *,
     least = config.min_examples if min_examples is None else min_examples
     if len(records) < least:
         key = "export.min_examples" if least == config.min_examples else "the minimum"
-        out.append(Violation(0, "too_few_examples",
-                             detail=f"{len(records)} examples, {key} is {least}"))
+        out.append(
+            Violation(0, "too_few_examples", detail=f"{len(records)} examples, {key} is {least}")
+        )
     for line, rec in enumerate(records, start=1):
         if not isinstance(rec, dict):
             out.append(Violation(line, "not_object"))
@@ -304,15 +330,18 @@ def validate_records(records: list[Any], fmt: str, config: ExportConfig, *,
                 out.append(Violation(line, "invalid_input", "input"))
                 msgs = []
             else:
-                _check_messages(inp.get("messages"), line, "input.messages", out,
-                                need_assistant=False)
+                _check_messages(
+                    inp.get("messages"), line, "input.messages", out, need_assistant=False
+                )
                 msgs = inp.get("messages") if isinstance(inp.get("messages"), list) else []
             _check_output(rec.get("preferred_output"), line, "preferred_output", out)
             _check_output(rec.get("non_preferred_output"), line, "non_preferred_output", out)
             if rec.get("preferred_output") == rec.get("non_preferred_output"):
                 out.append(Violation(line, "identical_outputs"))
-            longer = max((rec.get(k) or [] for k in ("preferred_output", "non_preferred_output")),
-                         key=lambda o: len(json.dumps(o)))
+            longer = max(
+                (rec.get(k) or [] for k in ("preferred_output", "non_preferred_output")),
+                key=lambda o: len(json.dumps(o)),
+            )
             msgs = list(msgs) + (longer if isinstance(longer, list) else [])
         else:
             if not isinstance(rec.get("case_id"), str) or not rec.get("case_id"):
@@ -349,13 +378,20 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> tuple[int, str]:
     return len(data), hashlib.sha256(data).hexdigest()
 
 
-def write_jsonl(records: list[dict], fmt: str, path: Path, config: ExportConfig, *,
-                min_examples: int | None = None,
-                skipped: dict[str, int] | None = None) -> ExportResult:
+def write_jsonl(
+    records: list[dict],
+    fmt: str,
+    path: Path,
+    config: ExportConfig,
+    *,
+    min_examples: int | None = None,
+    skipped: dict[str, int] | None = None,
+) -> ExportResult:
     """Validate ``records`` as ``fmt`` and write them as JSONL at ``path`` (atomically), or raise
     ExportValidationError and write nothing."""
-    violations, estimator, max_tokens = validate_records(records, fmt, config,
-                                                         min_examples=min_examples)
+    violations, estimator, max_tokens = validate_records(
+        records, fmt, config, min_examples=min_examples
+    )
     if violations:
         raise ExportValidationError(fmt, violations)
 
@@ -366,31 +402,52 @@ def write_jsonl(records: list[dict], fmt: str, path: Path, config: ExportConfig,
                 fh.write("\n")
 
     size, digest = _atomic_write(Path(path), write)
-    return ExportResult(Path(path), fmt, len(records), size, digest, estimator, max_tokens,
-                        dict(sorted((skipped or {}).items())))
+    return ExportResult(
+        Path(path),
+        fmt,
+        len(records),
+        size,
+        digest,
+        estimator,
+        max_tokens,
+        dict(sorted((skipped or {}).items())),
+    )
 
 
-def export_openai_chat(sft_examples: pa.Table, out_dir: Path | str, config: ExportConfig, *,
-                       split: str = "train") -> ExportResult:
+def export_openai_chat(
+    sft_examples: pa.Table, out_dir: Path | str, config: ExportConfig, *, split: str = "train"
+) -> ExportResult:
     """``<out_dir>/openai_chat.<split>.jsonl`` from the SFT examples of one split
     (``train`` or ``validation``: OpenAI's ``training_file`` and ``validation_file``)."""
-    return write_jsonl(openai_chat_records(sft_examples, split), "openai_chat",
-                       Path(out_dir) / f"openai_chat.{split}.jsonl", config,
-                       min_examples=min_examples_for(split, config))
+    return write_jsonl(
+        openai_chat_records(sft_examples, split),
+        "openai_chat",
+        Path(out_dir) / f"openai_chat.{split}.jsonl",
+        config,
+        min_examples=min_examples_for(split, config),
+    )
 
 
-def export_openai_dpo(preference_pairs: pa.Table, out_dir: Path | str, config: ExportConfig, *,
-                      split: str = "train") -> ExportResult:
+def export_openai_dpo(
+    preference_pairs: pa.Table, out_dir: Path | str, config: ExportConfig, *, split: str = "train"
+) -> ExportResult:
     """``<out_dir>/openai_dpo.<split>.jsonl`` from the preference pairs of one split; pairs
     that cannot be DPO lines are left out and counted in ``ExportResult.skipped``."""
     skipped: Counter[str] = Counter()
     records = openai_dpo_records(preference_pairs, split, skipped)
-    return write_jsonl(records, "openai_dpo", Path(out_dir) / f"openai_dpo.{split}.jsonl",
-                       config, min_examples=min_examples_for(split, config), skipped=skipped)
+    return write_jsonl(
+        records,
+        "openai_dpo",
+        Path(out_dir) / f"openai_dpo.{split}.jsonl",
+        config,
+        min_examples=min_examples_for(split, config),
+        skipped=skipped,
+    )
 
 
-def export_eval(eval_cases: pa.Table, out_dir: Path | str, config: ExportConfig, *,
-                split: str | None = None) -> ExportResult:
+def export_eval(
+    eval_cases: pa.Table, out_dir: Path | str, config: ExportConfig, *, split: str | None = None
+) -> ExportResult:
     """``<out_dir>/eval[.<split>].jsonl`` of the active eval cases."""
     name = "eval.jsonl" if split is None else f"eval.{split}.jsonl"
     return write_jsonl(eval_records(eval_cases, split), "eval", Path(out_dir) / name, config)
@@ -403,8 +460,9 @@ def _conversation(column: Iterable[str | None]) -> list[list[dict]]:
 HF_KINDS = ("sft", "dpo", "kto")
 
 
-def export_hf_parquet(table: pa.Table, kind: str, out_dir: Path | str, config: ExportConfig,
-                      *, split: str = "train") -> ExportResult:
+def export_hf_parquet(
+    table: pa.Table, kind: str, out_dir: Path | str, config: ExportConfig, *, split: str = "train"
+) -> ExportResult:
     """``<out_dir>/hf_<kind>.<split>.parquet`` in TRL's conversational columns.
 
     ``kind`` is ``sft`` (from sft_examples: ``messages``), ``dpo`` (from preference_pairs:
@@ -419,8 +477,9 @@ def export_hf_parquet(table: pa.Table, kind: str, out_dir: Path | str, config: E
     if kind == "sft":
         rows = rows.sort_by("example_id")
         records = [{"messages": _messages(m)} for m in rows["messages"].to_pylist()]
-        violations, estimator, max_tokens = validate_records(records, "openai_chat", config,
-                                                             min_examples=least)
+        violations, estimator, max_tokens = validate_records(
+            records, "openai_chat", config, min_examples=least
+        )
     elif kind == "dpo":
         rows = rows.sort_by("pair_id")
         records = []
@@ -429,24 +488,54 @@ def export_hf_parquet(table: pa.Table, kind: str, out_dir: Path | str, config: E
             if why is not None:
                 skipped[why] += 1
                 continue
-            records.append({"prompt": _messages(r["input"]), "chosen": _assistant(r["chosen"]),
-                            "rejected": _assistant(r["rejected"])})
+            records.append(
+                {
+                    "prompt": _messages(r["input"]),
+                    "chosen": _assistant(r["chosen"]),
+                    "rejected": _assistant(r["rejected"]),
+                }
+            )
         violations, estimator, max_tokens = validate_records(
-            [{"input": {"messages": r["prompt"]}, "preferred_output": r["chosen"],
-              "non_preferred_output": r["rejected"]} for r in records], "openai_dpo", config,
-            min_examples=least)
+            [
+                {
+                    "input": {"messages": r["prompt"]},
+                    "preferred_output": r["chosen"],
+                    "non_preferred_output": r["rejected"],
+                }
+                for r in records
+            ],
+            "openai_dpo",
+            config,
+            min_examples=least,
+        )
     else:
         rows = rows.sort_by("example_id")
-        records = [{"prompt": _messages(r["prompt"]), "completion": _assistant(r["completion"]),
-                    "label": bool(r["label"])}
-                   for r in rows.select(["prompt", "completion", "label"]).to_pylist()]
+        records = [
+            {
+                "prompt": _messages(r["prompt"]),
+                "completion": _assistant(r["completion"]),
+                "label": bool(r["label"]),
+            }
+            for r in rows.select(["prompt", "completion", "label"]).to_pylist()
+        ]
         violations, estimator, max_tokens = validate_records(
-            [{"messages": r["prompt"] + r["completion"]} for r in records], "openai_chat", config,
-            min_examples=least)
+            [{"messages": r["prompt"] + r["completion"]} for r in records],
+            "openai_chat",
+            config,
+            min_examples=least,
+        )
     if violations:
         raise ExportValidationError(f"hf_{kind}", violations)
     out = pa.Table.from_pylist(records)
     path = Path(out_dir) / f"hf_{kind}.{split}.parquet"
     size, digest = _atomic_write(path, lambda tmp: pq.write_table(out, tmp))
-    return ExportResult(path, f"hf_{kind}", len(records), size, digest, estimator, max_tokens,
-                        dict(sorted(skipped.items())))
+    return ExportResult(
+        path,
+        f"hf_{kind}",
+        len(records),
+        size,
+        digest,
+        estimator,
+        max_tokens,
+        dict(sorted(skipped.items())),
+    )

@@ -119,7 +119,6 @@ class Settings(BaseSettings):
         out["db_url"] = _mask_url_password(self.db_url)
         return out
 
-
     def state(self) -> dict[str, object]:
         """Which home, store and database are in use, and whether each exists yet (a store or
         database that is not a local path shows ``None``: only a connection would tell)."""
@@ -130,7 +129,8 @@ class Settings(BaseSettings):
             "home_exists": self.home.is_dir(),
             "store": self.store_root,
             "store_exists": Path(self.store_root.removeprefix("file://")).is_dir()
-            if self.store_is_local else None,
+            if self.store_is_local
+            else None,
             "database": _mask_url_password(url),
             "database_exists": db_file.is_file() if db_file is not None else None,
         }
@@ -161,8 +161,12 @@ def _sqlite_file(url: str) -> Path | None:
         u = make_url(url)
     except (ArgumentError, ValueError):  # not a URL SQLAlchemy understands: nothing to check
         return None
-    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:" \
-            or u.database.startswith("file:"):
+    if (
+        u.get_backend_name() != "sqlite"
+        or not u.database
+        or u.database == ":memory:"
+        or u.database.startswith("file:")
+    ):
         return None
     return Path(os.path.abspath(Path(u.database).expanduser()))
 

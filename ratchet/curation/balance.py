@@ -48,8 +48,9 @@ def cluster_topics(signatures: np.ndarray, rows: int) -> list[str]:
 def topics(metadata: pa.Array, signatures: np.ndarray, rows: int) -> np.ndarray:
     meta = metadata_topics(metadata)
     clusters = cluster_topics(signatures, rows)
-    return np.array([m if m is not None else c for m, c in zip(meta, clusters, strict=True)],
-                    dtype=object)
+    return np.array(
+        [m if m is not None else c for m, c in zip(meta, clusters, strict=True)], dtype=object
+    )
 
 
 def cap_per_topic(topic: np.ndarray, prio: np.ndarray, max_per_topic: int) -> np.ndarray:

@@ -20,7 +20,10 @@ from ratchet.curation import minhash
 
 
 def priority(
-    rank: np.ndarray, has_correction: np.ndarray, timestamp_us: np.ndarray, interaction_id: list[str]
+    rank: np.ndarray,
+    has_correction: np.ndarray,
+    timestamp_us: np.ndarray,
+    interaction_id: list[str],
 ) -> np.ndarray:
     """Position of each row in best-labelled order (0 = best)."""
     ids = pd.Series(interaction_id, dtype=object).rank(method="first").to_numpy()
@@ -72,7 +75,9 @@ def dedupe(
     labels = minhash.components(len(reps), edges)
     # Per component, the member with the lowest priority represents it.
     comp = pd.DataFrame({"label": labels, "prio": prio[reps], "pos": np.arange(len(reps))})
-    winner = comp.sort_values("prio", kind="stable").drop_duplicates("label").set_index("label")["pos"]
+    winner = (
+        comp.sort_values("prio", kind="stable").drop_duplicates("label").set_index("label")["pos"]
+    )
     win_pos = winner.reindex(labels).to_numpy()
     near_dup = win_pos != np.arange(len(reps))
     reason[reps[near_dup]] = "duplicate_near"
@@ -80,5 +85,6 @@ def dedupe(
     # An exact duplicate of a near duplicate points at the final representative.
     kept_as = kept_as[kept_as]
     keep = reason == None  # noqa: E711
-    return DedupeResult(keep=np.asarray(keep, dtype=bool), reason=reason, kept_as=kept_as,
-                        signatures=signatures)
+    return DedupeResult(
+        keep=np.asarray(keep, dtype=bool), reason=reason, kept_as=kept_as, signatures=signatures
+    )

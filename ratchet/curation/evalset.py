@@ -58,11 +58,13 @@ def merge(
     stats["retired_regression"] = int(voted_up.sum())
     stats["eval_cases_previous"] = previous.num_rows
     previous = previous.set_column(
-        previous.schema.get_field_index("status"), schemas.EVAL_CASES.field("status"),
+        previous.schema.get_field_index("status"),
+        schemas.EVAL_CASES.field("status"),
         pa.array(status.tolist(), pa.string()),
     ).set_column(
         previous.schema.get_field_index("retired_reason"),
-        schemas.EVAL_CASES.field("retired_reason"), pa.array(reason.tolist(), pa.string()),
+        schemas.EVAL_CASES.field("retired_reason"),
+        pa.array(reason.tolist(), pa.string()),
     )
     still_active = set(
         pc.filter(previous["case_id"], pc.equal(previous["status"], "active")).to_pylist()

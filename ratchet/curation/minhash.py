@@ -75,7 +75,9 @@ def shingle_hashes(texts: pa.StringArray, k: int) -> tuple[np.ndarray, np.ndarra
         sh = np.zeros(int(short.sum()), dtype=np.uint64)
         for j in range(k):
             live = j < lengths[short]
-            sh = np.where(live, sh * _PRIME + padded[np.minimum(starts + j, total)] + np.uint64(1), sh)
+            sh = np.where(
+                live, sh * _PRIME + padded[np.minimum(starts + j, total)] + np.uint64(1), sh
+            )
         keep = full.copy()
         keep[starts] = True
         h[starts] = sh
@@ -194,7 +196,10 @@ class Edges:
 
 
 def candidate_edges(
-    sig: np.ndarray, threshold: float, *, active: np.ndarray | None = None,
+    sig: np.ndarray,
+    threshold: float,
+    *,
+    active: np.ndarray | None = None,
     priority: np.ndarray | None = None,
 ) -> Edges:
     """Pairs whose signatures share a band and whose estimated Jaccard ≥ threshold.
@@ -229,7 +234,9 @@ def candidate_edges(
     left, right = pair[:, 0], pair[:, 1]
     est = np.empty(len(left), dtype=np.float64)
     for s in range(0, len(left), 1 << 16):
-        est[s : s + (1 << 16)] = (sig[left[s : s + (1 << 16)]] == sig[right[s : s + (1 << 16)]]).mean(axis=1)
+        est[s : s + (1 << 16)] = (
+            sig[left[s : s + (1 << 16)]] == sig[right[s : s + (1 << 16)]]
+        ).mean(axis=1)
     ok = est >= threshold
     return Edges(left[ok], right[ok])
 

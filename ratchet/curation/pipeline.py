@@ -125,9 +125,16 @@ def _sorted(table: pa.Table, keys: list[str]) -> pa.Table:
 PAIR_DROP_REASONS = ("rejected_has_tool_calls", "rejected_empty", "identical_outputs")
 
 
-def _pairable(rows: np.ndarray, has_calls: np.ndarray, response: pa.Array, answer: pa.Array,
-              case_id: np.ndarray, iids: np.ndarray, stats: dict[str, int],
-              reject: Callable[..., None]) -> np.ndarray:
+def _pairable(
+    rows: np.ndarray,
+    has_calls: np.ndarray,
+    response: pa.Array,
+    answer: pa.Array,
+    case_id: np.ndarray,
+    iids: np.ndarray,
+    stats: dict[str, int],
+    reject: Callable[..., None],
+) -> np.ndarray:
     """The regression rows that make a valid preference pair; the others are counted and
     rejected (stage ``pairs``), while their SFT example and eval case stand.
 
@@ -185,22 +192,30 @@ def curate(
 
     def reject(iids, cids, stage: str, reasons, kept=None) -> None:
         if len(iids):
-            rejects.append(pd.DataFrame({
-                "interaction_id": list(iids), "case_id": list(cids), "stage": stage,
-                "reason": list(reasons) if not isinstance(reasons, str) else reasons,
-                "kept_case_id": list(kept) if kept is not None else None,
-            }))
+            rejects.append(
+                pd.DataFrame(
+                    {
+                        "interaction_id": list(iids),
+                        "case_id": list(cids),
+                        "stage": stage,
+                        "reason": list(reasons) if not isinstance(reasons, str) else reasons,
+                        "kept_case_id": list(kept) if kept is not None else None,
+                    }
+                )
+            )
 
     resolved = signals.resolve_feedback(feedback, config, now=now, stats=stats)
 
     # -- join the interactions that have current feedback --------------------------------------
     all_ids = interactions["interaction_id"]
     stats["interactions_duplicate_id"] = interactions.num_rows - int(
-        pc.count_distinct(all_ids).as_py() or 0)
+        pc.count_distinct(all_ids).as_py() or 0
+    )
     # index_in finds each id's first occurrence, vectorised (no Python objects per interaction).
-    found = pc.index_in(pa.array(resolved["interaction_id"].tolist(), pa.string()),
-                        value_set=all_ids.combine_chunks() if isinstance(all_ids, pa.ChunkedArray)
-                        else all_ids)
+    found = pc.index_in(
+        pa.array(resolved["interaction_id"].tolist(), pa.string()),
+        value_set=all_ids.combine_chunks() if isinstance(all_ids, pa.ChunkedArray) else all_ids,
+    )
     orphan = np.asarray(pc.is_null(found).to_numpy(zero_copy_only=False), dtype=bool)
     pos = np.asarray(pc.fill_null(found, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
     stats["feedback_orphaned_interactions"] = int(orphan.sum())
@@ -228,8 +243,9 @@ def curate(
     ts_us = np.asarray(pc.cast(sel["timestamp"], pa.int64()).to_numpy(), dtype=np.int64)
     correction = resolved["correction"].to_numpy(dtype=object)
     is_reg = outcome == "regression"
-    answer = pa.array(np.where(is_reg, correction, response.to_numpy(zero_copy_only=False)).tolist(),
-                      pa.string())
+    answer = pa.array(
+        np.where(is_reg, correction, response.to_numpy(zero_copy_only=False)).tolist(), pa.string()
+    )
     answer_calls = has_calls & ~is_reg
     iids = resolved["interaction_id"].to_numpy(dtype=object)
 
@@ -274,20 +290,27 @@ def curate(
     # -- dedupe (cases) ----------------------------------------------------------------------------
     rank = resolved["rank"].to_numpy(dtype=np.int64)
     prio_all = dedupe.priority(rank, is_reg, ts_us, iids.tolist())
-    d = dedupe.dedupe(case_id[cand].tolist(), normalised.take(pa.array(cand, pa.int64())),
-                      prio_all[cand], config)
+    d = dedupe.dedupe(
+        case_id[cand].tolist(), normalised.take(pa.array(cand, pa.int64())), prio_all[cand], config
+    )
     stats["removed_duplicate_exact"] = int((d.reason == "duplicate_exact").sum())
     stats["removed_duplicate_near"] = int((d.reason == "duplicate_near").sum())
     dropped = ~d.keep
-    reject(iids[cand[dropped]], case_id[cand[dropped]], "dedupe", d.reason[dropped],
-           case_id[cand[d.kept_as[dropped]]])
+    reject(
+        iids[cand[dropped]],
+        case_id[cand[dropped]],
+        "dedupe",
+        d.reason[dropped],
+        case_id[cand[d.kept_as[dropped]]],
+    )
     sig_cand = d.signatures[d.keep]
     cand = cand[d.keep]
 
     # -- balance -------------------------------------------------------------------------------
     topic_all = np.full(n, None, dtype=object)
-    topic_all[cand] = balance.topics(sel["metadata"].take(pa.array(cand, pa.int64())), sig_cand,
-                                     config.topic_cluster_rows)
+    topic_all[cand] = balance.topics(
+        sel["metadata"].take(pa.array(cand, pa.int64())), sig_cand, config.topic_cluster_rows
+    )
     capped = ~balance.cap_per_topic(topic_all[cand], prio_all[cand], config.max_per_topic)
     stats["capped_by_balance"] = int(capped.sum())
     reject(iids[cand[capped]], case_id[cand[capped]], "balance", "max_per_topic")
@@ -301,8 +324,11 @@ def curate(
     neg = neg[~neg_holdout]
     prev = evalset.conform(previous_eval_cases)
     prev_ref = evalset.active_holdout(prev)
-    older = (evalset.active_holdout(evalset.conform(holdout_reference))
-             if holdout_reference is not None else prev_ref.slice(0, 0))
+    older = (
+        evalset.active_holdout(evalset.conform(holdout_reference))
+        if holdout_reference is not None
+        else prev_ref.slice(0, 0)
+    )
     held = pa.array(sorted(set(prev["case_id"].to_pylist())), pa.string())
     older = older.filter(pc.invert(pc.is_in(older["case_id"], value_set=held)))
     prev_ref = pa.concat_tables([prev_ref, older])
@@ -311,8 +337,9 @@ def curate(
     prev_norm = text.normalise(text.user_text(prev_ref["input"]))
     train_rows = np.concatenate([cand[~holdout], neg])
     ref_norm = pa.concat_arrays([normalised.take(pa.array(cand[holdout], pa.int64())), prev_norm])
-    ref_ids = np.concatenate([case_id[cand[holdout]], np.array(prev_ref["case_id"].to_pylist(),
-                                                               dtype=object)])
+    ref_ids = np.concatenate(
+        [case_id[cand[holdout]], np.array(prev_ref["case_id"].to_pylist(), dtype=object)]
+    )
     train_norm = normalised.take(pa.array(train_rows, pa.int64()))
     ref_set = dict(zip(ref_norm.to_pylist(), ref_ids, strict=True))
     leak = np.full(len(train_rows), None, dtype=object)
@@ -322,15 +349,23 @@ def curate(
             leak[i], leak_to[i] = "leakage_exact", ref_set[t]
     sig_parts = [sig_cand[~holdout]]
     k, perms, seed = config.shingle_chars, config.minhash_permutations, config.minhash_seed
-    sig_parts.append(minhash.signatures(normalised.take(pa.array(neg, pa.int64())), k=k,
-                                        num_perm=perms, seed=seed))
+    sig_parts.append(
+        minhash.signatures(
+            normalised.take(pa.array(neg, pa.int64())), k=k, num_perm=perms, seed=seed
+        )
+    )
     sig_parts.append(sig_cand[holdout])
     sig_parts.append(minhash.signatures(prev_norm, k=k, num_perm=perms, seed=seed))
-    sig = np.concatenate(sig_parts) if len(train_rows) + len(ref_ids) else np.zeros((0, perms), np.uint32)
+    sig = (
+        np.concatenate(sig_parts)
+        if len(train_rows) + len(ref_ids)
+        else np.zeros((0, perms), np.uint32)
+    )
     is_ref = np.concatenate([np.zeros(len(train_rows), bool), np.ones(len(ref_ids), bool)])
     if len(ref_ids) and len(train_rows):
         edges = minhash.candidate_edges(
-            sig, config.near_duplicate_threshold,
+            sig,
+            config.near_duplicate_threshold,
             active=(sig != np.uint32(0xFFFFFFFF)).any(axis=1),
             priority=np.where(is_ref, 0, 1),
         )
@@ -343,8 +378,13 @@ def curate(
     stats["leakage_removed_exact"] = int((leak == "leakage_exact").sum())
     stats["leakage_removed_near"] = int((leak == "leakage_near").sum())
     leaked = leak != None  # noqa: E711
-    reject(iids[train_rows[leaked]], case_id[train_rows[leaked]], "leakage", leak[leaked],
-           leak_to[leaked])
+    reject(
+        iids[train_rows[leaked]],
+        case_id[train_rows[leaked]],
+        "leakage",
+        leak[leaked],
+        leak_to[leaked],
+    )
     leaked_rows = set(train_rows[leaked].tolist())
     keep_case = np.array([r not in leaked_rows for r in cand], dtype=bool)
     cand, holdout = cand[keep_case], holdout[keep_case]
@@ -365,20 +405,29 @@ def curate(
             "fix_check": ((kinds == "regression") & ~holdout).tolist(),
             "input": sel["messages"].take(ct),
             "expected": answer.take(ct),
-            "expected_tool_calls": pc.if_else(pa.array(is_reg[cand]),
-                                              pa.nulls(len(cand), tool_calls.type),
-                                              tool_calls.take(ct)) if len(cand) else None,
+            "expected_tool_calls": pc.if_else(
+                pa.array(is_reg[cand]), pa.nulls(len(cand), tool_calls.type), tool_calls.take(ct)
+            )
+            if len(cand)
+            else None,
             "production_answer": response.take(ct),
             "status": ["active"] * len(cand),
             "feedback_ids": resolved["feedback_ids"].to_numpy(dtype=object)[cand].tolist(),
             "topic": topic_all[cand].tolist(),
-            "first_seen": pa.array(resolved["first_feedback"].to_numpy()[cand]).cast(schemas.UTC_TS),
+            "first_seen": pa.array(resolved["first_feedback"].to_numpy()[cand]).cast(
+                schemas.UTC_TS
+            ),
         },
         len(cand),
     )
     eval_cases, skipped = evalset.merge(prev, new_cases, resolved, stats)
-    reject(skipped["interaction_id"].to_pylist(), skipped["case_id"].to_pylist(), "eval",
-           "case_already_active", skipped["case_id"].to_pylist())
+    reject(
+        skipped["interaction_id"].to_pylist(),
+        skipped["case_id"].to_pylist(),
+        "eval",
+        "case_already_active",
+        skipped["case_id"].to_pylist(),
+    )
 
     # -- training tables (train split only) ---------------------------------------------------------
     tr = cand[~holdout]
@@ -394,9 +443,13 @@ def curate(
             "origin": origin.tolist(),
             "split": tr_split.tolist(),
             "messages": text.append_assistant(
-                sel["messages"].take(tt), answer.take(tt),
-                pc.if_else(pa.array(is_reg[tr]), pa.nulls(len(tr), tool_calls.type),
-                           tool_calls.take(tt)) if len(tr) else None,
+                sel["messages"].take(tt),
+                answer.take(tt),
+                pc.if_else(
+                    pa.array(is_reg[tr]), pa.nulls(len(tr), tool_calls.type), tool_calls.take(tt)
+                )
+                if len(tr)
+                else None,
             ),
             "topic": topic_all[tr].tolist(),
         },
@@ -433,8 +486,9 @@ def curate(
             "example_id": bid.tolist(),
             "agent_id": [agent] * len(bin_rows),
             "case_id": case_id[bin_rows].tolist(),
-            "split": split.training_splits(case_id[bin_rows].tolist(),
-                                           config.validation_share).tolist(),
+            "split": split.training_splits(
+                case_id[bin_rows].tolist(), config.validation_share
+            ).tolist(),
             "prompt": sel["messages"].take(bt),
             "completion": response.take(bt),
             "label": label.tolist(),
@@ -452,7 +506,9 @@ def curate(
     for kind, table in result_tables.items():
         result_tables[kind] = _scan(table, scan_residual, kind)
         stats[f"rows_{kind}"] = table.num_rows
-        stats[f"pii_residual_{kind}"] = int(pc.sum(result_tables[kind]["pii_residual"]).as_py() or 0)
+        stats[f"pii_residual_{kind}"] = int(
+            pc.sum(result_tables[kind]["pii_residual"]).as_py() or 0
+        )
     rej = (
         pd.concat(rejects, ignore_index=True)
         if rejects

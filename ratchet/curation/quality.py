@@ -33,8 +33,16 @@ CASE_STATUSES = ("active", "retired")
 REVIEW_REASONS = ("thumbs_down_no_correction", "conflict", "neutral_rating")
 
 _REQUIRED = {
-    "eval_cases": ["case_id", "agent_id", "interaction_id", "kind", "split", "fix_check",
-                   "expected", "status"],
+    "eval_cases": [
+        "case_id",
+        "agent_id",
+        "interaction_id",
+        "kind",
+        "split",
+        "fix_check",
+        "expected",
+        "status",
+    ],
     "sft_examples": ["example_id", "agent_id", "case_id", "origin", "split"],
     "preference_pairs": ["pair_id", "agent_id", "case_id", "split", "chosen", "rejected"],
     "binary_feedback": ["example_id", "agent_id", "case_id", "split", "completion", "label"],
@@ -48,8 +56,13 @@ _CONTENT = {
     "binary_feedback": ("prompt", "completion"),
     "review_queue": ("input", "response"),
 }
-_IDS = {"eval_cases": None, "sft_examples": "example_id", "preference_pairs": "pair_id",
-        "binary_feedback": "example_id", "review_queue": "review_id"}
+_IDS = {
+    "eval_cases": None,
+    "sft_examples": "example_id",
+    "preference_pairs": "pair_id",
+    "binary_feedback": "example_id",
+    "review_queue": "review_id",
+}
 
 
 def _zero(column: str) -> Spec:
@@ -66,15 +79,17 @@ def _not_null(columns: list[str]) -> list[Spec]:
 
 def _suite(kind: str) -> list[Spec]:
     specs = _not_null([*_REQUIRED[kind], "messages_present"])
-    specs += [_zero("pii_residual"), _zero("invalid_roles"),
-              _in_set("messages_present", [True])]
+    specs += [_zero("pii_residual"), _zero("invalid_roles"), _in_set("messages_present", [True])]
     if kind != "review_queue":
         specs.append(_in_set("placeholder_only", [False]))
     if _IDS[kind]:
         specs.append(("ExpectColumnValuesToBeUnique", {"column": _IDS[kind]}))
     if kind == "eval_cases":
-        specs += [_in_set("kind", list(EVAL_KINDS)), _in_set("split", list(EVAL_SPLITS)),
-                  _in_set("status", list(CASE_STATUSES))]
+        specs += [
+            _in_set("kind", list(EVAL_KINDS)),
+            _in_set("split", list(EVAL_SPLITS)),
+            _in_set("status", list(CASE_STATUSES)),
+        ]
     elif kind == "review_queue":
         specs.append(_in_set("reason", list(REVIEW_REASONS)))
     else:
@@ -113,8 +128,9 @@ def holdout_case_ids(eval_cases: pa.Table) -> pa.Array:
     return pc.unique(pc.filter(eval_cases["case_id"], pc.equal(eval_cases["split"], "holdout")))
 
 
-def check_frame(kind: str, table: pa.Table, config: CurationConfig,
-                holdout_ids: pa.Array | None = None) -> pa.Table:
+def check_frame(
+    kind: str, table: pa.Table, config: CurationConfig, holdout_ids: pa.Array | None = None
+) -> pa.Table:
     """The columns the ``kind`` suite asserts on, one row per row of ``table`` (no text)."""
     msg_col, answer_col = _CONTENT[kind]
     messages = table[msg_col]
@@ -122,9 +138,14 @@ def check_frame(kind: str, table: pa.Table, config: CurationConfig,
     if isinstance(answer, pa.ChunkedArray):
         answer = answer.combine_chunks() if answer.num_chunks else pa.array([], pa.string())
     user = text.user_text(messages) if table.num_rows else pa.array([], pa.string())
-    ph = (text.placeholder_only(user, config.placeholder_pattern)
-          | text.placeholder_only(text.string_array(answer), config.placeholder_pattern)
-          ) if table.num_rows else np.zeros(0, dtype=bool)
+    ph = (
+        (
+            text.placeholder_only(user, config.placeholder_pattern)
+            | text.placeholder_only(text.string_array(answer), config.placeholder_pattern)
+        )
+        if table.num_rows
+        else np.zeros(0, dtype=bool)
+    )
     cols: dict[str, pa.Array | pa.ChunkedArray] = {c: table[c] for c in _REQUIRED[kind]}
     if "split" in table.column_names:
         cols["split"] = table["split"]

@@ -112,8 +112,9 @@ def _splits_to_write(table: pa.Table, split: str) -> tuple[str, ...]:
     return ("train", "validation") if has_validation else ("train",)
 
 
-def export_table(table: pa.Table, kind: str, fmt: str, out_dir: Path,
-                 config: ExportConfig, *, split: str = "all") -> list[exp.ExportResult]:
+def export_table(
+    table: pa.Table, kind: str, fmt: str, out_dir: Path, config: ExportConfig, *, split: str = "all"
+) -> list[exp.ExportResult]:
     """Validate and write one format of a curated table into a local folder (nothing on error).
 
     Training formats write one file per split (``openai_chat.train.jsonl`` and
@@ -132,8 +133,9 @@ def export_table(table: pa.Table, kind: str, fmt: str, out_dir: Path,
         raise ExportFormatError(f"format {fmt} exports {' or '.join(kinds)}, not {kind}")
     if name == "eval":
         if split != "all":
-            raise ExportFormatError("--split applies to training formats; eval-jsonl exports "
-                                    "every active eval case")
+            raise ExportFormatError(
+                "--split applies to training formats; eval-jsonl exports every active eval case"
+            )
         return [exp.export_eval(table, out_dir, config)]
     results: list[exp.ExportResult] = []
     try:
@@ -143,8 +145,9 @@ def export_table(table: pa.Table, kind: str, fmt: str, out_dir: Path,
             elif name == "openai_dpo":
                 results.append(exp.export_openai_dpo(table, out_dir, config, split=one))
             else:
-                results.append(exp.export_hf_parquet(table, _HF_KIND[kind], out_dir, config,
-                                                     split=one))
+                results.append(
+                    exp.export_hf_parquet(table, _HF_KIND[kind], out_dir, config, split=one)
+                )
     except exp.ExportValidationError:
         for r in results:
             r.path.unlink(missing_ok=True)
@@ -173,8 +176,9 @@ def refusal_reason(err: exp.ExportValidationError) -> str:
     return "; ".join(parts)
 
 
-def write_exports(store: Store, agent_id: str, version: str, kind: str, table: pa.Table,
-                  config: ExportConfig) -> list[dict[str, Any]]:
+def write_exports(
+    store: Store, agent_id: str, version: str, kind: str, table: pa.Table, config: ExportConfig
+) -> list[dict[str, Any]]:
     """The default exports of one version, into ``exports/<agent>/<version>/`` on the store.
 
     Each file is made in a local temporary folder (the export functions validate and write
@@ -188,16 +192,33 @@ def write_exports(store: Store, agent_id: str, version: str, kind: str, table: p
             files = review_files(table)
             for name, data in files.items():
                 store.write_bytes(f"{target}/{name}", data)
-            out.append({**entry, "status": "written", "files": sorted(files),
-                        "rows": table.num_rows, "violations": {}, "reason": "", "skipped": {}})
+            out.append(
+                {
+                    **entry,
+                    "status": "written",
+                    "files": sorted(files),
+                    "rows": table.num_rows,
+                    "violations": {},
+                    "reason": "",
+                    "skipped": {},
+                }
+            )
             continue
         with tempfile.TemporaryDirectory(prefix="ratchet-export-") as tmp:
             try:
                 results = export_table(table, kind, fmt, Path(tmp), config)
             except exp.ExportValidationError as err:
-                out.append({**entry, "status": "refused", "files": [], "rows": 0,
-                            "violations": violation_counts(err),
-                            "reason": f"{err.format}: {refusal_reason(err)}", "skipped": {}})
+                out.append(
+                    {
+                        **entry,
+                        "status": "refused",
+                        "files": [],
+                        "rows": 0,
+                        "violations": violation_counts(err),
+                        "reason": f"{err.format}: {refusal_reason(err)}",
+                        "skipped": {},
+                    }
+                )
                 continue
             names = []
             skipped: Counter[str] = Counter()
@@ -205,16 +226,26 @@ def write_exports(store: Store, agent_id: str, version: str, kind: str, table: p
                 store.write_bytes(f"{target}/{r.path.name}", r.path.read_bytes())
                 names.append(r.path.name)
                 skipped.update(r.skipped)
-            out.append({**entry, "status": "written", "files": names,
-                        "rows": sum(r.rows for r in results), "violations": {}, "reason": "",
-                        "skipped": dict(sorted(skipped.items()))})
+            out.append(
+                {
+                    **entry,
+                    "status": "written",
+                    "files": names,
+                    "rows": sum(r.rows for r in results),
+                    "violations": {},
+                    "reason": "",
+                    "skipped": dict(sorted(skipped.items())),
+                }
+            )
     return out
 
 
 # --- the run ------------------------------------------------------------------------------------
 def _rejected_counts(rejected: pa.Table) -> dict[str, int]:
-    c = Counter(f"{s}:{r}" for s, r in zip(rejected["stage"].to_pylist(),
-                                           rejected["reason"].to_pylist(), strict=True))
+    c = Counter(
+        f"{s}:{r}"
+        for s, r in zip(rejected["stage"].to_pylist(), rejected["reason"].to_pylist(), strict=True)
+    )
     return dict(sorted(c.items()))
 
 
@@ -226,8 +257,15 @@ def curate_agent(ctx: CurationContext, agent_id: str, window: Window) -> dict[st
     """
     cfg = ctx.config.curation
     report: dict[str, Any] = {
-        "agent": agent_id, "window": window.label(), "status": "curated", "selection": {},
-        "stats": {}, "rejected": {}, "quality": [], "versions": [], "skipped_empty": [],
+        "agent": agent_id,
+        "window": window.label(),
+        "status": "curated",
+        "selection": {},
+        "stats": {},
+        "rejected": {},
+        "quality": [],
+        "versions": [],
+        "skipped_empty": [],
         "exports": [],
     }
     with ctx.sessions() as s:
@@ -245,11 +283,22 @@ def curate_agent(ctx: CurationContext, agent_id: str, window: Window) -> dict[st
         report["status"] = "no_feedback"
         logger.info("%s: no feedback in %s, nothing to curate", agent_id, window.label())
         return report
-    logger.info("%s: curating %d feedback event(s) on %d interaction(s)", agent_id,
-                sel.stats.get("feedback_in_window", 0), sel.interactions.num_rows)
+    logger.info(
+        "%s: curating %d feedback event(s) on %d interaction(s)",
+        agent_id,
+        sel.stats.get("feedback_in_window", 0),
+        sel.interactions.num_rows,
+    )
 
-    result = curate(sel.interactions, sel.feedback, prev_table, cfg, now=window.until,
-                    scan_residual=ctx.redactor.scan_table, holdout_reference=reference)
+    result = curate(
+        sel.interactions,
+        sel.feedback,
+        prev_table,
+        cfg,
+        now=window.until,
+        scan_residual=ctx.redactor.scan_table,
+        holdout_reference=reference,
+    )
     stats = dict(result.stats)
     tables = result.tables()
     holdout = cq.holdout_case_ids(tables["eval_cases"])
@@ -283,8 +332,9 @@ def curate_agent(ctx: CurationContext, agent_id: str, window: Window) -> dict[st
             report["skipped_empty"].append(kind)
             continue
         version = dataset_version_id(table, kind, cfg)
-        part = ctx.store.write_table_at(dataset_path(agent_id, kind, version), table,
-                                        schemas.schema_for(kind))
+        part = ctx.store.write_table_at(
+            dataset_path(agent_id, kind, version), table, schemas.schema_for(kind)
+        )
         made.append((kind, version, table, part))
 
     lineage = sel.lineage()
@@ -298,20 +348,37 @@ def curate_agent(ctx: CurationContext, agent_id: str, window: Window) -> dict[st
     with ctx.sessions() as s, s.begin():
         for kind, version, table, part in made:
             kind_stats = {k: v for k, v in stats.items() if not k.startswith("rows_")}
-            kind_stats.update(window=window.label(), rows=table.num_rows,
-                              quality=next((q for q in report["quality"]
-                                            if q["suite"] == f"{kind}_suite"), None))
+            kind_stats.update(
+                window=window.label(),
+                rows=table.num_rows,
+                quality=next((q for q in report["quality"] if q["suite"] == f"{kind}_suite"), None),
+            )
             _, created = repo.register_dataset_version(
-                s, version_id=version, agent_id=agent_id, kind=kind, path=part.path,
-                rows=table.num_rows, schema_fingerprint=part.schema_fingerprint,
-                config_hash=chash, flow_run_id=ctx.flow_run_id, stats=kind_stats,
+                s,
+                version_id=version,
+                agent_id=agent_id,
+                kind=kind,
+                path=part.path,
+                rows=table.num_rows,
+                schema_fingerprint=part.schema_fingerprint,
+                config_hash=chash,
+                flow_run_id=ctx.flow_run_id,
+                stats=kind_stats,
                 lineage=lineage,
             )
-            report["versions"].append({"kind": kind, "version": version, "rows": table.num_rows,
-                                       "created": created, "path": part.path})
+            report["versions"].append(
+                {
+                    "kind": kind,
+                    "version": version,
+                    "rows": table.num_rows,
+                    "created": created,
+                    "path": part.path,
+                }
+            )
     for kind, version, table, _ in made:
-        report["exports"] += write_exports(ctx.store, agent_id, version, kind, table,
-                                           ctx.config.export)
+        report["exports"] += write_exports(
+            ctx.store, agent_id, version, kind, table, ctx.config.export
+        )
     logger.info(
         "%s: %d dataset version(s) (%s); exports written %d, refused %d", agent_id,
         len(report["versions"]), ", ".join(f"{v['kind']} {v['rows']} rows"
@@ -325,11 +392,16 @@ def curate_agent(ctx: CurationContext, agent_id: str, window: Window) -> dict[st
 # --- reads for the CLI --------------------------------------------------------------------------
 def describe_version(session: Session, version: DatasetVersion) -> dict[str, Any]:
     return {
-        "version": version.id, "agent": version.agent_id, "kind": version.kind,
-        "rows": version.rows, "path": version.path,
+        "version": version.id,
+        "agent": version.agent_id,
+        "kind": version.kind,
+        "rows": version.rows,
+        "path": version.path,
         "created": version.created_at.isoformat() if version.created_at else None,
-        "parent": version.parent_id, "config_hash": version.config_hash,
-        "schema_fingerprint": version.schema_fingerprint, "flow_run": version.flow_run_id,
+        "parent": version.parent_id,
+        "config_hash": version.config_hash,
+        "schema_fingerprint": version.schema_fingerprint,
+        "flow_run": version.flow_run_id,
         "lineage": [{"kind": k, "ref": r} for k, r in repo.dataset_lineage(session, version.id)],
         "stats": version.stats,
     }
@@ -338,8 +410,16 @@ def describe_version(session: Session, version: DatasetVersion) -> dict[str, Any
 def _row_key(kind: str, row: dict[str, Any]) -> str:
     if kind == "eval_cases":
         return f"{row['case_id']}|{row['interaction_id']}|{row['kind']}"
-    return str(row[{"sft_examples": "example_id", "preference_pairs": "pair_id",
-                    "binary_feedback": "example_id", "review_queue": "review_id"}[kind]])
+    return str(
+        row[
+            {
+                "sft_examples": "example_id",
+                "preference_pairs": "pair_id",
+                "binary_feedback": "example_id",
+                "review_queue": "review_id",
+            }[kind]
+        ]
+    )
 
 
 def _default(value: object) -> str:
@@ -354,23 +434,32 @@ def diff_tables(kind: str, a: pa.Table, b: pa.Table) -> dict[str, Any]:
     added = sorted(set(rb) - set(ra))
     removed = sorted(set(ra) - set(rb))
     changed = sorted(
-        k for k in set(ra) & set(rb)
+        k
+        for k in set(ra) & set(rb)
         if json.dumps(ra[k], sort_keys=True, default=_default)
         != json.dumps(rb[k], sort_keys=True, default=_default)
     )
     out: dict[str, Any] = {
-        "kind": kind, "rows_a": a.num_rows, "rows_b": b.num_rows, "added": len(added),
-        "removed": len(removed), "changed": len(changed), "added_ids": added[:50],
-        "removed_ids": removed[:50], "changed_ids": changed[:50],
+        "kind": kind,
+        "rows_a": a.num_rows,
+        "rows_b": b.num_rows,
+        "added": len(added),
+        "removed": len(removed),
+        "changed": len(changed),
+        "added_ids": added[:50],
+        "removed_ids": removed[:50],
+        "changed_ids": changed[:50],
     }
     if kind == "eval_cases":
         moves = Counter(
-            f"{ra[k]['status']}->{rb[k]['status']}" for k in changed
+            f"{ra[k]['status']}->{rb[k]['status']}"
+            for k in changed
             if ra[k]["status"] != rb[k]["status"]
         )
         out["status_changes"] = dict(sorted(moves.items()))
         out["retired"] = sorted(
-            k.split("|")[0] for k in changed
+            k.split("|")[0]
+            for k in changed
             if ra[k]["status"] == "active" and rb[k]["status"] == "retired"
         )[:50]
     return out

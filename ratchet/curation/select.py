@@ -123,8 +123,9 @@ def interaction_parts(session: Session, agent_id: str, ids: list[str]) -> dict[s
     return out
 
 
-def _arrivals(session: Session, agent_id: str, window: Window
-              ) -> tuple[dict[str, str], set[str], dict[str, str]]:
+def _arrivals(
+    session: Session, agent_id: str, window: Window
+) -> tuple[dict[str, str], set[str], dict[str, str]]:
     """What the ledger had received for this agent, by commit time (``first_seen_at``).
 
     Returns (feedback ids that arrived in the window -> part id, feedback ids that arrived at or
@@ -135,23 +136,32 @@ def _arrivals(session: Session, agent_id: str, window: Window
     base = (
         select(RecordKey.record_id, RecordKey.part_id)
         .join(Part, Part.id == RecordKey.part_id)
-        .where(RecordKey.kind == "feedback", RecordKey.agent_id == agent_id,
-               Part.retired_at.is_(None))
+        .where(
+            RecordKey.kind == "feedback", RecordKey.agent_id == agent_id, Part.retired_at.is_(None)
+        )
     )
     in_window = base.where(arrived < window.until)
     if window.since is not None:
         in_window = in_window.where(arrived >= window.since)
     window_ids = {rid: pid for rid, pid in session.execute(in_window).tuples()}
-    late = set(session.execute(
-        select(RecordKey.record_id).where(
-            RecordKey.kind == "feedback", RecordKey.agent_id == agent_id,
-            arrived >= window.until)
-    ).scalars())
+    late = set(
+        session.execute(
+            select(RecordKey.record_id).where(
+                RecordKey.kind == "feedback",
+                RecordKey.agent_id == agent_id,
+                arrived >= window.until,
+            )
+        ).scalars()
+    )
     parts_stmt = (
         select(Part.id, Part.path)
         .join(RecordKey, RecordKey.part_id == Part.id)
-        .where(RecordKey.kind == "feedback", RecordKey.agent_id == agent_id,
-               arrived < window.until, Part.retired_at.is_(None))
+        .where(
+            RecordKey.kind == "feedback",
+            RecordKey.agent_id == agent_id,
+            arrived < window.until,
+            Part.retired_at.is_(None),
+        )
         .distinct()
     )
     parts = {pid: path for pid, path in session.execute(parts_stmt).tuples()}
@@ -183,8 +193,13 @@ def select_inputs(session: Session, store: Store, agent_id: str, window: Window)
     stats["feedback_in_window"] = len(window_ids)
     stats["interactions_selected"] = len(ids)
     if not ids:
-        return Selection(agent_id, window, schemas.INTERACTIONS.empty_table(),
-                         schemas.FEEDBACK.empty_table(), stats=stats)
+        return Selection(
+            agent_id,
+            window,
+            schemas.INTERACTIONS.empty_table(),
+            schemas.FEEDBACK.empty_table(),
+            stats=stats,
+        )
 
     id_set = _ids(ids)
     fb_tables: list[pa.Table] = []
@@ -205,8 +220,9 @@ def select_inputs(session: Session, store: Store, agent_id: str, window: Window)
     interactions = pa.concat_tables(tables) if tables else schemas.INTERACTIONS.empty_table()
     stats["interaction_parts_read"] = len(holders)
     stats["interactions_missing"] = len(ids) - len(set(interactions["interaction_id"].to_pylist()))
-    return Selection(agent_id, window, interactions, feedback, sorted(holders), sorted(fb_parts),
-                     stats)
+    return Selection(
+        agent_id, window, interactions, feedback, sorted(holders), sorted(fb_parts), stats
+    )
 
 
 def agents_of_interaction(session: Session, interaction_id: str) -> list[str]:
@@ -230,8 +246,9 @@ def eval_case_versions(session: Session, agent_id: str) -> list[tuple[str, str]]
     return [(vid, path) for vid, path in session.execute(stmt).tuples()]
 
 
-def active_holdout_cases(store: Store, versions: list[tuple[str, str]]
-                         ) -> tuple[pa.Table, list[str]]:
+def active_holdout_cases(
+    store: Store, versions: list[tuple[str, str]]
+) -> tuple[pa.Table, list[str]]:
     """Every holdout case of the agent that is not retired, over all its eval-cases versions
     (``versions`` newest first), and the ids of the versions that contributed one.
 
@@ -250,8 +267,7 @@ def active_holdout_cases(store: Store, versions: list[tuple[str, str]]
         fresh = pc.invert(pc.is_in(t["case_id"], value_set=pa.array(sorted(seen), pa.string())))
         t = t.filter(fresh)
         seen.update(t["case_id"].to_pylist())
-        active = t.filter(pc.and_(pc.equal(t["status"], "active"),
-                                  pc.equal(t["split"], "holdout")))
+        active = t.filter(pc.and_(pc.equal(t["status"], "active"), pc.equal(t["split"], "holdout")))
         if active.num_rows:
             tables.append(active)
             used.append(vid)

@@ -75,8 +75,9 @@ RULES: dict[tuple[str | None, str | None], tuple[tuple[str, str], tuple[str, str
 _CODES = {None: 0, POS: 1, NEG: 2, NEUTRAL: 3, CONFLICT: 4}
 
 
-def combine(user: np.ndarray, expert: np.ndarray, expert_outranks_user: bool
-            ) -> tuple[np.ndarray, np.ndarray]:
+def combine(
+    user: np.ndarray, expert: np.ndarray, expert_outranks_user: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Rule 5 over arrays of per-source verdicts (None/NaN: no vote from that source): the
     verdict and whose vote counts, looked up in :data:`RULES` (vectorised through codes)."""
     pick = 0 if expert_outranks_user else 1
@@ -87,16 +88,25 @@ def combine(user: np.ndarray, expert: np.ndarray, expert_outranks_user: bool
         verdicts[code], deciders[code] = both[pick]
 
     def codes(values: np.ndarray) -> np.ndarray:
-        return np.array([_CODES.get(v if isinstance(v, str) else None, 0) for v in values],
-                        dtype=np.int64)
+        return np.array(
+            [_CODES.get(v if isinstance(v, str) else None, 0) for v in values], dtype=np.int64
+        )
 
     idx = codes(user) * 5 + codes(expert)
     return verdicts[idx], deciders[idx]
 
 
 def _events(feedback: pa.Table, config: CurationConfig, now: datetime, stats: dict) -> pd.DataFrame:
-    cols = ["feedback_id", "interaction_id", "timestamp", "source", "annotator", "rating",
-            "thumb", "correction"]
+    cols = [
+        "feedback_id",
+        "interaction_id",
+        "timestamp",
+        "source",
+        "annotator",
+        "rating",
+        "thumb",
+        "correction",
+    ]
     df = feedback.select(cols).to_pandas()
     stats["feedback_events"] = len(df)
     ts = pd.to_datetime(df["timestamp"], utc=True)
@@ -122,7 +132,9 @@ def _events(feedback: pa.Table, config: CurationConfig, now: datetime, stats: di
     by_rating = np.isnan(thumb) & ~np.isnan(rating)
     pol[by_rating & (rating >= config.golden_min_rating)] = POS
     pol[by_rating & (rating <= config.negative_max_rating)] = NEG
-    pol[by_rating & (rating > config.negative_max_rating) & (rating < config.golden_min_rating)] = NEUTRAL
+    pol[by_rating & (rating > config.negative_max_rating) & (rating < config.golden_min_rating)] = (
+        NEUTRAL
+    )
     pol[thumb > 0] = POS
     pol[thumb < 0] = NEG
     pol[(pol == None) & has_corr] = NEG  # noqa: E711 (elementwise on an object array)
@@ -135,7 +147,9 @@ def _events(feedback: pa.Table, config: CurationConfig, now: datetime, stats: di
     df = df[~no_signal.to_numpy()]
     df["annotator"] = df["annotator"].fillna("")
     df["ts"] = pd.to_datetime(df["timestamp"], utc=True)
-    df = df.sort_values(["interaction_id", "source", "annotator", "ts", "feedback_id"], kind="stable")
+    df = df.sort_values(
+        ["interaction_id", "source", "annotator", "ts", "feedback_id"], kind="stable"
+    )
     before = len(df)
     df = df.drop_duplicates(["interaction_id", "source", "annotator"], keep="last")
     stats["feedback_superseded"] = before - len(df)
@@ -153,10 +167,16 @@ def _per_source(df: pd.DataFrame) -> pd.DataFrame:
         last_ts=("ts", "max"),
     )
     agg["feedback_ids"] = g["feedback_id"].agg(list)
-    corr = df[df["has_correction"]].sort_values("ts", kind="stable").groupby(["interaction_id", "source"], sort=False)["correction"].last()
+    corr = (
+        df[df["has_correction"]]
+        .sort_values("ts", kind="stable")
+        .groupby(["interaction_id", "source"], sort=False)["correction"]
+        .last()
+    )
     agg["correction"] = corr.reindex(agg.index)
     verdict = np.where(
-        (agg["n_pos"] > 0) & (agg["n_neg"] > 0), CONFLICT,
+        (agg["n_pos"] > 0) & (agg["n_neg"] > 0),
+        CONFLICT,
         np.where(agg["n_pos"] > 0, POS, np.where(agg["n_neg"] > 0, NEG, NEUTRAL)),
     )
     agg["verdict"] = verdict
@@ -186,8 +206,7 @@ def resolve_feedback(
     u_polar = np.array([v in polar for v in uv], dtype=bool)
     e_polar = np.array([v in polar for v in ev], dtype=bool)
     opposed = u_polar & e_polar & (uv != ev)
-    stats["conflicts_user_vs_expert"] = int(
-        opposed.sum() if not config.expert_outranks_user else 0)
+    stats["conflicts_user_vs_expert"] = int(opposed.sum() if not config.expert_outranks_user else 0)
     stats["expert_overrode_user"] = int(opposed.sum() if config.expert_outranks_user else 0)
     e_corr = e["correction"].to_numpy(dtype=object)
     u_corr = u["correction"].to_numpy(dtype=object)
@@ -195,8 +214,9 @@ def resolve_feedback(
     u_ok = np.array([isinstance(c, str) for c in u_corr], dtype=bool)
     # The expert's correction when the expert's vote counts; the user's when theirs does.
     correction = np.where(e_ok & expert_decides, e_corr, np.where(u_ok & user_counts, u_corr, None))
-    correction = np.where(np.asarray(verdict == NEG, dtype=bool), correction,
-                          np.full(len(ids), None, dtype=object))
+    correction = np.where(
+        np.asarray(verdict == NEG, dtype=bool), correction, np.full(len(ids), None, dtype=object)
+    )
     has_u = np.asarray(pd.notna(uv), dtype=bool)
     has_e = np.asarray(pd.notna(ev), dtype=bool)
 
@@ -224,7 +244,8 @@ def resolve_feedback(
         for a, b in zip(col(u, "feedback_ids"), col(e, "feedback_ids"), strict=True)
     ]
     low = np.where(has_u, u["low_rating"].fillna(False).astype(bool), False) & user_counts | (
-        np.where(has_e, e["low_rating"].fillna(False).astype(bool), False) & expert_decides)
+        np.where(has_e, e["low_rating"].fillna(False).astype(bool), False) & expert_decides
+    )
     first = pd.concat([u["first_ts"], e["first_ts"]], axis=1).min(axis=1)
     last = pd.concat([u["last_ts"], e["last_ts"]], axis=1).max(axis=1)
     out = pd.DataFrame(

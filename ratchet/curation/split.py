@@ -28,12 +28,12 @@ def holdout_mask(case_ids: list[str], holdout_share: float) -> np.ndarray:
 
 
 def eval_splits(case_ids: list[str], holdout_share: float) -> np.ndarray:
-    """"holdout" or "train" per case."""
+    """ "holdout" or "train" per case."""
     return np.where(holdout_mask(case_ids, holdout_share), HOLDOUT, TRAIN).astype(object)
 
 
 def training_splits(case_ids: list[str], validation_share: float) -> np.ndarray:
-    """"train" or "validation" per training example (a second, independent hash)."""
+    """ "train" or "validation" per training example (a second, independent hash)."""
     return np.where(_unit(b"validation:", case_ids) < validation_share, VALIDATION, TRAIN).astype(
         object
     )

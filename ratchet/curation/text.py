@@ -142,7 +142,9 @@ def append_assistant(
     else:
         tool_calls = list_array(tool_calls).cast(tc_type)
         has_calls = pc.fill_null(pc.greater(pc.list_value_length(tool_calls), 0), False)
-        content = pc.if_else(pc.and_(has_calls, pc.equal(content, "")), pa.scalar(None, pa.string()), content)
+        content = pc.if_else(
+            pc.and_(has_calls, pc.equal(content, "")), pa.scalar(None, pa.string()), content
+        )
     new = pa.StructArray.from_arrays(
         [
             pa.array(["assistant"] * n, pa.string()),

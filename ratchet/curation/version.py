@@ -49,7 +49,9 @@ def dataset_version_id(table: pa.Table, kind: str, config: BaseModel) -> str:
     keys = ID_COLUMNS[kind]
     rows = table.to_pylist()
     encoded = [json.dumps(r, sort_keys=True, default=_default, ensure_ascii=False) for r in rows]
-    order = sorted(range(len(rows)), key=lambda i: (tuple(str(rows[i][k]) for k in keys), encoded[i]))
+    order = sorted(
+        range(len(rows)), key=lambda i: (tuple(str(rows[i][k]) for k in keys), encoded[i])
+    )
     for i in order:
         h.update(encoded[i].encode())
         h.update(b"\n")

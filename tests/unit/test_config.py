@@ -85,7 +85,7 @@ def test_bad_config_stops_naming_the_key(tmp_path, monkeypatch, yaml_text, names
 
 def test_missing_config_file_is_named(tmp_path, monkeypatch) -> None:
     s = _settings(tmp_path, monkeypatch, RATCHET_CONFIG=str(tmp_path / "absent.yaml"))
-    with pytest.raises(ConfigError, match="absent.yaml"):
+    with pytest.raises(ConfigError, match=r"absent\.yaml"):
         load_config(s)
 
 
@@ -121,8 +121,13 @@ def test_each_layer_overrides_only_what_it_sets(tmp_path, monkeypatch) -> None:
     folder = _config_dir(tmp_path)
     mine = tmp_path / "mine.yaml"
     mine.write_text("ingest:\n  max_quarantine_share: 0.1\n")
-    s = _settings(tmp_path, monkeypatch, RATCHET_CONFIG_DIR=str(folder), RATCHET_ENV="staging",
-                  RATCHET_CONFIG=str(mine))
+    s = _settings(
+        tmp_path,
+        monkeypatch,
+        RATCHET_CONFIG_DIR=str(folder),
+        RATCHET_ENV="staging",
+        RATCHET_CONFIG=str(mine),
+    )
     cfg = load_config(s, overrides={"ingest": {"workers": 3}})
     defaults = PipelineConfig()
     assert cfg.ingest.batch_size == 2000  # env delta over base
@@ -137,7 +142,10 @@ def test_each_layer_overrides_only_what_it_sets(tmp_path, monkeypatch) -> None:
     s2 = _settings(tmp_path, monkeypatch, RATCHET_CONFIG_DIR=str(folder), RATCHET_ENV="staging")
     cfg2 = load_config(s2)
     assert (cfg2.ingest.batch_size, cfg2.ingest.max_quarantine_share, cfg2.ingest.workers) == (
-        2000, 0.3, 1)
+        2000,
+        0.3,
+        1,
+    )
 
 
 def test_shipped_production_layered_over_shipped_base(tmp_path, monkeypatch) -> None:
@@ -160,7 +168,8 @@ def test_config_files_ship_inside_the_package() -> None:
     assert PACKAGE_CONFIG_DIR == Path(ratchet.__file__).parent / "configs"
     assert REPO_CONFIG_DIR == PACKAGE_CONFIG_DIR
     assert {"base.yaml", "local.yaml", "production.yaml"} <= {
-        p.name for p in PACKAGE_CONFIG_DIR.glob("*.yaml")}
+        p.name for p in PACKAGE_CONFIG_DIR.glob("*.yaml")
+    }
 
 
 # --- no silent fall back -----------------------------------------------------------------------
@@ -179,20 +188,21 @@ def test_missing_config_folder_is_an_error_naming_it(tmp_path, monkeypatch) -> N
     empty = tmp_path / "empty"
     empty.mkdir()
     s = _settings(tmp_path, monkeypatch, RATCHET_CONFIG_DIR=str(empty))
-    with pytest.raises(ConfigError, match="base.yaml"):
+    with pytest.raises(ConfigError, match=r"base\.yaml"):
         load_config(s)
 
 
 @pytest.mark.parametrize(
     ("yaml_text", "key"),
     [
-        ("curation:\n  refusal_patterns: ['^fine$', '(unclosed']\n",
-         "curation.refusal_patterns"),
+        ("curation:\n  refusal_patterns: ['^fine$', '(unclosed']\n", "curation.refusal_patterns"),
         ("curation:\n  refusal_patterns: ['.*']\n", "curation.refusal_patterns"),
         ("curation:\n  placeholder_pattern: '[A-Z'\n", "curation.placeholder_pattern"),
         # RE2 has no look-around: Python's re would accept this one
-        ("redaction:\n  extra_patterns:\n    TICKET: '(?<=T-)\\\\d+'\n",
-         "redaction.extra_patterns"),
+        (
+            "redaction:\n  extra_patterns:\n    TICKET: '(?<=T-)\\\\d+'\n",
+            "redaction.extra_patterns",
+        ),
     ],
 )
 def test_every_regex_compiles_at_validation(tmp_path, monkeypatch, yaml_text, key) -> None:

@@ -39,8 +39,7 @@ def test_missing_config_folder_exits_2_naming_it(ratchet_env, monkeypatch, tmp_p
     assert res.exit_code == 2 and "gone" in res.output
 
 
-def test_invalid_refusal_pattern_exits_2_naming_the_key(ratchet_env, monkeypatch,
-                                                         tmp_path) -> None:
+def test_invalid_refusal_pattern_exits_2_naming_the_key(ratchet_env, monkeypatch, tmp_path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("curation:\n  refusal_patterns: ['(sorry']\n")
     monkeypatch.setenv("RATCHET_CONFIG", str(bad))
@@ -55,8 +54,11 @@ def test_read_command_elsewhere_creates_no_state_and_says_where_it_looked(
     elsewhere = tmp_path / "some-other-folder"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    for args in (["datasets", "list"], ["datasets", "show", "v1"], ["export", "v1", "--format",
-                                                                     "eval-jsonl"]):
+    for args in (
+        ["datasets", "list"],
+        ["datasets", "show", "v1"],
+        ["export", "v1", "--format", "eval-jsonl"],
+    ):
         res = runner.invoke(app, args)
         assert res.exit_code == 1, (args, res.output)
         assert "no Ratchet state" in res.output
@@ -89,24 +91,40 @@ def test_built_wheel_carries_the_config_and_applies_production(tmp_path) -> None
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, src / name)
     # an isolated build, as `pip install .` does (it fetches the build backend from PyPI)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "-q",
-                    "-w", str(out)], check=True, cwd=tmp_path, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "-q", "-w", str(out)],
+        check=True,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = out.glob("agent_ratchet-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
-        assert {"ratchet/configs/base.yaml", "ratchet/configs/local.yaml",
-                "ratchet/configs/production.yaml"} <= names
+        assert {
+            "ratchet/configs/base.yaml",
+            "ratchet/configs/local.yaml",
+            "ratchet/configs/production.yaml",
+        } <= names
         site = tmp_path / "site"
         zf.extractall(site)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RATCHET_")}
-    env.update(PYTHONPATH=str(site), RATCHET_ENV="production",
-               RATCHET_HOME=str(tmp_path / "home"))
-    code = ("import json, ratchet; from ratchet.config import load_config; "
-            "from ratchet.settings import get_settings; s = get_settings(); "
-            "print(json.dumps([ratchet.__file__, str(s.config_dir), "
-            "load_config(s).ingest.batch_size]))")
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True,
-                          capture_output=True, text=True, timeout=120)
+    env.update(PYTHONPATH=str(site), RATCHET_ENV="production", RATCHET_HOME=str(tmp_path / "home"))
+    code = (
+        "import json, ratchet; from ratchet.config import load_config; "
+        "from ratchet.settings import get_settings; s = get_settings(); "
+        "print(json.dumps([ratchet.__file__, str(s.config_dir), "
+        "load_config(s).ingest.batch_size]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     where, config_dir, batch_size = json.loads(done.stdout)
     assert where.startswith(str(site)) and config_dir.startswith(str(site))
     assert batch_size == 50_000  # production.yaml's value, not base.yaml's 10000

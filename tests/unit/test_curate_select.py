@@ -38,8 +38,13 @@ QUESTIONS = {
 
 def _interaction(iid: str, day: str) -> dict:
     q, a = QUESTIONS[iid]
-    return {"interaction_id": iid, "agent_id": AGENT, "timestamp": f"{day}T09:00:00Z",
-            "messages": [{"role": "user", "content": q}], "response": a}
+    return {
+        "interaction_id": iid,
+        "agent_id": AGENT,
+        "timestamp": f"{day}T09:00:00Z",
+        "messages": [{"role": "user", "content": q}],
+        "response": a,
+    }
 
 
 def _fb(iid: str, ts: str, **kw: object) -> dict:
@@ -54,9 +59,11 @@ def _write(path: Path, rows: list[dict]) -> Path:
 def _arrived(ctx: IngestContext | CurationContext, when: str, ids: list[str]) -> None:
     """Stamp these feedback records as committed by the ledger at ``when``."""
     with ctx.sessions() as s, s.begin():
-        s.execute(update(RecordKey).where(RecordKey.kind == "feedback",
-                                          RecordKey.record_id.in_(ids))
-                  .values(first_seen_at=to_utc(when)))
+        s.execute(
+            update(RecordKey)
+            .where(RecordKey.kind == "feedback", RecordKey.record_id.in_(ids))
+            .values(first_seen_at=to_utc(when))
+        )
 
 
 @pytest.fixture
@@ -65,24 +72,51 @@ def env(ratchet_env: Path, tmp_path: Path):
     config = load_config(settings)
     store, sessions = Store(settings.store_root), open_database(settings)
     redactor = Redactor(config.redaction)
-    ictx = IngestContext(store=store, sessions=sessions, config=config, redactor=redactor,
-                         pseudonym_key=resolve_pseudonym_key(settings),
-                         now=datetime(2026, 2, 1, tzinfo=UTC))
+    ictx = IngestContext(
+        store=store,
+        sessions=sessions,
+        config=config,
+        redactor=redactor,
+        pseudonym_key=resolve_pseudonym_key(settings),
+        now=datetime(2026, 2, 1, tzinfo=UTC),
+    )
     # interactions of week 1 (two days, so two parts); i3 stays without feedback
-    ingest_file(ictx, _write(tmp_path / "i.jsonl", [
-        _interaction("i1", "2026-01-05"), _interaction("i2", "2026-01-06"),
-        _interaction("i3", "2026-01-07"),
-    ]), "interactions")
+    ingest_file(
+        ictx,
+        _write(
+            tmp_path / "i.jsonl",
+            [
+                _interaction("i1", "2026-01-05"),
+                _interaction("i2", "2026-01-06"),
+                _interaction("i3", "2026-01-07"),
+            ],
+        ),
+        "interactions",
+    )
     # week 1: i1 voted up. week 3: i2 voted up (late), i1 voted down by the same user (changed)
-    ingest_file(ictx, _write(tmp_path / "f1.jsonl", [
-        _fb("i1", "2026-01-06T10:00:00Z", thumb=1, annotator="u1", feedback_id="f-1"),
-    ]), "feedback")
+    ingest_file(
+        ictx,
+        _write(
+            tmp_path / "f1.jsonl",
+            [
+                _fb("i1", "2026-01-06T10:00:00Z", thumb=1, annotator="u1", feedback_id="f-1"),
+            ],
+        ),
+        "feedback",
+    )
     _arrived(ictx, "2026-01-06T12:00:00Z", ["f-1"])
-    ingest_file(ictx, _write(tmp_path / "f3.jsonl", [
-        _fb("i2", "2026-01-20T10:00:00Z", thumb=1, annotator="u2", feedback_id="f-2"),
-        _fb("i1", "2026-01-21T10:00:00Z", thumb=-1, annotator="u1", feedback_id="f-3"),
-        _fb("i2", "2026-01-26T00:00:00Z", thumb=-1, annotator="u2", feedback_id="f-4"),
-    ]), "feedback")
+    ingest_file(
+        ictx,
+        _write(
+            tmp_path / "f3.jsonl",
+            [
+                _fb("i2", "2026-01-20T10:00:00Z", thumb=1, annotator="u2", feedback_id="f-2"),
+                _fb("i1", "2026-01-21T10:00:00Z", thumb=-1, annotator="u1", feedback_id="f-3"),
+                _fb("i2", "2026-01-26T00:00:00Z", thumb=-1, annotator="u2", feedback_id="f-4"),
+            ],
+        ),
+        "feedback",
+    )
     _arrived(ictx, "2026-01-21T12:00:00Z", ["f-2", "f-3"])
     _arrived(ictx, "2026-01-26T00:00:00Z", ["f-4"])  # arrives exactly at week 3's until
     return CurationContext(store, sessions, config, redactor, None)
@@ -137,7 +171,8 @@ def test_late_feedback_is_curated_in_its_window_and_retires(env: CurationContext
     # rerunning week 3 registers nothing new, with the same ids
     again = curate_agent(env, AGENT, WEEK3)
     assert {v["kind"]: v["version"] for v in again["versions"]} == {
-        k: v["version"] for k, v in kinds3.items()}
+        k: v["version"] for k, v in kinds3.items()
+    }
     assert not any(v["created"] for v in again["versions"])
     assert int(pc.sum(cases["pii_residual"]).as_py()) == 0
 
@@ -165,12 +200,24 @@ def test_vote_dated_in_week_1_but_ingested_after_its_run_is_curated_by_week_2(
     first = curate_agent(env, AGENT, WEEK1)
     assert first["selection"]["interactions_selected"] == 1  # i1 only
     # after week 1's run: a vote on i3, dated Wednesday of week 1, reaches the ledger on Tuesday
-    ictx = IngestContext(store=env.store, sessions=env.sessions, config=env.config,
-                         redactor=env.redactor, pseudonym_key=b"k" * 32,
-                         now=datetime(2026, 2, 1, tzinfo=UTC))
-    ingest_file(ictx, _write(tmp_path / "late.jsonl", [
-        _fb("i3", "2026-01-07T15:00:00Z", thumb=1, annotator="u3", feedback_id="f-late"),
-    ]), "feedback")
+    ictx = IngestContext(
+        store=env.store,
+        sessions=env.sessions,
+        config=env.config,
+        redactor=env.redactor,
+        pseudonym_key=b"k" * 32,
+        now=datetime(2026, 2, 1, tzinfo=UTC),
+    )
+    ingest_file(
+        ictx,
+        _write(
+            tmp_path / "late.jsonl",
+            [
+                _fb("i3", "2026-01-07T15:00:00Z", thumb=1, annotator="u3", feedback_id="f-late"),
+            ],
+        ),
+        "feedback",
+    )
     _arrived(ictx, "2026-01-13T08:00:00Z", ["f-late"])
 
     with env.sessions() as s:
@@ -182,8 +229,10 @@ def test_vote_dated_in_week_1_but_ingested_after_its_run_is_curated_by_week_2(
     assert w2.feedback["feedback_id"].to_pylist() == ["f-late"]
     report = curate_agent(env, AGENT, week2)
     assert report["status"] == "curated" and report["stats"]["signal_golden"] == 1
-    cases = read_version(env.store, repo_get(env, next(
-        v["version"] for v in report["versions"] if v["kind"] == "eval_cases")))
+    cases = read_version(
+        env.store,
+        repo_get(env, next(v["version"] for v in report["versions"] if v["kind"] == "eval_cases")),
+    )
     assert sorted(cases["interaction_id"].to_pylist()) == ["i1", "i3"]
 
 
@@ -193,16 +242,20 @@ def test_active_holdout_cases_over_every_version_newest_decides(tmp_path: Path) 
 
     store = Store(str(tmp_path / "store"))
     holdout = CFG.model_copy(update={"holdout_share": 0.999999})
-    a = run([interaction("i1", QUESTIONS[0]), interaction("i2", QUESTIONS[1])],
-            [fb("i1", thumb=1), fb("i2", thumb=1)], holdout).eval_cases
+    a = run(
+        [interaction("i1", QUESTIONS[0]), interaction("i2", QUESTIONS[1])],
+        [fb("i1", thumb=1), fb("i2", thumb=1)],
+        holdout,
+    ).eval_cases
     assert a["split"].to_pylist() == ["holdout", "holdout"]
     # a newer version holds i2's case retired and nothing of i1's
     b = a.filter(pc.equal(a["interaction_id"], "i2"))
     b = b.set_column(b.schema.get_field_index("status"), "status", pa.array(["retired"]))
     paths = []
     for name, table in (("old", a), ("new", b)):
-        part = store.write_table_at(f"datasets/x/eval_cases/{name}/data.parquet", table,
-                                    schemas.EVAL_CASES)
+        part = store.write_table_at(
+            f"datasets/x/eval_cases/{name}/data.parquet", table, schemas.EVAL_CASES
+        )
         paths.append(part.path)
     ref, used = active_holdout_cases(store, [("new", paths[1]), ("old", paths[0])])
     assert ref["interaction_id"].to_pylist() == ["i1"] and used == ["old"]

@@ -35,15 +35,20 @@ def test_short_and_empty_texts() -> None:
 def test_sliced_arrays_hash_like_fresh_ones() -> None:
     arr = pa.array(["zzz zzz zzz", "hello world again", "another text here"])
     a = minhash.signatures(arr.slice(1), k=4, num_perm=32, seed=1)
-    b = minhash.signatures(pa.array(["hello world again", "another text here"]), k=4,
-                           num_perm=32, seed=1)
+    b = minhash.signatures(
+        pa.array(["hello world again", "another text here"]), k=4, num_perm=32, seed=1
+    )
     assert (a == b).all()
 
 
 def test_lsh_edges_and_components() -> None:
     base = "please cancel my subscription and refund the last payment to my card"
-    texts = [base, base.replace("last", "latest"), "completely unrelated question about hours",
-             base + " thanks"]
+    texts = [
+        base,
+        base.replace("last", "latest"),
+        "completely unrelated question about hours",
+        base + " thanks",
+    ]
     sig = minhash.signatures(pa.array(texts), k=5, num_perm=128, seed=1)
     labels = minhash.components(len(texts), minhash.candidate_edges(sig, 0.6))
     assert labels[0] == labels[1] == labels[3] != labels[2]
@@ -62,8 +67,13 @@ BASE = [
     "what are your opening hours on public holidays and weekends in december",
     "my invoice shows a charge twice for the same month, can you check it",
 ]
-TEXTS = [*BASE, BASE[0].replace("last", "latest"), BASE[1] + " please",
-         BASE[2].replace("december", "november"), "completely unrelated question about parking"]
+TEXTS = [
+    *BASE,
+    BASE[0].replace("last", "latest"),
+    BASE[1] + " please",
+    BASE[2].replace("december", "november"),
+    "completely unrelated question about parking",
+]
 
 
 def _ds_minhash(text: str, k: int, num_perm: int) -> MinHash:
@@ -99,11 +109,17 @@ def test_near_pairs_are_the_ones_datasketch_lsh_finds(threshold: float) -> None:
     for i, m in enumerate(ds):
         lsh.insert(str(i), m)
     theirs = {
-        tuple(sorted((i, int(j)))) for i, m in enumerate(ds) for j in lsh.query(m)
+        tuple(sorted((i, int(j))))
+        for i, m in enumerate(ds)
+        for j in lsh.query(m)
         if int(j) != i and ds[i].jaccard(ds[int(j)]) >= threshold  # verified, as ours are
     }
     # the pairs far from the threshold decide the same way in both
-    clear = {(i, j) for i in range(len(TEXTS)) for j in range(i + 1, len(TEXTS))
-             if abs(_jaccard(TEXTS[i], TEXTS[j], k) - threshold) > 0.15}
+    clear = {
+        (i, j)
+        for i in range(len(TEXTS))
+        for j in range(i + 1, len(TEXTS))
+        if abs(_jaccard(TEXTS[i], TEXTS[j], k) - threshold) > 0.15
+    }
     assert ours & clear == theirs & clear
     assert {(0, 4), (1, 5), (2, 6)} <= ours

@@ -17,20 +17,39 @@ P, N, Z, C = "positive", "negative", "neutral", "conflict"
 # (user, expert) -> (verdict when expert_outranks_user, verdict otherwise); None: no row at all
 EXPECTED: dict[tuple[str | None, str | None], tuple[str, str] | None] = {
     (None, None): None,
-    (None, "up"): (P, P), (None, "down"): (N, N), (None, "neutral"): (Z, Z),
-    ("up", None): (P, P), ("down", None): (N, N), ("neutral", None): (Z, Z),
-    ("up", "up"): (P, P), ("down", "down"): (N, N), ("neutral", "neutral"): (Z, Z),
-    ("up", "down"): (N, C), ("down", "up"): (P, C),
+    (None, "up"): (P, P),
+    (None, "down"): (N, N),
+    (None, "neutral"): (Z, Z),
+    ("up", None): (P, P),
+    ("down", None): (N, N),
+    ("neutral", None): (Z, Z),
+    ("up", "up"): (P, P),
+    ("down", "down"): (N, N),
+    ("neutral", "neutral"): (Z, Z),
+    ("up", "down"): (N, C),
+    ("down", "up"): (P, C),
     # a neutral expert rating never overrides a polar user vote (the defect of issue 9)
-    ("up", "neutral"): (P, P), ("down", "neutral"): (N, N),
-    ("neutral", "up"): (P, P), ("neutral", "down"): (N, N),
+    ("up", "neutral"): (P, P),
+    ("down", "neutral"): (N, N),
+    ("neutral", "up"): (P, P),
+    ("neutral", "down"): (N, N),
 }
-OUTCOME = {P: ("golden", None), N: ("review", "thumbs_down_no_correction"),
-           Z: ("neutral", None), C: ("review", "conflict")}
+OUTCOME = {
+    P: ("golden", None),
+    N: ("review", "thumbs_down_no_correction"),
+    Z: ("neutral", None),
+    C: ("review", "conflict"),
+}
 # whose vote counts (rank 2: the expert's)
 EXPERT_COUNTS = {
-    (None, "up"), (None, "down"), (None, "neutral"), ("up", "up"), ("down", "down"),
-    ("neutral", "neutral"), ("neutral", "up"), ("neutral", "down"),
+    (None, "up"),
+    (None, "down"),
+    (None, "neutral"),
+    ("up", "up"),
+    ("down", "down"),
+    ("neutral", "neutral"),
+    ("neutral", "up"),
+    ("neutral", "down"),
 }
 
 
@@ -57,7 +76,8 @@ def test_user_and_expert_votes_combine_by_the_rule_table(
     assert row["verdict"] == verdict
     assert (row["outcome"], row["reason"]) == OUTCOME[verdict]
     expert_counts = (user, expert) in EXPERT_COUNTS or (
-        outranks and (user, expert) in {("up", "down"), ("down", "up")})
+        outranks and (user, expert) in {("up", "down"), ("down", "up")}
+    )
     assert row["rank"] == (2 if expert_counts else 1)
     opposed = {user, expert} == {"up", "down"}
     assert stats["expert_overrode_user"] == int(opposed and outranks)
@@ -76,8 +96,10 @@ def test_the_rule_table_covers_every_pair_of_source_verdicts(outranks: bool) -> 
 
 
 def test_user_correction_kept_when_expert_rating_is_neutral() -> None:
-    rows = [fb("i1", source="user", thumb=-1, correction="Use the reset link instead."),
-            fb("i1", source="expert", annotator="e1", rating=3, minutes=20)]
+    rows = [
+        fb("i1", source="user", thumb=-1, correction="Use the reset link instead."),
+        fb("i1", source="expert", annotator="e1", rating=3, minutes=20),
+    ]
     out = signals.resolve_feedback(ftab(rows), CurationConfig(), now=NOW, stats={})
     assert out.iloc[0]["outcome"] == "regression"
     assert out.iloc[0]["correction"] == "Use the reset link instead."

@@ -21,15 +21,20 @@ from ratchet.export import (
 from tests.unit.test_curation import CFG, fb, interaction, run
 
 XC = ExportConfig(min_examples=1, context_tokens=512)
-CALL = {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{\"a\": 1}"}}
+CALL = {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": '{"a": 1}'}}
 
 
 def _result():
-    inter = [interaction("i1", "How do I reset my password?", "Open settings.", tool_calls=[CALL]),
-             interaction("i2", "Where is my parcel right now?", "No idea."),
-             interaction("i3", "Can I pay by bank transfer?", "Yes, you can.")]
-    feed = [fb("i1", thumb=1), fb("i2", thumb=-1, correction="Track it under Orders."),
-            fb("i3", thumb=-1)]
+    inter = [
+        interaction("i1", "How do I reset my password?", "Open settings.", tool_calls=[CALL]),
+        interaction("i2", "Where is my parcel right now?", "No idea."),
+        interaction("i3", "Can I pay by bank transfer?", "Yes, you can."),
+    ]
+    feed = [
+        fb("i1", thumb=1),
+        fb("i2", thumb=-1, correction="Track it under Orders."),
+        fb("i3", thumb=-1),
+    ]
     return run(inter, feed, CFG)
 
 
@@ -88,17 +93,32 @@ def _msgs(*extra: dict) -> dict:
         (_chat(extra=1), "unknown_key"),
         ({"nothing": 1}, "messages_missing"),
         ({"messages": []}, "messages_empty"),
-        (_msgs({"role": "robot", "content": "x"}, {"role": "assistant", "content": "y"}),
-         "unknown_role"),
+        (
+            _msgs({"role": "robot", "content": "x"}, {"role": "assistant", "content": "y"}),
+            "unknown_role",
+        ),
         (_msgs({"role": "assistant", "content": 5}), "content_not_string"),
         (_msgs({"role": "assistant"}), "content_missing"),
         (_msgs({"role": "assistant", "content": "x", "mood": "happy"}), "unknown_message_key"),
-        (_msgs({"role": "assistant", "tool_calls": [{"id": "1", "type": "function",
-                                                       "function": {"name": "f",
-                                                                    "arguments": "{oops"}}]}),
-         "tool_arguments_not_json"),
-        (_msgs({"role": "assistant", "tool_calls": [{"id": "1", "type": "function"}]}),
-         "invalid_tool_call"),
+        (
+            _msgs(
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {
+                            "id": "1",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": "{oops"},
+                        }
+                    ],
+                }
+            ),
+            "tool_arguments_not_json",
+        ),
+        (
+            _msgs({"role": "assistant", "tool_calls": [{"id": "1", "type": "function"}]}),
+            "invalid_tool_call",
+        ),
         (_msgs({"role": "assistant", "tool_calls": []}), "invalid_tool_calls"),
         ({"messages": [{"role": "user", "content": "hi"}]}, "no_assistant_message"),
         (_msgs({"role": "assistant", "content": "x", "weight": 3}), "invalid_weight"),
@@ -118,9 +138,11 @@ def test_too_few_examples() -> None:
 
 
 def _dpo(**over) -> dict:
-    rec = {"input": {"messages": [{"role": "user", "content": "q"}]},
-           "preferred_output": [{"role": "assistant", "content": "good"}],
-           "non_preferred_output": [{"role": "assistant", "content": "bad"}]}
+    rec = {
+        "input": {"messages": [{"role": "user", "content": "q"}]},
+        "preferred_output": [{"role": "assistant", "content": "good"}],
+        "non_preferred_output": [{"role": "assistant", "content": "bad"}],
+    }
     rec.update(over)
     return rec
 
@@ -133,8 +155,10 @@ def _dpo(**over) -> dict:
         (_dpo(input="q"), "invalid_input"),
         (_dpo(preferred_output=[{"role": "user", "content": "good"}]), "invalid_output"),
         (_dpo(preferred_output=[{"role": "assistant", "content": 1}]), "content_not_string"),
-        (_dpo(non_preferred_output=[{"role": "assistant", "content": "good"}]),
-         "identical_outputs"),
+        (
+            _dpo(non_preferred_output=[{"role": "assistant", "content": "good"}]),
+            "identical_outputs",
+        ),
     ],
 )
 def test_dpo_rules(record, rule: str) -> None:
@@ -145,12 +169,28 @@ def test_dpo_rules(record, rule: str) -> None:
 @pytest.mark.parametrize(
     "record, rule",
     [
-        ({"input": [{"role": "user", "content": "q"}], "expected": "a", "metadata": {}},
-         "missing_case_id"),
-        ({"case_id": "c", "input": [{"role": "user", "content": "q"}], "expected": 1,
-          "metadata": {}}, "expected_not_string"),
-        ({"case_id": "c", "input": [{"role": "user", "content": "q"}], "expected": "a",
-          "metadata": []}, "metadata_not_object"),
+        (
+            {"input": [{"role": "user", "content": "q"}], "expected": "a", "metadata": {}},
+            "missing_case_id",
+        ),
+        (
+            {
+                "case_id": "c",
+                "input": [{"role": "user", "content": "q"}],
+                "expected": 1,
+                "metadata": {},
+            },
+            "expected_not_string",
+        ),
+        (
+            {
+                "case_id": "c",
+                "input": [{"role": "user", "content": "q"}],
+                "expected": "a",
+                "metadata": [],
+            },
+            "metadata_not_object",
+        ),
         ({"case_id": "c", "input": [], "expected": "a", "metadata": {}}, "messages_empty"),
     ],
 )
@@ -174,8 +214,12 @@ def test_rewrite_is_atomic_and_identical(tmp_path: Path) -> None:
 
 def test_retired_cases_not_exported() -> None:
     r = _result()
-    w2 = run([interaction("i1", "How do I reset my password?", "Open settings.")],
-             [fb("i1", thumb=1), fb("i1", thumb=-1, minutes=500)], CFG, previous=r.eval_cases)
+    w2 = run(
+        [interaction("i1", "How do I reset my password?", "Open settings.")],
+        [fb("i1", thumb=1), fb("i1", thumb=-1, minutes=500)],
+        CFG,
+        previous=r.eval_cases,
+    )
     assert len(eval_records(w2.eval_cases)) == len(eval_records(r.eval_cases)) - 1
 
 
@@ -189,32 +233,45 @@ def _pairs_table(n: int, *, bad: int = 0, validation: int = 0):
 
     rows = []
     for i in range(n + bad):
-        rows.append({
-            "pair_id": f"p{i:03d}", "agent_id": "a", "case_id": f"c{i}",
-            "split": "validation" if n - validation <= i < n else "train",
-            "input": [{"role": "user", "content": f"question {i}"}],
-            "chosen": f"right answer {i}", "rejected": "" if i >= n else f"wrong answer {i}",
-            "topic": None, "pii_residual": 0,
-        })
+        rows.append(
+            {
+                "pair_id": f"p{i:03d}",
+                "agent_id": "a",
+                "case_id": f"c{i}",
+                "split": "validation" if n - validation <= i < n else "train",
+                "input": [{"role": "user", "content": f"question {i}"}],
+                "chosen": f"right answer {i}",
+                "rejected": "" if i >= n else f"wrong answer {i}",
+                "topic": None,
+                "pii_residual": 0,
+            }
+        )
     return pa.Table.from_pylist(rows, schema=schemas.PREFERENCE_PAIRS)
 
 
 def test_refused_export_says_why_in_numbers() -> None:
-    violations, _, _ = validate_records([_chat()] * 8, "openai_chat",
-                                        ExportConfig(min_examples=10))
+    violations, _, _ = validate_records([_chat()] * 8, "openai_chat", ExportConfig(min_examples=10))
     err = ExportValidationError("openai_chat", violations)
     assert "8 examples, export.min_examples is 10" in str(err)
     from ratchet.curation.registry import refusal_reason
 
     assert refusal_reason(err) == "8 examples, export.min_examples is 10 (too_few_examples)"
-    bad, _, _ = validate_records([_chat(), _msgs({"role": "assistant", "content": 5}),
-                                  _msgs({"role": "assistant", "content": 6})], "openai_chat", XC)
+    bad, _, _ = validate_records(
+        [
+            _chat(),
+            _msgs({"role": "assistant", "content": 5}),
+            _msgs({"role": "assistant", "content": 6}),
+        ],
+        "openai_chat",
+        XC,
+    )
     assert refusal_reason(ExportValidationError("openai_chat", bad)) == (
-        "content_not_string on 2 lines (first: 2)")
+        "content_not_string on 2 lines (first: 2)"
+    )
 
 
 def test_one_pair_with_a_tool_call_rejected_answer_never_blocks_the_dpo_export(
-    tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     table = _pairs_table(3, bad=1)
     res = export_openai_dpo(table, tmp_path, XC)
@@ -231,9 +288,12 @@ def test_validation_split_is_exported_beside_the_train_file(tmp_path: Path) -> N
     cfg = ExportConfig(min_examples=10)
     results = export_table(table, "preference_pairs", "openai-dpo", tmp_path, cfg)
     assert sorted((r.path.name, r.rows) for r in results) == [
-        ("openai_dpo.train.jsonl", 10), ("openai_dpo.validation.jsonl", 2)]
-    only = export_table(table, "preference_pairs", "openai-dpo", tmp_path / "v", cfg,
-                        split="validation")
+        ("openai_dpo.train.jsonl", 10),
+        ("openai_dpo.validation.jsonl", 2),
+    ]
+    only = export_table(
+        table, "preference_pairs", "openai-dpo", tmp_path / "v", cfg, split="validation"
+    )
     assert [(r.path.name, r.rows) for r in only] == [("openai_dpo.validation.jsonl", 2)]
     # no validation rows (validation_share 0): the train file alone
     solo = export_table(_pairs_table(10), "preference_pairs", "openai-dpo", tmp_path / "t", cfg)
@@ -247,15 +307,19 @@ def test_sft_validation_file_and_refusal_leaves_no_file_behind(tmp_path: Path) -
     sft = r.sft_examples
     import pyarrow as pa
 
-    sft = sft.set_column(sft.schema.get_field_index("split"), "split",
-                         pa.array(["train", "validation"], pa.string()))
+    sft = sft.set_column(
+        sft.schema.get_field_index("split"), "split", pa.array(["train", "validation"], pa.string())
+    )
     results = export_table(sft, "sft_examples", "openai-sft", tmp_path, XC)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "openai_chat.train.jsonl", "openai_chat.validation.jsonl"]
+        "openai_chat.train.jsonl",
+        "openai_chat.validation.jsonl",
+    ]
     assert [x.rows for x in results] == [1, 1]
     # the train file is fine but the validation file is not: neither is left behind
-    bad = sft.set_column(sft.schema.get_field_index("split"), "split",
-                         pa.array(["train", "train"], pa.string()))
+    bad = sft.set_column(
+        sft.schema.get_field_index("split"), "split", pa.array(["train", "train"], pa.string())
+    )
     with pytest.raises(ExportValidationError):
         export_table(bad, "sft_examples", "openai-sft", tmp_path / "x", XC, split="validation")
     assert not (tmp_path / "x").exists() or list((tmp_path / "x").iterdir()) == []
