@@ -206,3 +206,39 @@ def test_export_valid_and_invalid(seeded: Path, tmp_path: Path, monkeypatch) -> 
     res = runner.invoke(app, ["export", versions["sft_examples"], "--format", "hf",
                               "--out", str(out)])
     assert res.exit_code == 0 and (out / "hf_sft.train.parquet").exists()
+
+
+class _Tty(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_cli_shows_core_logs_at_info_and_a_bar_only_on_a_terminal(monkeypatch, tty: bool) -> None:
+    import logging
+    import sys
+
+    import flows.cli as cli
+    from tasks import runtime
+
+    err = _Tty(tty)
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(runtime, "progress_listeners", [])
+    logger = logging.getLogger("ratchet")
+    monkeypatch.setattr(logger, "handlers", [])
+    monkeypatch.setattr(logger, "propagate", True)
+    monkeypatch.setattr(logger, "level", logging.NOTSET)
+    cli._show_core_logs()
+    cli._show_core_logs()  # idempotent: one handler, one listener
+    logging.getLogger("ratchet.ingest.pipeline").info("file.jsonl: batch 1 committed")
+    logging.getLogger("ratchet.ingest.pipeline").debug("not shown without --verbose")
+    runtime.Progress("curate-progress", "Curate").update(50.0, "curate: 1/2 agents")
+    text = err.getvalue()
+    assert text.count("I file.jsonl: batch 1 committed\n") == 1
+    assert "not shown" not in text
+    assert len(runtime.progress_listeners) == (1 if tty else 0)
+    assert ("] " in text and " 50.0% curate: 1/2 agents" in text) == tty
