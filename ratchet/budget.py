@@ -20,7 +20,6 @@ from ratchet.db import repo
 __all__ = ["check_budget", "job_cost", "month_start", "token_price"]
 
 
-
 def token_price(config: PipelineConfig, backend: str, model_ref: str) -> float | None:
     """USD per 1M trained tokens for this backend and base model (its ``default`` otherwise)."""
     prices = config.training.price_per_1m_tokens_usd.get(backend, {})
