@@ -395,6 +395,66 @@ class BackendsConfig(_Section):
     )
 
 
+class EvaluationConfig(_Section):
+    """How candidates and baselines answer the eval suites and how their scores are summarised
+    (ratchet.evaluation)."""
+
+    concurrency: int = Field(
+        4, ge=1, le=256, description="Answering calls in flight at once (thread pool workers)."
+    )
+    rate_limit_per_s: float | None = Field(
+        None, gt=0.0, description="Most answering calls started per second, all workers "
+        "together (null: no limit).",
+    )
+    timeout_s: float = Field(
+        120.0, gt=0.0, description="Longest wait for one answer before it counts as failed "
+        "(and is retried).",
+    )
+    retries: int = Field(
+        2, ge=0, le=10, description="Further attempts after a failed or timed-out answer "
+        "(a backend's non-retryable refusal is not retried).",
+    )
+    retry_backoff_s: float = Field(
+        0.5, ge=0.0, description="Wait before the first retry; doubled for each further one."
+    )
+    bootstrap_samples: int = Field(
+        2000, ge=100, le=100_000, description="Bootstrap resamples behind every confidence "
+        "interval.",
+    )
+    confidence: float = Field(
+        0.95, gt=0.5, lt=1.0, description="Confidence level of the intervals (0.95: 95%)."
+    )
+    seed: int = Field(0, description="Seed of the bootstrap, so a rerun gives the same intervals.")
+    embedding: Literal["auto", "minilm", "tfidf"] = Field(
+        "auto", description="Similarity scorer: minilm (embedding_minilm, needs the embeddings "
+        "extra), tfidf (tfidf_cosine), or auto (minilm when installed, else tfidf). The two "
+        "have different scorer names, so their scores are never mixed.",
+    )
+    primary_metric: str = Field(
+        "token_f1", min_length=1, description="The scorer whose pass threshold decides whether "
+        "a case passed (per-case 'passed', the pass_rate metric).",
+    )
+    pass_threshold: dict[str, float] = Field(
+        default_factory=lambda: {
+            "exact_match": 1.0, "normalised_match": 1.0, "token_f1": 0.6,
+            "embedding_minilm": 0.8, "tfidf_cosine": 0.6, "tool_selection": 1.0,
+            "tool_arguments": 1.0, "json_valid": 1.0, "llm_judge": 0.75,
+        },
+        description="Per scorer: the score at or above which a case passes on that scorer.",
+    )
+    judge_model: str | None = Field(
+        None, description="Model version id of the LLM judge (an answering backend in the "
+        "model registry); null: no judge scores. The judge's prompt and version are pinned in "
+        "ratchet.evaluation.scorers.",
+    )
+
+    @model_validator(mode="after")
+    def _primary_has_threshold(self) -> EvaluationConfig:
+        if self.primary_metric not in self.pass_threshold:
+            raise ValueError("evaluation.primary_metric must have an evaluation.pass_threshold")
+        return self
+
+
 class PipelineConfig(_Section):
     """Everything a run needs to know that is not a secret or a location."""
 
@@ -414,6 +474,9 @@ class PipelineConfig(_Section):
         default_factory=BackendsConfig, description="Retrieval backends (local, logs)."
     )
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="Execution.")
+    evaluation: EvaluationConfig = Field(
+        default_factory=EvaluationConfig, description="Evaluation: answering, scoring, intervals."
+    )
 
     @model_validator(mode="after")
     def _ratings_ordered(self) -> PipelineConfig:

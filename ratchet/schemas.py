@@ -229,13 +229,38 @@ EVAL_RESULTS = pa.schema(
         pa.field("eval_run_id", pa.string(), nullable=False),
         pa.field("case_id", pa.string(), nullable=False),
         pa.field("model_version_id", pa.string(), nullable=False),
-        pa.field("answer", pa.string()),
-        pa.field("scores", pa.map_(pa.string(), pa.float64())),
-        pa.field("passed", pa.bool_()),
+        pa.field("answer", pa.string()),  # redacted before it is stored
+        pa.field("scores", pa.map_(pa.string(), pa.float64())),  # scorer name -> score
+        pa.field("passed", pa.bool_()),  # the primary metric at or above its pass threshold
+        pa.field("latency_ms", pa.float64()),
+        pa.field("cost_usd", pa.float64()),  # what the answer cost when it was first paid
+        # --- evaluation (issue 11): the case's slices, where the answer came from, what scored it
+        pa.field("suite", pa.string()),  # the eval_cases dataset version the case came from
+        pa.field("kind", pa.string()),  # golden | regression
+        pa.field("split", pa.string()),  # holdout | train
+        pa.field("fix_check", pa.bool_()),  # train-split regression case: never generalisation
+        pa.field("topic", pa.string()),
+        pa.field("input_hash", pa.string()),  # sha256 of the canonical input messages
+        pa.field("tool_calls", pa.string()),  # the answer's tool calls as canonical JSON
+        pa.field("source", pa.string()),  # answered | cached | replayed | error
+        pa.field("error", pa.string()),  # value-free reason when the answer failed
+        pa.field("scorer_versions", pa.map_(pa.string(), pa.string())),  # name -> version
+    ],
+    metadata={"table": "eval_results", "schema_version": SCHEMA_VERSION},
+)
+
+#: Answers cached on (model version, input hash), so a rerun pays nothing twice
+#: (``evals/cache/<model_version_id>/part-<content-hash>.parquet``).
+EVAL_ANSWER_CACHE = pa.schema(
+    [
+        pa.field("model_version_id", pa.string(), nullable=False),
+        pa.field("input_hash", pa.string(), nullable=False),
+        pa.field("answer", pa.string(), nullable=False),  # redacted
+        pa.field("tool_calls", pa.string()),
         pa.field("latency_ms", pa.float64()),
         pa.field("cost_usd", pa.float64()),
     ],
-    metadata={"table": "eval_results", "schema_version": SCHEMA_VERSION},
+    metadata={"table": "eval_answer_cache", "schema_version": SCHEMA_VERSION},
 )
 
 TABLES: dict[str, pa.Schema] = {
@@ -248,6 +273,7 @@ TABLES: dict[str, pa.Schema] = {
     "binary_feedback": BINARY_FEEDBACK,
     "review_queue": REVIEW_QUEUE,
     "eval_results": EVAL_RESULTS,
+    "eval_answer_cache": EVAL_ANSWER_CACHE,
 }
 
 CURATED_KINDS = ("eval_cases", "sft_examples", "preference_pairs", "binary_feedback", "review_queue")

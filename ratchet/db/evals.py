@@ -113,3 +113,41 @@ def eval_metrics(session: Session, run_id: str) -> list[MetricValue]:
         MetricValue(m.metric, m.value, m.n, m.ci_low, m.ci_high, m.subset)
         for m in session.execute(stmt).scalars()
     ]
+
+
+def get_eval_run(session: Session, run_id: str) -> EvalRun:
+    """The eval run, or :class:`NotFoundError`."""
+    return _get(session, EvalRun, run_id)
+
+
+def list_eval_runs(
+    session: Session,
+    *,
+    agent_id: str | None = None,
+    model_version_id: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+) -> list[EvalRun]:
+    """Eval runs, newest first (candidate-only replay reads a model's completed ones)."""
+    stmt = select(EvalRun)
+    if agent_id is not None:
+        stmt = stmt.where(EvalRun.agent_id == agent_id)
+    if model_version_id is not None:
+        stmt = stmt.where(EvalRun.model_version_id == model_version_id)
+    if status is not None:
+        stmt = stmt.where(EvalRun.status == status)
+    stmt = stmt.order_by(EvalRun.started_at.desc(), EvalRun.id.desc()).limit(limit)
+    return list(session.execute(stmt).scalars())
+
+
+def add_eval_metrics(session: Session, run_id: str, metrics: Iterable[MetricValue]) -> None:
+    """Add metrics to a finished run (the paired ``delta:<metric>`` rows the comparison with a
+    baseline gives the candidate's run once the baseline has run too)."""
+    _get(session, EvalRun, run_id)
+    values = [
+        {"eval_run_id": run_id, "subset": m.subset, "metric": m.metric, "value": m.value,
+         "ci_low": m.ci_low, "ci_high": m.ci_high, "n": m.n}
+        for m in metrics
+    ]
+    if values:
+        session.execute(insert(EvalMetric), values)

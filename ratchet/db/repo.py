@@ -27,9 +27,12 @@ from ratchet.db.datasets import (
 )
 from ratchet.db.evals import (
     MetricValue,
+    add_eval_metrics,
     create_eval_run,
     eval_metrics,
     finish_eval_run,
+    get_eval_run,
+    list_eval_runs,
 )
 from ratchet.db.ledger import (
     PartKey,
@@ -99,6 +102,9 @@ __all__ = [
     "eval_metrics",
     "fail_source_file",
     "finish_eval_run",
+    "get_eval_run",
+    "list_eval_runs",
+    "add_eval_metrics",
     "finish_pipeline_run",
     "get_dataset_version",
     "get_model_version",
