@@ -41,9 +41,12 @@ def _table(rows: dict[str, Any]) -> list[str]:
             ""]
 
 
-def render_model_card(session: Session, run: TrainingRun, model: ModelVersion) -> str:
+def render_model_card(session: Session, run: TrainingRun, model: ModelVersion,
+                      run_status: str | None = None) -> str:
     """The card of ``model``, made by ``run``: lineage (dataset version, what it was curated
-    from: feedback files, stored parts, earlier versions), parameters, metrics and cost."""
+    from: feedback files, stored parts, earlier versions), parameters, metrics and cost.
+    ``run_status``: the status the run ends with once the card is written (it is rendered
+    just before the record is marked completed)."""
     prompt = (f"its own, {len(model.system_prompt)} characters" if model.system_prompt
               else "none")
     lines = [
@@ -52,7 +55,7 @@ def render_model_card(session: Session, run: TrainingRun, model: ModelVersion) -
         f"Status: {model.status}  ",
         f"Backend: `{model.backend}`, model reference `{model.model_ref}`  ",
         f"Base (parent) model version: `{model.parent_id or '-'}`  ",
-        (f"Training run: `{run.id}` ({run.training_type} on {run.backend}, {run.status}), "
+        (f"Training run: `{run.id}` ({run.training_type} on {run.backend}, {run_status or run.status}), "
          f"created by {run.created_by} at {run.created_at:%Y-%m-%d %H:%M} UTC  "),
         f"External job: `{run.external_job_id or 'none (no training job)'}`  ",
         f"System prompt: {prompt}",

@@ -375,7 +375,7 @@ def _finish(ctx: TrainingContext, run_id: str, model: ModelSpec, cost: float, ba
             s, run_id, metrics=dict(metrics), cost_usd=cost,
             artifacts={"model_version": mv.id, "model_card": path, "cost_basis": basis},
         )
-        card = render_model_card(s, run, mv)
+        card = render_model_card(s, run, mv, run_status="completed")
         mv_id = mv.id
     ctx.store.write_bytes(path, card.encode("utf-8"))
     with ctx.sessions() as s, s.begin():  # completed only once the card is written

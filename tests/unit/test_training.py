@@ -109,6 +109,7 @@ def test_happy_path_writes_every_field_links_the_candidate_and_reports_progress(
     card = env["store"].read_bytes(run.artifacts["model_card"]).decode()
     assert env["seeded"].sft in card and "feedback_file (1)" in card and "epochs" in card
     assert "Base (parent) model version" in card and out.model_card == card
+    assert f"`{run.id}` (sft on fake, completed)" in card
 
 
 def test_rerun_reuses_the_finished_model_and_other_params_train_again(env):
