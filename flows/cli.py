@@ -563,7 +563,7 @@ def datasets_list(
         raise _fail(f"--kind must be one of {', '.join(CURATED_KINDS)}", 2)
     factory, _ = _db_and_store()
     with factory() as s:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {"version": v.id, "agent": v.agent_id, "kind": v.kind, "rows": v.rows,
              "created": v.created_at.isoformat(), "parent": v.parent_id, "path": v.path}
             for v in repo.list_dataset_versions(s, agent_id=agent, kind=kind, limit=limit)

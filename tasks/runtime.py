@@ -177,7 +177,7 @@ def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
 
 # backoff between attempts: 5, 20, 80 s (with jitter), enough for a lock or a restart to pass
 RETRIES = 3
-RETRY_DELAYS = [5, 20, 80]
+RETRY_DELAYS: list[float] = [5, 20, 80]
 RETRY_JITTER = 0.5
 
 
@@ -217,7 +217,7 @@ class Progress:
             return
         self.last = percent
         for listener in list(progress_listeners):
-            listener(self.key, percent, label or self.description)
+            listener(self.key or "", percent, label or self.description)
         if not _in_a_run():
             return
         try:
