@@ -58,11 +58,13 @@ class GatesConfig(BaseModel):
         "worse), judged on the paired interval, not the mean.",
     )
     key_metrics: list[str] = Field(
-        default_factory=lambda: ["token_f1", "normalised_match", "exact_match"], min_length=1,
-        description="At least one must be better: its paired interval lies above 0.",
+        default_factory=lambda: ["pass_rate", "token_f1", "normalised_match", "exact_match"],
+        min_length=1, description="At least one must be better: its paired interval lies above "
+        "0 (pass_rate: the share of holdout cases that pass).",
     )
     pass_metric: str = Field(
-        "token_f1", description="The per-case score that says whether a case passes."
+        "token_f1", description="The per-case score that says whether a case passes when the "
+        "results carry no verdict of their own (the evaluation's 'passed' wins).",
     )
     pass_threshold: float = Field(
         0.8, ge=0.0, le=1.0, description="A case passes when pass_metric reaches this value."
@@ -200,11 +202,14 @@ def compare_scores(
     candidate_scores: Mapping[str, Sequence[float]], baseline_scores: Mapping[str, Sequence[float]],
     *, config: GatesConfig, latency_ms: tuple[float, float] = (0.0, 0.0),
     cost_usd: tuple[float, float] = (0.0, 0.0), fix_checks: Sequence[CaseOutcome] = (),
+    passed: tuple[Sequence[bool], Sequence[bool]] | None = None,
 ) -> Comparison:
     """A :class:`Comparison` from per-case scores aligned on ``case_ids`` (the holdout cases).
 
-    ``latency_ms`` and ``cost_usd`` are (baseline, candidate) means. Metrics present for one
-    model only are left out (the gate then names them as missing).
+    ``latency_ms`` and ``cost_usd`` are (baseline, candidate) means. ``passed`` is the
+    (baseline, candidate) per-case verdict when the evaluation gives one; otherwise a case
+    passes when ``pass_metric`` reaches ``pass_threshold``. Metrics present for one model only
+    are left out (the gate then names them as missing).
     """
     rng = np.random.default_rng(config.seed)
     metrics: dict[str, MetricComparison] = {}
@@ -218,7 +223,10 @@ def compare_scores(
         metrics[name] = MetricComparison(name, int(c.size), float(b.mean()) if b.size else 0.0,
                                          float(c.mean()) if c.size else 0.0, diff, low, high)
     cases: list[CaseOutcome] = []
-    if config.pass_metric in candidate_scores and config.pass_metric in baseline_scores:
+    if passed is not None:
+        cases = [CaseOutcome(cid, kind, bool(b), bool(c)) for cid, kind, b, c in
+                 zip(case_ids, kinds, passed[0], passed[1], strict=True)]
+    elif config.pass_metric in candidate_scores and config.pass_metric in baseline_scores:
         thr = config.pass_threshold
         cases = [CaseOutcome(cid, kind, float(b) >= thr, float(c) >= thr) for cid, kind, c, b in
                  zip(case_ids, kinds, candidate_scores[config.pass_metric],
@@ -230,6 +238,74 @@ def compare_scores(
         candidate_cost_usd=cost_usd[1], fix_checks=tuple(fix_checks),
         confidence=config.confidence,
     )
+
+
+def comparison_from_results(
+    candidate_rows: Sequence[Mapping[str, Any]], baseline_rows: Sequence[Mapping[str, Any]],
+    *, config: GatesConfig, candidate_id: str, baseline_id: str | None,
+) -> Comparison:
+    """The gate's input from two eval runs' per-case results (``evals/<run>/results.parquet``).
+
+    Holdout cases both runs answered are paired by ``case_id``; fix checks (``fix_check``) are
+    kept apart; train-split cases that are not fix checks are left out. A case the candidate
+    failed to answer (``source == "error"``) scores 0 on every metric the baseline has and does
+    not pass: an error is never dropped in the candidate's favour. ``pass_rate`` (the
+    evaluation's own per-case verdict, ``passed``) joins the scorers' metrics.
+    """
+    base = {r["case_id"]: r for r in baseline_rows}
+    holdout: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = []
+    fix: list[CaseOutcome] = []
+    for row in candidate_rows:
+        other = base.get(row["case_id"])
+        if other is None:
+            continue
+        if row.get("fix_check"):
+            fix.append(CaseOutcome(str(row["case_id"]), str(row.get("kind") or ""),
+                                   _passed(other, config), _passed(row, config)))
+        elif row.get("split") == "holdout":
+            holdout.append((row, other))
+    names = sorted({k for _, b in holdout for k in dict(b.get("scores") or {})})
+    cand_scores: dict[str, list[float]] = {}
+    base_scores: dict[str, list[float]] = {}
+    for name in names:
+        pairs = [(_score(c, name), _score(b, name)) for c, b in holdout]
+        if all(cv is not None and bv is not None for cv, bv in pairs):
+            cand_scores[name] = [float(cv) for cv, _ in pairs]  # type: ignore[arg-type]
+            base_scores[name] = [float(bv) for _, bv in pairs]  # type: ignore[arg-type]
+        else:  # a scorer that abstains on some cases (tool calls): judged where both scored
+            log.debug("metric %s is not scored on every holdout case; left out", name)
+    verdicts = ([_passed(b, config) for _, b in holdout], [_passed(c, config) for c, _ in holdout])
+    cand_scores["pass_rate"] = [float(v) for v in verdicts[1]]
+    base_scores["pass_rate"] = [float(v) for v in verdicts[0]]
+
+    def mean(rows: Sequence[Mapping[str, Any]], col: str) -> float:
+        vals = [float(r[col]) for r in rows if r.get(col) is not None]
+        return sum(vals) / len(vals) if vals else 0.0
+
+    cands, bases = [c for c, _ in holdout], [b for _, b in holdout]
+    return compare_scores(
+        candidate_id, baseline_id, [str(c["case_id"]) for c in cands],
+        [str(c.get("kind") or "") for c in cands], cand_scores, base_scores, config=config,
+        latency_ms=(mean(bases, "latency_ms"), mean(cands, "latency_ms")),
+        cost_usd=(mean(bases, "cost_usd"), mean(cands, "cost_usd")), fix_checks=fix,
+        passed=verdicts,
+    )
+
+
+def _score(row: Mapping[str, Any], name: str) -> float | None:
+    if row.get("source") == "error":
+        return 0.0
+    value = dict(row.get("scores") or {}).get(name)
+    return None if value is None else float(value)
+
+
+def _passed(row: Mapping[str, Any], config: GatesConfig) -> bool:
+    if row.get("source") == "error":
+        return False
+    if row.get("passed") is not None:
+        return bool(row["passed"])
+    value = _score(row, config.pass_metric)
+    return value is not None and value >= config.pass_threshold
 
 
 # ============================================================================ the rules =========

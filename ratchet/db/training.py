@@ -372,18 +372,28 @@ def reject(
     )
 
 
-def rollback(session: Session, agent_id: str, decision: Decision) -> PromotionDecision:
+def rollback(
+    session: Session, agent_id: str, decision: Decision, *, to: str | None = None
+) -> PromotionDecision:
     """Restore the production version that the current one replaced; audit row ``rollback``.
 
     The version to restore is the baseline of the last ``promote`` decision that made the current
     version production, so repeated rollbacks walk back through history (they do not toggle). The demoted version becomes ``retired``; the decision names the restored version
-    as ``candidate_id`` and the demoted one as ``baseline_id``.
+    as ``candidate_id`` and the demoted one as ``baseline_id``. ``to`` names the version to
+    restore instead: a ``retired`` version of the same agent (one that served before).
     """
     current = production_version(session, agent_id, lock=True)
     if current is None:
         raise InvalidTransitionError(
             f"agent {agent_id!r} has no production version to roll back"
         )
+    if to is not None:
+        target = _get(session, ModelVersion, to)
+        if target.agent_id != agent_id or target.status != "retired":
+            raise InvalidTransitionError(
+                f"model version {to!r} is not a retired version of agent {agent_id!r}"
+            )
+        return _restore(session, agent_id, current, target, decision)
     last_promotion = session.execute(
         select(PromotionDecision)
         .where(
@@ -399,7 +409,17 @@ def rollback(session: Session, agent_id: str, decision: Decision) -> PromotionDe
         raise InvalidTransitionError(
             f"agent {agent_id!r}: production version {current.id!r} replaced nothing"
         )
-    previous = _get(session, ModelVersion, previous_id)
+    return _restore(session, agent_id, current, _get(session, ModelVersion, previous_id),
+                    decision)
+
+
+def _restore(
+    session: Session,
+    agent_id: str,
+    current: ModelVersion,
+    previous: ModelVersion,
+    decision: Decision,
+) -> PromotionDecision:
     now = utcnow()
     current.status = "retired"
     current.traffic_share = 0.0

@@ -158,3 +158,34 @@ def test_fix_checks_are_reported_never_gated() -> None:
     assert report.passed  # 3 of 4 fix checks still failing does not block
     d = report.as_dict()
     assert d["passed"] and {x["rule"] for x in d["rules"]} >= {"fix_checks", "latency", "cost"}
+
+
+def _row(case: str, model: str, f1: float | None, *, kind: str = "golden", split: str = "holdout",
+         fix: bool = False, passed: bool | None = None, source: str = "answered",
+         latency: float = 10.0) -> dict:
+    return {"case_id": case, "model_version_id": model, "kind": kind, "split": split,
+            "fix_check": fix, "scores": {} if f1 is None else {"token_f1": f1},
+            "passed": passed, "latency_ms": latency, "cost_usd": 0.0, "source": source}
+
+
+def test_results_convert_pairing_holdout_cases_keeping_fix_checks_apart() -> None:
+    from ratchet.gates import comparison_from_results
+
+    base = [_row(f"h{i}", "b", 0.5, passed=False, kind="regression") for i in range(12)]
+    base += [_row("f0", "b", 0.1, split="train", fix=True, passed=False),
+             _row("t0", "b", 0.1, split="train", passed=False)]
+    cand = [_row(f"h{i}", "c", 0.9, passed=True, kind="regression", latency=20.0)
+            for i in range(11)]
+    cand += [_row("h11", "c", None, source="error", passed=None),
+             _row("f0", "c", 0.9, split="train", fix=True, passed=True),
+             _row("t0", "c", 0.9, split="train", passed=True), _row("extra", "c", 1.0)]
+    comp = comparison_from_results(cand, base, config=CFG, candidate_id="c", baseline_id="b")
+    assert comp.n_cases == 12  # the train case and the case only the candidate has are out
+    assert [f.case_id for f in comp.fix_checks] == ["f0"] and comp.fix_checks[0].candidate_passed
+    f1 = comp.metrics["token_f1"]
+    assert f1.candidate_mean == pytest.approx((0.9 * 11 + 0.0) / 12)  # the error scores 0
+    assert comp.metrics["pass_rate"].candidate_mean == pytest.approx(11 / 12)
+    assert comp.candidate_latency_ms == pytest.approx((20.0 * 11 + 10.0) / 12)
+    assert comp.baseline_latency_ms == pytest.approx(10.0)
+    report = evaluate_gate(comp, CFG.model_copy(update={"key_metrics": ["pass_rate"]}))
+    assert report.passed, report.reasons
