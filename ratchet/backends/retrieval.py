@@ -27,6 +27,7 @@ import io
 import json
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -91,9 +92,18 @@ def example_pair(messages: Sequence[Mapping[str, Any]]) -> tuple[str, str, str |
 
 
 # --- encoders ---------------------------------------------------------------------------------
+#: scikit-learn's default token pattern: words of two or more word characters.
+TOKEN_PATTERN = re.compile(r"(?u)\b\w\w+\b")
+
+
 class TfidfEncoder:
-    """TF-IDF over word 1..n-grams (sublinear tf, l2-normalised): its whole fitted state is a
-    vocabulary and an idf vector, both written into ``index.json``."""
+    """TF-IDF over word 1..n-grams (sublinear tf, smooth idf, l2-normalised).
+
+    scikit-learn's ``TfidfVectorizer`` fits it (vocabulary and idf); vectors are then computed
+    here, by the same rules, with scipy alone: answering (``ratchet ask``, an eval run) loads an
+    index without importing scikit-learn, which pulls in pandas and costs seconds at start-up.
+    The whole fitted state, a vocabulary and an idf vector, goes into ``index.json``.
+    """
 
     name = "tfidf"
 
@@ -104,65 +114,77 @@ class TfidfEncoder:
         vocabulary: Sequence[str] | None = None,
         idf: Sequence[float] | None = None,
     ) -> None:
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
         self.ngram_max, self.max_features = ngram_max, max_features
-        kwargs: dict[str, Any] = {
-            "ngram_range": (1, ngram_max),
-            "sublinear_tf": True,
-            "lowercase": True,
-            "dtype": np.float32,
-        }
-        if vocabulary is None:
-            self._vec = TfidfVectorizer(max_features=max_features, **kwargs)
-            self._fitted = False
-        else:
-            self._vec = TfidfVectorizer(
-                vocabulary={t: i for i, t in enumerate(vocabulary)}, **kwargs
-            )
-            self._vec.idf_ = np.asarray(idf, dtype=np.float64)
-            self._fitted = True
+        self.vocabulary: dict[str, int] = {t: i for i, t in enumerate(vocabulary or [])}
+        self.idf = np.asarray(idf if idf is not None else [], dtype=np.float64)
 
     def fit(self, texts: Sequence[str]) -> None:
-        if any(t.strip() for t in texts):
-            try:
-                self._vec.fit(texts)
-                self._fitted = True
-                return
-            except ValueError:  # only stop words / no token of two characters or more
-                pass
-        # Nothing to learn from: an empty vocabulary, so every similarity is 0 (base answers).
-        self._fitted = False
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.vocabulary, self.idf = {}, np.asarray([], dtype=np.float64)
+        if not any(t.strip() for t in texts):
+            return  # nothing to learn from: every similarity is 0 (the base answers)
+        vec = TfidfVectorizer(
+            ngram_range=(1, self.ngram_max),
+            sublinear_tf=True,
+            lowercase=True,
+            max_features=self.max_features,
+            token_pattern=TOKEN_PATTERN.pattern,
+        )
+        try:
+            vec.fit(texts)
+        except ValueError:  # no token of two characters or more anywhere
+            return
+        self.vocabulary = {t: int(i) for t, i in vec.vocabulary_.items()}
+        self.idf = np.asarray(vec.idf_, dtype=np.float64)
+
+    def _terms(self, text: str) -> list[str]:
+        tokens = TOKEN_PATTERN.findall(text.lower())
+        grams = list(tokens)
+        for n in range(2, self.ngram_max + 1):
+            grams.extend(" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+        return grams
 
     def transform(self, texts: Sequence[str]) -> Any:
+        """Unit TF-IDF rows (CSR, float32), as scikit-learn's ``transform`` computes them."""
         from scipy import sparse
 
-        if not self._fitted:
-            return sparse.csr_matrix((len(texts), 0), dtype=np.float32)
-        return self._vec.transform(texts).tocsr()
+        vocab = self.vocabulary
+        indptr, indices, counts = [0], [], []
+        for text in texts:
+            row: dict[int, int] = {}
+            for term in self._terms(text):
+                j = vocab.get(term)
+                if j is not None:
+                    row[j] = row.get(j, 0) + 1
+            for j in sorted(row):
+                indices.append(j)
+                counts.append(row[j])
+            indptr.append(len(indices))
+        cols = np.asarray(indices, dtype=np.int64)
+        data = (np.log(np.asarray(counts, dtype=np.float64)) + 1.0) * self.idf[cols]
+        row_of = np.repeat(np.arange(len(texts)), np.diff(np.asarray(indptr)))
+        norms = np.sqrt(np.bincount(row_of, weights=data**2, minlength=len(texts)))
+        data = data / np.where(norms > 0, norms, 1.0)[row_of]
+        return sparse.csr_matrix(
+            (data.astype(np.float32), cols, np.asarray(indptr, dtype=np.int64)),
+            shape=(len(texts), len(vocab)),
+        )
 
     def state(self) -> dict[str, Any]:
-        if not self._fitted:
-            return {
-                "ngram_max": self.ngram_max,
-                "max_features": self.max_features,
-                "vocabulary": [],
-                "idf": [],
-            }
-        vocab = sorted(self._vec.vocabulary_.items(), key=lambda kv: kv[1])
+        vocab = sorted(self.vocabulary.items(), key=lambda kv: kv[1])
         return {
             "ngram_max": self.ngram_max,
             "max_features": self.max_features,
             "vocabulary": [t for t, _ in vocab],
-            "idf": [float(x) for x in self._vec.idf_],
+            "idf": [float(x) for x in self.idf],
         }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> TfidfEncoder:
-        vocab = list(state["vocabulary"])
-        if not vocab:
-            return cls(int(state["ngram_max"]), state.get("max_features"))
-        return cls(int(state["ngram_max"]), state.get("max_features"), vocab, state["idf"])
+        return cls(
+            int(state["ngram_max"]), state.get("max_features"), state["vocabulary"], state["idf"]
+        )
 
 
 class MiniLMEncoder:
@@ -338,9 +360,9 @@ class RetrievalIndex:
             if hashlib.sha256(data).hexdigest() != digest:
                 raise IndexFormatError(f"{prefix}/{name} does not match its hash in index.json")
             blobs[name] = data
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # ParquetFile: read_table imports pyarrow.dataset, pandas
 
-        rows = pq.read_table(pa.BufferReader(blobs["rows.parquet"])).cast(ROWS_SCHEMA)
+        rows = pq.ParquetFile(pa.BufferReader(blobs["rows.parquet"])).read().cast(ROWS_SCHEMA)
         encoder: TfidfEncoder | MiniLMEncoder
         if index["encoder"] == "tfidf":
             encoder = TfidfEncoder.from_state(index["encoder_state"])

@@ -380,3 +380,29 @@ def test_answerer_checks_its_backend() -> None:
     assert isinstance(
         make_answerer(ModelSpec("local", "models/x/"), _context(_store())), LocalAnswerer
     )
+
+
+def test_tfidf_vectors_match_scikit_learn() -> None:
+    """Vectors are computed without scikit-learn (fast start); they must be sklearn's own."""
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from ratchet.backends.retrieval import TfidfEncoder
+
+    sample = Path(__file__).resolve().parents[2] / "ratchet" / "data" / "sample"
+    texts = []
+    for line in (sample / "interactions-week-01.jsonl").read_text("utf-8", "replace").splitlines():
+        try:
+            texts.append(str(json.loads(line)["messages"][-1]["content"] or ""))
+        except (ValueError, KeyError, TypeError, IndexError):
+            continue
+    queries = [*texts, "", "zz", "Return RETURN return policy, policy!", "état über naïve café"]
+    for ngram_max in (1, 2, 3):
+        ours = TfidfEncoder(ngram_max)
+        ours.fit(texts)
+        theirs = TfidfVectorizer(ngram_range=(1, ngram_max), sublinear_tf=True).fit(texts)
+        assert ours.vocabulary == theirs.vocabulary_
+        got = ours.transform(queries).toarray()
+        assert np.allclose(got, theirs.transform(queries).toarray(), atol=1e-6)
+        reloaded = TfidfEncoder.from_state(json.loads(json.dumps(ours.state())))
+        assert np.array_equal(reloaded.transform(queries).toarray(), got)

@@ -179,3 +179,34 @@ def test_read_commands_do_not_create_state(ratchet_env: Path) -> None:
     out = runner.invoke(app, ["models", "list"])
     assert out.exit_code == 1
     assert not ratchet_env.exists() or not any(ratchet_env.iterdir())
+
+
+def test_models_and_ask_import_no_prefect_gx_or_pandas(logged: Path, ratchet_env: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    version = _json(["models", "register-logs", "--agent", AGENT, "--json"])["version"]  # type: ignore[index]
+    probe = (
+        "import sys\n"
+        "from flows.cli import main\n"
+        f"for args in (['models', 'list'], ['models', 'show', {version!r}],\n"
+        f"             ['ask', '--model', 'production', '--agent', {AGENT!r}, 'ship to Ireland?']):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(sorted(m for m in ('prefect', 'great_expectations', 'pandas') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "RATCHET_HOME": str(ratchet_env)}
+    repo_root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=repo_root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "Yes, in 3-5 days." in out.stdout, out.stdout + out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
