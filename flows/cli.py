@@ -738,6 +738,11 @@ from flows.cli_models import register_models_commands  # noqa: E402  (models ...
 register_models_commands(app)
 
 
+from flows.cli_evals import register as _register_evals  # noqa: E402  (evaluate, evals, suites)
+
+_register_evals(app)
+
+
 def main(argv: list[str] | None = None) -> None:
     app(args=argv if argv is not None else sys.argv[1:], prog_name="ratchet")
 

@@ -20,6 +20,7 @@ import string
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from ratchet.backends.base import Answer, Answerer
@@ -83,7 +84,7 @@ def token_f1(case: Case, answer: Answer) -> float:
 
 def _terms(text: str) -> list[str]:
     words = normalise(text).split()
-    return words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
+    return words + [f"{a} {b}" for a, b in pairwise(words)]
 
 
 def tfidf_cosine(case: Case, answer: Answer) -> float:

@@ -163,8 +163,8 @@ def compare(
                 b.append(bv[metric])
     out = []
     for (subset, metric), (c, b) in sorted(pairs.items()):
-        kw = {"samples": samples, "confidence": confidence, "seed": seed,
-              "key": f"{subset}|{metric}"}
+        kw: dict[str, Any] = {"samples": samples, "confidence": confidence, "seed": seed,
+                              "key": f"{subset}|{metric}"}
         out.append(Comparison(subset, metric, len(c), baseline=bootstrap_mean(b, **kw),
                               candidate=bootstrap_mean(c, **kw),
                               difference=paired_difference(c, b, **kw)))
