@@ -274,6 +274,12 @@ def weekly(
     until: Annotated[
         str | None, typer.Option(help="... up to (excluding) this date/time; default: now.")
     ] = None,
+    strategy: Annotated[str | None, typer.Option(
+        help="Training strategy (default: training.default_strategy).")] = None,
+    backend: Annotated[str | None, typer.Option(
+        help="Training backend (default: training.default_backend).")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Everything but promote: the gate decides, nothing changes.")] = False,
 ) -> None:
     """The weekly improvement flow: every stage built so far, chained.
 
@@ -309,6 +315,7 @@ def weekly(
     summary = _run_flow(
         weekly_flow, inputs=ref, paths=[] if (logs or feedback) and ref is None else None,
         since=since_utc, until=until_utc, all_time=sample and since_utc is None,
+        strategy=strategy, backend=backend, dry_run=dry_run,
     )  # fmt: skip
     if "ingest" not in summary:
         typer.echo("ingest: nothing to ingest")
@@ -741,6 +748,10 @@ register_models_commands(app)
 from flows.cli_evals import register as _register_evals  # noqa: E402  (evaluate, evals, suites)
 
 _register_evals(app)
+
+from flows import cli_promote as _cli_promote  # noqa: E402  (promote, rollback, models route)
+
+_cli_promote.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -151,6 +151,15 @@ def report_markdown(name: str, window: str, out: dict[str, Any], runs: dict[str,
     return "\n".join(lines)
 
 
+def _decided(r: dict[str, Any]) -> dict[str, Any]:
+    """One agent's loop in the run's result: the candidate and what was decided, and why."""
+    d = r.get("decision") or {}
+    return {"candidate": (r.get("train") or {}).get("model_version_id"),
+            "action": d.get("action", "skipped" if r.get("skipped") else "none"),
+            "passed": d.get("passed"), "reasons": d.get("reasons") or
+            [x for x in (r.get("skipped"), r.get("failure")) if x]}
+
+
 def _stage(name: str, state: Any, runs: dict[str, Any]) -> tuple[Any, str | None]:
     """A subflow's result (or its failure reason), recording its run for the report."""
     runs[name] = {"id": state.state_details.flow_run_id, "state": state.name}
@@ -173,9 +182,14 @@ def weekly_flow(
     window_days: int = 7,
     all_time: bool = False,
     inputs: str | None = None,
+    strategy: str | None = None,
+    backend: str | None = None,
+    dry_run: bool = False,
+    improve: bool = True,
 ) -> dict[str, Any]:
     """Run every stage in order (inputs default to the inbox); a failed stage fails the run
-    with its reason, after the run's report is published."""
+    with its reason, after the run's report is published. ``improve``: then, per agent, train
+    → evaluate → gate → promote (flows/weekly_loop.py; ``dry_run``: everything but promote)."""
     runtime.route_core_logs()
     logger = get_run_logger()
     if window_days < 1:
@@ -200,9 +214,25 @@ def weekly_flow(
         log.info("stage curate: started")
         state = curate_flow(agent=agent, since=begin, until=end, return_state=True)
         out["curate"], failure = _stage("curate", state, runs)
+    loop: list[dict[str, Any]] = []
+    if failure is None and improve:
+        from flows.weekly_loop import improve_agent
+
+        for rep in (out.get("curate") or {}).get("reports", []):
+            log.info("stage improve %s: started", rep["agent"])
+            loop.append(improve_agent(rep["agent"], rep, strategy=strategy, backend=backend,
+                                      dry_run=dry_run))
+            failure = failure or (f"{rep['agent']}: {loop[-1]['failure']}"
+                                  if loop[-1]["failure"] else None)
+        out["improve"] = {r["agent"]: _decided(r) for r in loop}
     window = f"[{begin.isoformat() if begin else 'beginning'}, {end.isoformat()})"
+    markdown = report_markdown(name, window, out, runs, failure)
+    if loop:
+        from flows.weekly_loop import loop_markdown
+
+        markdown += "\n" + "\n".join(loop_markdown(loop, _run_link))
     create_markdown_artifact(
-        key="weekly-report", markdown=report_markdown(name, window, out, runs, failure),
+        key="weekly-report", markdown=markdown,
         description=f"The week in one page: {name}",
     )
     if failure:

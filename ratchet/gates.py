@@ -22,6 +22,7 @@ into (:func:`comparison_from_results`), so the rules never depend on how answers
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -107,7 +108,7 @@ class GatesConfig(BaseModel):
     def _rising_to_one(cls, v: list[float]) -> list[float]:
         if any(not 0.0 < s <= 1.0 for s in v):
             raise ValueError("every share must be within (0, 1]")
-        if any(b <= a for a, b in zip(v, v[1:], strict=False)) or v[-1] != 1.0:
+        if any(b <= a for a, b in itertools.pairwise(v)) or v[-1] != 1.0:
             raise ValueError("shares must rise and end at 1.0")
         return v
 

@@ -23,12 +23,62 @@ from sqlalchemy.orm import Session
 from ratchet.db import repo
 from ratchet.db.errors import InvalidTransitionError
 from ratchet.db.repo import Decision
-from ratchet.gates import GateReport
+from ratchet.gates import Comparison, GateReport, GatesConfig, comparison_from_results
 from ratchet.routing import next_share
+from ratchet.store import Store
 
 log = logging.getLogger(__name__)
 
 MAX_REFS = 20
+
+
+class PromotionError(RuntimeError):
+    """The promotion cannot be decided (no evaluation against production, unknown version)."""
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """The gate's input and where it came from: both eval runs and the comparison rows."""
+
+    comparison: Comparison
+    candidate_eval_run: str
+    baseline_eval_run: str
+    table: list[dict[str, Any]]  # the evaluation's comparison rows (subset, metric, intervals)
+
+
+def find_evaluation(store: Store, session: Session, candidate_id: str, gates: GatesConfig, *,
+                    eval_run: str | None = None) -> Evaluated | None:
+    """The newest completed evaluation of the candidate against the agent's *current*
+    production (or the named candidate ``eval_run``), converted for the gate; None when there is
+    none (the candidate must be evaluated first)."""
+    import json
+
+    from ratchet.evaluation.evaluate import comparison_path, read_results
+
+    cand = repo.get_model_version(session, candidate_id)
+    prod = repo.production_version(session, cand.agent_id)
+    if eval_run is not None:
+        run = repo.get_eval_run(session, eval_run)
+        if run.model_version_id != candidate_id:
+            raise PromotionError(f"eval run {eval_run!r} is not a run of {candidate_id!r}")
+        runs = [run]
+    else:
+        runs = repo.list_eval_runs(session, model_version_id=candidate_id, status="completed")
+    for run in runs:
+        path = comparison_path(run.id)
+        if run.status != "completed" or not store.exists(path):
+            continue
+        doc = json.loads(store.read_bytes(path))
+        if prod is None or doc.get("baseline") != prod.id:
+            continue  # measured against a version that no longer serves
+        base_run = repo.get_eval_run(session, doc["baseline_eval_run_id"])
+        if not run.results_path or not base_run.results_path:
+            continue
+        comp = comparison_from_results(
+            read_results(store, run.results_path), read_results(store, base_run.results_path),
+            config=gates, candidate_id=candidate_id, baseline_id=prod.id)
+        return Evaluated(comp, run.id, base_run.id, list(doc.get("rows") or []))
+    return None
 
 
 @dataclass(frozen=True)
@@ -157,3 +207,21 @@ def advance_rollout(session: Session, report: GateReport, shares: Sequence[float
     log.info("candidate %s now serves %.0f%% of users", cand.id, share * 100)
     return Outcome("rollout", cand.agent_id, cand.id, current.id if current else None, True,
                    (f"rollout step: {share:.0%} of users",), None, share)
+
+
+def metric_history(session: Session, agent_id: str, metrics: Sequence[str] = (
+        "pass_rate", "token_f1"), subset: str = "holdout", limit: int = 20) -> list[dict[str, Any]]:
+    """Per model version of the agent (oldest first), its newest completed eval run's means
+    with intervals on ``subset``: the metric history an operator reads in the weekly report."""
+    out = []
+    for v in reversed(repo.list_model_versions(session, agent_id)[:limit]):
+        runs = repo.list_eval_runs(session, model_version_id=v.id, status="completed", limit=1)
+        if not runs:
+            continue
+        values = {m.metric: m for m in repo.eval_metrics(session, runs[0].id)
+                  if m.subset == subset and m.metric in metrics}
+        out.append({"version": v.id, "status": v.status, "backend": v.backend,
+                    "created": v.created_at.isoformat(), "eval_run": runs[0].id,
+                    "metrics": {k: {"value": m.value, "ci_low": m.ci_low, "ci_high": m.ci_high,
+                                    "n": m.n} for k, m in values.items()}})
+    return out

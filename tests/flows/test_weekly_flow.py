@@ -60,7 +60,7 @@ def test_weekly_on_the_sample_inbox_counts_reports_and_logs(prefect_harness, rat
     from flows.weekly import weekly_flow
 
     _fill_inbox(ratchet_env)
-    state = weekly_flow(all_time=True, return_state=True)  # no paths: the inbox
+    state = weekly_flow(all_time=True, improve=False, return_state=True)  # no paths: the inbox
     assert state.is_completed(), state.message
     result = state.result()
     ingest, curate = result["ingest"], result["curate"]

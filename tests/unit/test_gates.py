@@ -55,7 +55,7 @@ def test_a_bad_gates_file_names_its_key(tmp_path: Path, body: str, key: str) -> 
 
 
 def test_a_missing_gates_file_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(GateConfigError, match="gates.yaml"):
+    with pytest.raises(GateConfigError, match=r"gates\.yaml"):
         load_gates(tmp_path)
 
 
