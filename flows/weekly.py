@@ -1,8 +1,10 @@
 """The weekly improvement flow: the stages built so far, chained, on one window of logs.
 
-Today: ingest → curate (which writes the exports of the versions it makes). Fine-tuning,
-evaluation and the gate join as they land; each stage is its own flow (a subflow here), so each
-is also deployable and runnable alone.
+ingest → curate (which writes the exports of the versions it makes), then per agent
+(:mod:`flows.weekly_loop`) train → evaluate → gate → promote; the first run makes the agent's
+logs model its first production, ``dry_run`` does everything but promote, ``improve=False``
+stops after curate. Each stage is its own flow (a subflow here), so each is also deployable and
+runnable alone.
 
 **Inputs.** An input list reference (``inputs``: what the CLI passes, so no file path is ever a
 Prefect parameter), or files or folders given as ``paths`` / ``feedback_paths``; when none is
