@@ -148,11 +148,19 @@ def materialize(store: Store, ref: str, cache: Path) -> Path:
     return target
 
 
+#: How reaped job processes ended (pid -> "exit code N" / "signal N"), for poll's error.
+_EXITS: dict[int, str] = {}
+
+
 def _alive(pid: int) -> bool:
     """Whether the job process ``pid`` still runs (a zombie child is reaped: not alive)."""
+    if pid in _EXITS:
+        return False
     try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
+        done, code = os.waitpid(pid, os.WNOHANG)
         if done == pid:
+            _EXITS[pid] = (f"signal {os.WTERMSIG(code)}" if os.WIFSIGNALED(code)
+                           else f"exit code {os.WEXITSTATUS(code)}")
             return False
     except ChildProcessError:
         pass  # not our child (another process started it): ask the system
@@ -197,6 +205,11 @@ class TrlTrainer:
         hyper = {k: _number(p, k, v) for k, v in defaults.items()}
         hyper["seed"] = _number(p, "seed", 42)
         hyper["merge"] = _number(p, "merge", c.trl_merge_adapter)
+        # TRL's default (memory for speed on a GPU); a tiny model on a CPU runs faster without
+        hyper["gradient_checkpointing"] = _number(p, "gradient_checkpointing", True)
+        threads = p.get("cpu_threads", c.trl_cpu_threads)
+        hyper["cpu_threads"] = None if threads is None else _number(p | {"cpu_threads": threads},
+                                                                    "cpu_threads", 1)
         return hyper
 
     def base_ref(self, spec: JobSpec) -> str:
@@ -318,7 +331,9 @@ class TrlTrainer:
             state, error, metrics = "in_progress", None, latest
         elif marker.get("pid") or marker.get("in_process"):
             state, metrics = "failed", latest
-            error = f"the training process exited without a result (see {job / 'log.txt'})"
+            how = _EXITS.get(int(marker.get("pid") or 0), "unknown exit")
+            error = (f"the training process exited without a result ({how}; see "
+                     f"{job / 'log.txt'})")
         else:
             state, error, metrics = "pending", None, latest
         return JobStatus(external_id=external_id, state=state,  # type: ignore[arg-type]
@@ -400,6 +415,12 @@ class TrlAnswerer:
 
         folder = materialize(self.context.store, self.spec.model_ref,
                              work_dir(self.context) / "models")
+        threads = self.spec.parameters.get("cpu_threads", self.config.trl_cpu_threads)
+        if threads:
+            import torch
+
+            if not torch.cuda.is_available():
+                torch.set_num_threads(int(threads))
         self._tokenizer = AutoTokenizer.from_pretrained(str(folder))
         self._model = load_model(folder).eval()
 

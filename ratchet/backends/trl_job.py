@@ -119,6 +119,7 @@ def _trainer(spec: Mapping[str, Any], model: Any, tokenizer: Any, train: Any, va
         "per_device_eval_batch_size": p["batch_size"], "logging_steps": 1,
         "save_strategy": "no", "report_to": [], "use_cpu": not torch.cuda.is_available(),
         "seed": p["seed"], "disable_tqdm": True, "max_length": p["max_length"],
+        "gradient_checkpointing": p.get("gradient_checkpointing", True),
     }
     if validation is not None:
         common |= {"eval_strategy": "steps", "eval_steps": p["eval_steps"]}
@@ -181,6 +182,8 @@ def _run(job: Path, started_wall: float, started_cpu: float) -> dict[str, Any]:
                 control.should_training_stop = True
 
     torch.manual_seed(spec["hyper"]["seed"])
+    if spec["hyper"].get("cpu_threads") and not torch.cuda.is_available():
+        torch.set_num_threads(int(spec["hyper"]["cpu_threads"]))
     base = Path(spec["base_model"])
     tokenizer = AutoTokenizer.from_pretrained(str(base))
     if tokenizer.pad_token is None:

@@ -47,7 +47,8 @@ QA = [
     ("Is the jacket waterproof?", "Yes, it is waterproof."),
 ]
 FAST = {"max_steps": 8, "learning_rate": 1e-2, "batch_size": 4, "lora_r": 8, "lora_alpha": 16,
-        "lora_dropout": 0.0, "max_length": 64}
+        "lora_dropout": 0.0, "max_length": 64, "gradient_checkpointing": False,
+        "cpu_threads": 1}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -70,7 +71,8 @@ def base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _context(store: Store, work: Path, **backends: Any) -> BackendContext:
-    config = PipelineConfig.model_validate({"backends": {"trl_work_dir": str(work), **backends}})
+    config = PipelineConfig.model_validate(
+        {"backends": {"trl_work_dir": str(work), "trl_cpu_threads": 1, **backends}})
     return BackendContext(store=store, settings=None, config=config)
 
 
