@@ -327,5 +327,9 @@ def evaluate(ctx: EvalContext, request: EvalRequest) -> dict[str, Any]:
 
 
 def read_results(store: Store, path: str) -> list[dict[str, Any]]:
-    """A run's per-case results (for ``evals show`` and the gate)."""
-    return store.read_table(path, schemas.EVAL_RESULTS).to_pylist()
+    """A run's per-case results (for the gate), ``scores`` and ``scorer_versions`` as dicts."""
+    rows = store.read_table(path, schemas.EVAL_RESULTS).to_pylist()
+    for row in rows:
+        row["scores"] = dict(row["scores"] or {})
+        row["scorer_versions"] = dict(row["scorer_versions"] or {})
+    return rows

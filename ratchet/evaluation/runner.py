@@ -149,7 +149,7 @@ def _call(answerer: Answerer, messages: Sequence[Mapping[str, Any]], timeout_s: 
     def target() -> None:
         try:
             box["answer"] = answerer.answer(messages)
-        except BaseException as exc:  # noqa: BLE001 - carried to the caller's thread
+        except BaseException as exc:
             box["error"] = exc
 
     started = time.perf_counter()
@@ -211,13 +211,18 @@ def answer_all(
             limiter.wait()
             try:
                 a = _call(answerer, inputs[i], policy.timeout_s)
-            except Exception as exc:  # noqa: BLE001 - recorded as a value-free reason
+            except Exception as exc:
                 last = exc
                 if isinstance(exc, BackendError) and not exc.retryable:
                     break
                 continue
             text = redact(a.text or "")
-            calls = tuple(json.loads(redact(tool_calls_json(a) or "[]")))
+            try:
+                calls = tuple(json.loads(redact(tool_calls_json(a) or "[]")))
+            except ValueError:  # a placeholder broke the JSON: keep the names, drop the values
+                calls = tuple({"type": "function", "function": {
+                    "name": redact(str((c.get("function") or {}).get("name") or "")),
+                    "arguments": "{}"}} for c in a.tool_calls)
             clean = Answer(text, calls, a.latency_ms, a.prompt_tokens, a.completion_tokens,
                            a.cost_usd, a.details)
             return Outcome(clean, "answered", attempts=attempt + 1)

@@ -173,3 +173,27 @@ def test_canonical_suite_with_tool_calls(env: dict[str, Any], tmp_path: Path) ->
     row = env["store"].read_table(got.path, schemas.EVAL_CASES).to_pylist()[0]
     assert row["kind"] == "regression" and row["topic"] == "orders"
     assert json.loads(row["expected_tool_calls"][0]["function"]["arguments"]) == {"order": "A1"}
+
+
+def test_cli_suites_import_json_and_bad_usage(ratchet_env: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    src = tmp_path / "samples.jsonl"
+    src.write_text(json.dumps({"input": [{"role": "user", "content": "I am bob@example.org"}],
+                               "ideal": "Hello bob@example.org"}) + "\n")
+    runner = CliRunner()
+    out = runner.invoke(app, ["suites", "import", str(src), "--agent", AGENT,
+                              "--format", "openai-evals", "--json"])
+    assert out.exit_code == 0, out.output
+    got = json.loads(out.stdout)
+    assert got["rows"] == 1 and got["created"] and "bob@example.org" not in out.stdout
+    assert runner.invoke(app, ["suites", "import", str(src), "--agent", AGENT,
+                               "--format", "csv"]).exit_code == 2
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"input": "bob@example.org"}\n')
+    failed = runner.invoke(app, ["suites", "import", str(bad), "--agent", AGENT,
+                                 "--format", "openai-evals"])
+    assert failed.exit_code == 1 and "line 1: input" in failed.output
+    assert "bob@example.org" not in failed.output
