@@ -122,8 +122,13 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def _number(params: Mapping[str, Any], key: str, default: Any) -> Any:
     value = params.get(key, default)
+    if isinstance(default, bool):  # --param merge=false arrives as a string
+        text = str(value).strip().lower()
+        if text not in ("true", "false", "1", "0", "yes", "no"):
+            raise BackendError(f"trl: parameter {key} must be true or false")
+        return text in ("true", "1", "yes")
     try:
-        return type(default)(value) if not isinstance(default, bool) else bool(value)
+        return type(default)(value)
     except (TypeError, ValueError):
         raise BackendError(f"trl: parameter {key} must be a number") from None
 
@@ -162,6 +167,7 @@ def _alive(pid: int) -> bool:
             _EXITS[pid] = (f"signal {os.WTERMSIG(code)}" if os.WIFSIGNALED(code)
                            else f"exit code {os.WEXITSTATUS(code)}")
             return False
+        return True  # our own child, running (its /proc cmdline may not show the exec yet)
     except ChildProcessError:
         pass  # not our child (another process started it): ask the system
     try:
@@ -208,7 +214,7 @@ class TrlTrainer:
         # TRL's default (memory for speed on a GPU); a tiny model on a CPU runs faster without
         hyper["gradient_checkpointing"] = _number(p, "gradient_checkpointing", True)
         threads = p.get("cpu_threads", c.trl_cpu_threads)
-        hyper["cpu_threads"] = None if threads is None else _number(p | {"cpu_threads": threads},
+        hyper["cpu_threads"] = None if threads is None else _number({"cpu_threads": threads},
                                                                     "cpu_threads", 1)
         return hyper
 

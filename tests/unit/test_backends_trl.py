@@ -224,6 +224,10 @@ def test_refusals_name_the_rule(base_model: Path, tmp_path: Path) -> None:
                         TrainingData(AGENT, "dv", "sft_examples", spec.data.train_path))
     with pytest.raises(JobRefused, match="base_model"):
         trainer.submit(logs_base)
+    assert TrlTrainer(_context(store, tmp_path / "work")).hyper(
+        _spec(store, base_model, "sft", "sft_examples", merge="false"))["merge"] is False
+    with pytest.raises(BackendError, match="parameter merge must be true or false"):
+        trainer.estimate_cost(_spec(store, base_model, "sft", "sft_examples", merge="maybe"))
     with pytest.raises(BackendError, match="parameter learning_rate must be a number"):
         trainer.estimate_cost(_spec(store, base_model, "sft", "sft_examples",
                                     learning_rate="fast"))
