@@ -33,6 +33,7 @@ from ratchet.backends.base import (  # noqa: E402
     JobSpec,
     JobStatus,
     ModelSpec,
+    Trainer,
     TrainingData,
 )
 from ratchet.backends.trl import TrlTrainer, _alive  # noqa: E402
@@ -113,7 +114,7 @@ def _spec(store: Store, base: Path, strategy: str, kind: str, **params: Any) -> 
     )
 
 
-def _wait(trainer: TrlTrainer, run_id: str, timeout: float = 240.0) -> JobStatus:
+def _wait(trainer: Trainer, run_id: str, timeout: float = 240.0) -> JobStatus:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = trainer.poll(run_id)
