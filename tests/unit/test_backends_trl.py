@@ -239,3 +239,31 @@ def test_importing_the_backend_loads_no_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_training_lifecycle_trains_costs_and_reuses_with_trl(base_model: Path,
+                                                                 tmp_path: Path) -> None:
+    """ratchet.training end to end: record, submit (in process), wait, collect, CPU cost."""
+    from ratchet.db.session import dispose_all, session_factory
+    from ratchet.training import TrainingContext, TrainRequest, train
+    from tests.training_fakes import seed, store_at
+
+    sessions = session_factory(f"sqlite:///{tmp_path / 'ratchet.db'}")
+    try:
+        store = store_at(tmp_path / "store")
+        seeded = seed(sessions, store)  # its production base is a logs model: base_model given
+        config = PipelineConfig.model_validate({
+            "training": {"cpu_second_usd": 0.01, "poll_interval_s": 0.01},
+            "backends": {"trl_work_dir": str(tmp_path / "work"), "trl_in_process": True,
+                         "trl_cpu_threads": 1}})
+        ctx = TrainingContext(sessions=sessions, store=store, config=config)
+        req = TrainRequest(dataset_version_id=seeded.sft, strategy="sft", backend="trl",
+                           params=FAST | {"base_model": str(base_model), "max_steps": 3})
+        out = train(ctx, req)
+        assert out.cost_usd > 0 and "CPU s x 0.01" in out.cost_basis
+        assert store.exists(f"models/{out.model_version_id}/adapter_config.json")
+        assert store.exists(out.model_card_path)
+        again = train(ctx, req)
+        assert again.reused and again.model_version_id == out.model_version_id
+    finally:
+        dispose_all()
