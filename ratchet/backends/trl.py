@@ -268,15 +268,15 @@ class TrlTrainer:
                                    or marker.get("in_process")):
             log.info("trl: job %s found by its marker; not started again", run_id)
             return run_id
+        hyper = self.hyper(spec)  # a bad parameter or base is refused before any marker
         job.mkdir(parents=True, exist_ok=True)
-        write_json(job / MARKER, {"backend": NAME, "training_run_id": run_id,
-                                  "strategy": spec.strategy, "created_at": now(), "pid": None})
         try:
             base = materialize(self.store, self.base_ref(spec), self.root / "models")
             (job / TRAIN_FILE).write_bytes(self.store.read_bytes(spec.data.train_path))
         except (StoreError, OSError) as exc:
             raise BackendError(f"trl: job {run_id}: {exc}", retryable=True) from exc
-        hyper = self.hyper(spec)
+        write_json(job / MARKER, {"backend": NAME, "training_run_id": run_id,
+                                  "strategy": spec.strategy, "created_at": now(), "pid": None})
         if (base / "adapter_config.json").exists():
             hyper["merge"] = True  # an adapter over a merged base would not load on the base
         write_json(job / SPEC_FILE, {"strategy": spec.strategy, "kind": spec.data.kind,

@@ -225,6 +225,11 @@ def test_refusals_name_the_rule(base_model: Path, tmp_path: Path) -> None:
                         TrainingData(AGENT, "dv", "sft_examples", spec.data.train_path))
     with pytest.raises(JobRefused, match="base_model"):
         trainer.submit(logs_base)
+    missing = JobSpec(spec.training_run_id, AGENT, "sft", ModelSpec("trl", "/nowhere/model"),
+                      TrainingData(AGENT, "dv", "sft_examples", spec.data.train_path))
+    with pytest.raises(BackendError, match="neither a local folder nor in the store"):
+        trainer.submit(missing)
+    assert trainer.find(spec.training_run_id) is None  # refused: no marker left behind
     assert TrlTrainer(_context(store, tmp_path / "work")).hyper(
         _spec(store, base_model, "sft", "sft_examples", merge="false"))["merge"] is False
     with pytest.raises(BackendError, match="parameter merge must be true or false"):
