@@ -62,7 +62,10 @@ def _summarise(reports: list[dict[str, Any]]) -> dict[str, Any]:
         "lines": 0, "records": 0, "dropped_consent": 0, "skipped_tombstone": 0,
         "assumed_utc": 0,
     }  # fmt: skip
-    stored, skipped, quarantined, pii = Counter(), Counter(), Counter(), Counter()
+    stored: Counter[str] = Counter()
+    skipped: Counter[str] = Counter()
+    quarantined: Counter[str] = Counter()
+    pii: Counter[str] = Counter()
     second_opinion: Counter[str] = Counter()  # hits by type of the independent PII scan
     for r in reports:
         for key in ("lines", "records", "dropped_consent", "skipped_tombstone", "assumed_utc"):

@@ -100,7 +100,7 @@ def token_counter(config: ExportConfig) -> tuple[str, Callable[[str], int]]:
                 enc.encode(s, disallowed_special=())
             )
         except Exception:
-            if config.token_estimator == "tiktoken":
+            if config.token_estimator == "tiktoken":  # noqa: S105 - a tokenizer name
                 raise RuntimeError(
                     f"token_estimator=tiktoken but encoding {config.tiktoken_encoding!r} is "
                     "not available offline"
@@ -342,7 +342,7 @@ def validate_records(
                 (rec.get(k) or [] for k in ("preferred_output", "non_preferred_output")),
                 key=lambda o: len(json.dumps(o)),
             )
-            msgs = list(msgs) + (longer if isinstance(longer, list) else [])
+            msgs = list(msgs or []) + (longer if isinstance(longer, list) else [])
         else:
             if not isinstance(rec.get("case_id"), str) or not rec.get("case_id"):
                 out.append(Violation(line, "missing_case_id", "case_id"))
@@ -354,7 +354,7 @@ def validate_records(
             if "expected_tool_calls" in rec:
                 _check_tool_calls(rec["expected_tool_calls"], line, "expected_tool_calls", out)
             msgs = rec.get("input") if isinstance(rec.get("input"), list) else []
-        tokens = _message_tokens(msgs, count, config.tokens_per_message)
+        tokens = _message_tokens(msgs if isinstance(msgs, list) else [], count, config.tokens_per_message)
         max_tokens = max(max_tokens, tokens)
         if tokens > config.context_tokens:
             out.append(Violation(line, "too_many_tokens"))
@@ -476,7 +476,9 @@ def export_hf_parquet(
     skipped: Counter[str] = Counter()
     if kind == "sft":
         rows = rows.sort_by("example_id")
-        records = [{"messages": _messages(m)} for m in rows["messages"].to_pylist()]
+        records: list[dict[str, Any]] = [
+            {"messages": _messages(m)} for m in rows["messages"].to_pylist()
+        ]
         violations, estimator, max_tokens = validate_records(
             records, "openai_chat", config, min_examples=least
         )

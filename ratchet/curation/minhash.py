@@ -156,8 +156,8 @@ def optimal_bands(threshold: float, num_perm: int) -> tuple[int, int]:
         for rows in range(1, num_perm // bands + 1):
             p = 1.0 - (1.0 - xs**rows) ** bands
             lo = xs <= threshold
-            fp = np.trapezoid(p[lo], xs[lo])
-            fn = np.trapezoid(1.0 - p[~lo], xs[~lo]) if (~lo).any() else 0.0
+            fp = float(np.trapezoid(p[lo], xs[lo]))
+            fn = float(np.trapezoid(1.0 - p[~lo], xs[~lo])) if (~lo).any() else 0.0
             err = 0.5 * fp + 0.5 * fn
             if err < best_err:
                 best, best_err = (bands, rows), err

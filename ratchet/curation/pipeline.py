@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -186,11 +187,13 @@ def curate(
     """
     if now.tzinfo is None:
         raise CurationInputError("now must be timezone-aware (UTC)")
-    agent = _agent(interactions, feedback, previous_eval_cases)
+    agent = _agent(interactions, feedback, previous_eval_cases) or ""
     stats: dict[str, int] = {"interactions_in": interactions.num_rows}
     rejects: list[pd.DataFrame] = []
 
-    def reject(iids, cids, stage: str, reasons, kept=None) -> None:
+    def reject(
+        iids: Any, cids: Any, stage: str, reasons: Any, kept: Any = None
+    ) -> None:
         if len(iids):
             rejects.append(
                 pd.DataFrame(

@@ -15,6 +15,8 @@ Importing this module registers the suites (``ratchet.quality.SUITES``).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -100,7 +102,7 @@ def _suite(kind: str) -> list[Spec]:
 def register() -> None:
     """Register one suite per curated table (idempotent)."""
     for kind in _REQUIRED:
-        quality.register_suite(kind, lambda kind=kind: _suite(kind))
+        quality.register_suite(kind, functools.partial(_suite, kind))
 
 
 def _invalid_roles(messages: pa.ChunkedArray | pa.Array) -> np.ndarray:

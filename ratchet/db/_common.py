@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, String, any_, insert, literal
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from ratchet.db.errors import (
     NotFoundError,
@@ -42,7 +42,7 @@ def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 
 
 def _member_chunks(
-    session: Session, column: ColumnElement[str], values: Iterable[str]
+    session: Session, column: ColumnElement[str] | InstrumentedAttribute[str], values: Iterable[str]
 ) -> Iterator[ColumnElement[bool]]:
     """``column IN values`` as a series of clauses that every engine accepts, for any count.
 

@@ -62,7 +62,7 @@ def register_dataset_version(
     flow_run_id: str | None = None,
     stats: Mapping[str, Any] | None = None,
     lineage: Iterable[tuple[str, str]] = (),
-    parent_id: str | None | _Auto = AUTO,
+    parent_id: str | _Auto | None = AUTO,
 ) -> tuple[DatasetVersion, bool]:
     """Register a curated table; returns ``(row, created)``.
 

@@ -190,7 +190,7 @@ def _sqlite_lookup(
     for chunk in _chunks(unique, IN_CHUNK):
         sql = (
             "SELECT record_id, content_hash FROM record_keys WHERE kind = ? AND agent_id = ? "
-            f"AND record_id IN ({', '.join('?' * len(chunk))})"
+            f"AND record_id IN ({', '.join('?' * len(chunk))})"  # noqa: S608 - placeholders only
         )
         found.update(
             (r, h) for r, h in conn.exec_driver_sql(sql, (kind, agent_id, *chunk))
@@ -227,7 +227,7 @@ def insert_keys(
                 if dialect == "sqlite":
                     _sqlite_keys(session, batch)
                 else:
-                    session.execute(insert(RecordKey.__table__), batch)
+                    session.execute(insert(RecordKey), batch)
             except IntegrityError as exc:
                 if _is_unique_violation(exc):
                     raise DuplicateRecordKeyError(_DUPLICATE_KEY_MESSAGE) from exc
@@ -294,7 +294,7 @@ def _copy_keys(session: Session, batch: Sequence[Mapping[str, Any]]) -> None:
         seen = row.get("first_seen_at") or utcnow()
         fields = [str(row[c]).translate(_COPY_ESCAPES) for c in _KEY_COLUMNS]
         lines.append("\t".join(fields) + "\t" + seen.astimezone(UTC).isoformat() + "\n")
-    raw = session.connection().connection.driver_connection
+    raw: Any = session.connection().connection.driver_connection
     sql = f"COPY record_keys ({', '.join(_KEY_COLUMNS)}, first_seen_at) FROM STDIN"
     try:
         with raw.cursor() as cur, cur.copy(sql) as copy:
@@ -419,7 +419,7 @@ def retire_parts(session: Session, part_ids: Iterable[str]) -> int:
             .where(Part.id.in_(chunk), Part.retired_at.is_(None))
             .values(retired_at=now)
         )
-        n += result.rowcount or 0
+        n += getattr(result, "rowcount", 0) or 0
     return n
 
 

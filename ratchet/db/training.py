@@ -165,7 +165,7 @@ def training_spend_since(
     )
     if exclude_run_id is not None:
         stmt = stmt.where(TrainingRun.id != exclude_run_id)
-    return float(session.execute(stmt).scalar_one())
+    return float(session.execute(stmt).scalar_one() or 0.0)
 
 
 def model_version_of_run(session: Session, run_id: str) -> ModelVersion | None:

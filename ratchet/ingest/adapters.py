@@ -55,7 +55,8 @@ def from_openai_chat(obj: dict[str, Any]) -> dict[str, Any]:
     metadata = dict(metadata) if isinstance(metadata, dict) else {}
     agent = obj.get("agent_id") or metadata.pop("agent_id", None)
     metadata.pop("agent_id", None)
-    usage = response.get("usage") if isinstance(response.get("usage"), dict) else {}
+    raw_usage = response.get("usage")
+    usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
     rest = {k: v for k, v in request.items() if k not in {"messages", "model", "user", "metadata"}}
     out: dict[str, Any] = {
         "interaction_id": response.get("id"),

@@ -85,7 +85,8 @@ def _redactor(cls: type[Redactor], config_json: str) -> Redactor:
 
 
 def redactor_for(spec: PrepareSpec) -> Redactor:
-    return _redactor(spec.redactor_cls, spec.config.redaction.model_dump_json())
+    # A class is hashable; mypy reads Redactor.__hash__ as the instance method.
+    return _redactor(spec.redactor_cls, spec.config.redaction.model_dump_json())  # type: ignore[arg-type]
 
 
 # A lone UTF-16 surrogate can only come from a \\uD800-\\uDFFF escape (the line is valid UTF-8):

@@ -398,7 +398,7 @@ class Redactor:
             hits = window_hits(text, a, b, endpos)
             if hits:
                 found.extend(hits)
-            elif key is not None:
+            elif key is not None and memo is not None:
                 if len(memo) >= _MEMO_MAX:
                     memo.clear()
                 memo.add(key)
