@@ -188,9 +188,10 @@ def _sqlite_lookup(
     conn = session.connection()
     found: dict[str, str] = {}
     for chunk in _chunks(unique, IN_CHUNK):
+        # Only "?" placeholders are formatted into the IN list.
         sql = (
-            "SELECT record_id, content_hash FROM record_keys WHERE kind = ? AND agent_id = ? "
-            f"AND record_id IN ({', '.join('?' * len(chunk))})"  # noqa: S608 - placeholders only
+            "SELECT record_id, content_hash FROM record_keys WHERE kind = ? AND agent_id = ? "  # noqa: S608
+            f"AND record_id IN ({', '.join('?' * len(chunk))})"
         )
         found.update(
             (r, h) for r, h in conn.exec_driver_sql(sql, (kind, agent_id, *chunk))
