@@ -47,6 +47,7 @@ from ratchet.curation.select import (
     Window,
     active_holdout_cases,
     eval_case_versions,
+    latest_curated_eval_cases,
     select_inputs,
 )
 from ratchet.db import DatasetVersion, repo
@@ -270,7 +271,7 @@ def curate_agent(ctx: CurationContext, agent_id: str, window: Window) -> dict[st
     }
     with ctx.sessions() as s:
         sel = select_inputs(s, ctx.store, agent_id, window)
-        prev = repo.latest_dataset_version(s, agent_id, "eval_cases")
+        prev = latest_curated_eval_cases(s, agent_id)
         prev_id = prev.id if prev is not None else None
         prev_table = read_version(ctx.store, prev) if prev is not None else None
         # the leakage guard's reference: every active holdout case of the agent, not only the

@@ -235,6 +235,29 @@ def agents_of_interaction(session: Session, interaction_id: str) -> list[str]:
     return list(session.execute(stmt).scalars())
 
 
+#: ``stats.source`` of an eval suite imported by ``ratchet suites import`` (ratchet.evaluation).
+IMPORTED_SOURCE = "import"
+
+
+def latest_curated_eval_cases(session: Session, agent_id: str) -> DatasetVersion | None:
+    """The agent's newest eval-cases version that curation made (not an imported suite).
+
+    Curation carries the previous version's cases forward; an imported benchmark taken for
+    that version would have its cases copied into the curated set (and then into training's
+    split bookkeeping). Imported holdout cases still guard against leakage: they stay in
+    :func:`eval_case_versions`.
+    """
+    stmt = (
+        select(DatasetVersion)
+        .where(DatasetVersion.agent_id == agent_id, DatasetVersion.kind == "eval_cases")
+        .order_by(DatasetVersion.created_at.desc(), DatasetVersion.id.desc())
+    )
+    for version in session.execute(stmt).scalars():
+        if (version.stats or {}).get("source") != IMPORTED_SOURCE:
+            return version
+    return None
+
+
 def eval_case_versions(session: Session, agent_id: str) -> list[tuple[str, str]]:
     """``(version id, path)`` of every registered eval-cases version of the agent, newest first
     (the leakage guard's reference: every holdout case any of them still holds active)."""

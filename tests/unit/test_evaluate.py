@@ -14,6 +14,7 @@ import pytest
 from ratchet import schemas
 from ratchet.backends import BACKENDS
 from ratchet.config import PipelineConfig
+from ratchet.curation.select import latest_curated_eval_cases
 from ratchet.db import repo
 from ratchet.db.session import dispose_all, session_factory
 from ratchet.evaluation.evaluate import (
@@ -133,6 +134,9 @@ def test_import_openai_evals_suite_redacts_and_evaluates(env: dict[str, Any],
     assert again.version_id == got.version_id and not again.created
     with env["sessions"]() as s:
         assert default_suite(s, AGENT) == "v1"  # an imported suite is never the default
+        # nor the version curation carries forward (its cases would be copied into the next)
+        latest = latest_curated_eval_cases(s, AGENT)
+        assert latest is not None and latest.id == "v1"
     report = evaluate(env["ctx"], EvalRequest(env["ids"]["candidate"],
                                               suites=(got.version_id,)))
     assert report["cases"] == 2 and report["suites"] == [got.version_id]
