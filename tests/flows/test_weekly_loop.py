@@ -40,6 +40,19 @@ def test_weekly_registers_the_logs_model_then_rejects_a_candidate_that_forgets_g
 
     agent = "shop-assistant"
     logs, fb = _sample_paths()
+    dry = weekly_flow(paths=logs, feedback_paths=fb, all_time=True, agent=agent,
+                      strategy="sft", backend="local", dry_run=True, return_state=True)
+    assert dry.is_completed(), dry.message
+    planned = dry.result()["improve"][agent]
+    assert planned["action"] == "none" and planned["passed"] is False  # would be rejected
+    with open_database(get_settings())() as s:  # ... but the dry run changed nothing
+        assert repo.get_model_version(s, planned["candidate"]).status == "candidate"
+        assert repo.list_decisions(s, agent) == []
+        first_prod = repo.production_version(s, agent).id
+    first = _report(dry.state_details.flow_run_id)
+    assert f"the logs model `{first_prod}` became production" in first
+    assert "### Decision: dry run: no change" in first
+
     state = weekly_flow(paths=logs, feedback_paths=fb, all_time=True, agent=agent,
                         strategy="sft", backend="local", return_state=True)
     assert state.is_completed(), state.message
@@ -56,8 +69,9 @@ def test_weekly_registers_the_logs_model_then_rejects_a_candidate_that_forgets_g
         assert {r["rule"] for r in d.gate_results["gate"]["rules"]} >= {
             "min_cases", "quality:token_f1", "latency", "cost", "no_regressions",
             "key_metric_better", "fix_checks"}
+    assert decision["candidate"] == planned["candidate"] and prod.id == first_prod  # reused
     text = _report(state.state_details.flow_run_id)
-    assert f"the logs model `{prod.id}` became production" in text
+    assert "became production" not in text  # the second run found production in place
     assert "### Decision: REJECTED" in text and "| no_regressions | FAIL |" in text
     assert "### Comparison" in text and "| holdout | token_f1 |" in text
     assert "### Metric history" in text and f"| {prod.id} | production | logs |" in text
