@@ -564,9 +564,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+#: Files of the config folder that are not environments (gates.yaml: ratchet.gates reads it).
+NOT_ENVIRONMENTS = frozenset({"base", "gates"})
+
+
 def known_environments(config_dir: Path) -> list[str]:
     """The environments a config folder defines: its ``<env>.yaml`` files but ``base.yaml``."""
-    return sorted(p.stem for p in config_dir.glob("*.yaml") if p.stem != "base")
+    return sorted(p.stem for p in config_dir.glob("*.yaml") if p.stem not in NOT_ENVIRONMENTS)
 
 
 def config_layers(settings: Settings) -> list[Path]:
@@ -582,6 +586,9 @@ def config_layers(settings: Settings) -> list[Path]:
     if not base.is_file():
         raise ConfigError(f"config folder {folder} has no base.yaml (RATCHET_CONFIG_DIR)")
     env_file = folder / f"{settings.env}.yaml"
+    if settings.env in NOT_ENVIRONMENTS:
+        raise ConfigError(f"RATCHET_ENV={settings.env!r} names a file of {folder} that is not an "
+                          f"environment (known: {', '.join(known_environments(folder))})")
     if not env_file.is_file():
         known = ", ".join(known_environments(folder)) or "none"
         raise ConfigError(

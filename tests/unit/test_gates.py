@@ -189,3 +189,15 @@ def test_results_convert_pairing_holdout_cases_keeping_fix_checks_apart() -> Non
     assert comp.baseline_latency_ms == pytest.approx(10.0)
     report = evaluate_gate(comp, CFG.model_copy(update={"key_metrics": ["pass_rate"]}))
     assert report.passed, report.reasons
+
+
+def test_gates_yaml_is_not_an_environment(ratchet_env, monkeypatch) -> None:
+    from ratchet.config import ConfigError, config_layers, known_environments
+    from ratchet.settings import get_settings
+
+    assert "gates" not in known_environments(CONFIG_DIR)
+    assert {"local", "production"} <= set(known_environments(CONFIG_DIR))
+    monkeypatch.setenv("RATCHET_ENV", "gates")
+    with pytest.raises(ConfigError, match="not an environment") as err:
+        config_layers(get_settings())
+    assert "production" in str(err.value)
