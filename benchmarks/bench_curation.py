@@ -26,10 +26,12 @@ from ratchet.config import CurationConfig
 from ratchet.curation import curate, minhash, text
 
 WORDS = np.array(
-    ("account password reset order parcel delivery refund invoice billing card payment plan "
-     "upgrade cancel subscription login email address change shipping return warranty price "
-     "discount coupon store hours support agent error crash app update install device phone "
-     "laptop screen battery charge contract tariff roaming data limit bill").split()
+    (
+        "account password reset order parcel delivery refund invoice billing card payment plan "
+        "upgrade cancel subscription login email address change shipping return warranty price "
+        "discount coupon store hours support agent error crash app update install device phone "
+        "laptop screen battery charge contract tariff roaming data limit bill"
+    ).split()
 )
 T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 
@@ -63,20 +65,28 @@ def generate(n: int, seed: int = 7) -> tuple[pa.Table, pa.Table]:
         [role, content, nulls, nulls, pa.nulls(2 * n, schemas.MESSAGE.field("tool_calls").type)],
         fields=list(schemas.MESSAGE),
     )
-    messages = pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * n + 1, 2, dtype=np.int32)),
-                                        msgs, type=schemas.MESSAGES)
-    ts = pa.array(T0.timestamp() * 1e6 + rng.integers(0, 7 * 86400e6, size=n),
-                  pa.int64()).cast(schemas.UTC_TS)
+    messages = pa.ListArray.from_arrays(
+        pa.array(np.arange(0, 2 * n + 1, 2, dtype=np.int32)), msgs, type=schemas.MESSAGES
+    )
+    ts = pa.array(T0.timestamp() * 1e6 + rng.integers(0, 7 * 86400e6, size=n), pa.int64()).cast(
+        schemas.UTC_TS
+    )
     topics = np.array(["billing", "shipping", "account", "tech", None], dtype=object)
     meta = [None if t is None else f'{{"topic": "{t}"}}' for t in topics[rng.integers(0, 5, n)]]
     cols = {
-        "schema_version": pa.array(["1.0"] * n), "agent_id": pa.array(["agent-a"] * n),
-        "interaction_id": pa.array(iid), "timestamp": ts, "messages": messages,
-        "response": pa.array(answers), "metadata": pa.array(meta, pa.string()),
-        "content_hash": pa.array(["c" * 64] * n), "source_file": pa.array(["f" * 64] * n),
+        "schema_version": pa.array(["1.0"] * n),
+        "agent_id": pa.array(["agent-a"] * n),
+        "interaction_id": pa.array(iid),
+        "timestamp": ts,
+        "messages": messages,
+        "response": pa.array(answers),
+        "metadata": pa.array(meta, pa.string()),
+        "content_hash": pa.array(["c" * 64] * n),
+        "source_file": pa.array(["f" * 64] * n),
         "source_line": pa.array(np.arange(n)),
         "timestamp_assumed_utc": pa.array(np.zeros(n, bool)),
-        "redaction_version": pa.array(["1"] * n), "pii_residual": pa.array(np.zeros(n, np.int32)),
+        "redaction_version": pa.array(["1"] * n),
+        "pii_residual": pa.array(np.zeros(n, np.int32)),
     }
     interactions = pa.table(
         {f.name: cols.get(f.name, pa.nulls(n, f.type)).cast(f.type) for f in schemas.INTERACTIONS},
@@ -100,19 +110,24 @@ def generate(n: int, seed: int = 7) -> tuple[pa.Table, pa.Table]:
     fts = np.concatenate([np.full(m, 1), np.full(len(again), 2)]) * 3600e6
     k = len(fi)
     fcols = {
-        "schema_version": pa.array(["1.0"] * k), "agent_id": pa.array(["agent-a"] * k),
+        "schema_version": pa.array(["1.0"] * k),
+        "agent_id": pa.array(["agent-a"] * k),
         "feedback_id": pa.array(np.char.add("f", np.arange(k).astype(str)).tolist()),
         "interaction_id": pa.array(np.array(iid, dtype=object)[fi].tolist()),
         "timestamp": pa.array(T0.timestamp() * 1e6 + 7 * 86400e6 + fts, pa.int64()).cast(
-            schemas.UTC_TS),
-        "source": pa.array(fsrc.tolist()), "annotator": pa.array(["a1"] * k),
+            schemas.UTC_TS
+        ),
+        "source": pa.array(fsrc.tolist()),
+        "annotator": pa.array(["a1"] * k),
         "rating": pa.array(np.where(frt < 0, None, frt).tolist(), pa.int8()),
         "thumb": pa.array(np.where(fth == 0, None, fth).tolist(), pa.int8()),
         "correction": pa.array(fco.tolist(), pa.string()),
-        "content_hash": pa.array(["c" * 64] * k), "source_file": pa.array(["f" * 64] * k),
+        "content_hash": pa.array(["c" * 64] * k),
+        "source_file": pa.array(["f" * 64] * k),
         "source_line": pa.array(np.arange(k)),
         "timestamp_assumed_utc": pa.array(np.zeros(k, bool)),
-        "redaction_version": pa.array(["1"] * k), "pii_residual": pa.array(np.zeros(k, np.int32)),
+        "redaction_version": pa.array(["1"] * k),
+        "pii_residual": pa.array(np.zeros(k, np.int32)),
     }
     feedback = pa.table(
         {f.name: fcols.get(f.name, pa.nulls(k, f.type)).cast(f.type) for f in schemas.FEEDBACK},
@@ -168,9 +183,14 @@ def near_dup_vs_datasketch(texts: pa.StringArray, cfg: CurationConfig) -> dict[s
     for i, mh in enumerate(mhs):
         pairs += sum(1 for j in lsh.query(mh) if j > i and mh.jaccard(mhs[j]) >= thr)
     theirs = time.perf_counter() - t
-    return {"texts": len(py), "ours_s": ours, "datasketch_s": theirs,
-            "ours_pairs": len(edges.left), "datasketch_pairs": pairs,
-            "speedup": theirs / ours if ours else float("inf")}
+    return {
+        "texts": len(py),
+        "ours_s": ours,
+        "datasketch_s": theirs,
+        "ours_pairs": len(edges.left),
+        "datasketch_pairs": pairs,
+        "speedup": theirs / ours if ours else float("inf"),
+    }
 
 
 def main() -> None:
@@ -183,30 +203,53 @@ def main() -> None:
     cfg = CurationConfig()
     t = time.perf_counter()
     interactions, feedback = generate(n)
-    print(f"generated {n:,} interactions, {feedback.num_rows:,} feedback events "
-          f"in {time.perf_counter() - t:.1f} s")
+    print(
+        f"generated {n:,} interactions, {feedback.num_rows:,} feedback events "
+        f"in {time.perf_counter() - t:.1f} s"
+    )
     with PeakRSS() as rss:
         base = rss.peak
         t = time.perf_counter()
-        r = curate(interactions, feedback, None, cfg, now=dt.datetime(2027, 1, 1, tzinfo=dt.UTC),
-                   scan_residual=lambda tb: pa.array(np.zeros(tb.num_rows, np.int32)))
+        r = curate(
+            interactions,
+            feedback,
+            None,
+            cfg,
+            now=dt.datetime(2027, 1, 1, tzinfo=dt.UTC),
+            scan_residual=lambda tb: pa.array(np.zeros(tb.num_rows, np.int32)),
+        )
         wall = time.perf_counter() - t
-    print(f"curate: {wall:.1f} s wall; peak RSS {rss.peak / 2**20:,.0f} MiB "
-          f"(inputs held before the call: {base / 2**20:,.0f} MiB); "
-          f"ru_maxrss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
-    keys = ("signal_golden", "signal_regression", "signal_neutral",
-            "signal_review_thumbs_down_no_correction", "feedback_superseded",
-            "removed_duplicate_exact", "removed_duplicate_near", "capped_by_balance",
-            "rows_eval_cases", "rows_sft_examples", "rows_preference_pairs",
-            "rows_binary_feedback", "rows_review_queue")
+    print(
+        f"curate: {wall:.1f} s wall; peak RSS {rss.peak / 2**20:,.0f} MiB "
+        f"(inputs held before the call: {base / 2**20:,.0f} MiB); "
+        f"ru_maxrss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB"
+    )
+    keys = (
+        "signal_golden",
+        "signal_regression",
+        "signal_neutral",
+        "signal_review_thumbs_down_no_correction",
+        "feedback_superseded",
+        "removed_duplicate_exact",
+        "removed_duplicate_near",
+        "capped_by_balance",
+        "rows_eval_cases",
+        "rows_sft_examples",
+        "rows_preference_pairs",
+        "rows_binary_feedback",
+        "rows_review_queue",
+    )
     print("stats: " + ", ".join(f"{k}={r.stats[k]:,}" for k in keys))
     # The same kind of texts curate deduplicates: normalised user inputs (repeats included).
-    sample = text.normalise(text.user_text(
-        interactions["messages"].slice(0, min(args.datasketch_sample, n))))
+    sample = text.normalise(
+        text.user_text(interactions["messages"].slice(0, min(args.datasketch_sample, n)))
+    )
     cmp = near_dup_vs_datasketch(sample, cfg)
-    print(f"near-dup on {cmp['texts']:,} texts: ours {cmp['ours_s']:.2f} s "
-          f"({cmp['ours_pairs']} pairs), datasketch {cmp['datasketch_s']:.2f} s "
-          f"({cmp['datasketch_pairs']} pairs); ours is {cmp['speedup']:.0f}x faster")
+    print(
+        f"near-dup on {cmp['texts']:,} texts: ours {cmp['ours_s']:.2f} s "
+        f"({cmp['ours_pairs']} pairs), datasketch {cmp['datasketch_s']:.2f} s "
+        f"({cmp['datasketch_pairs']} pairs); ours is {cmp['speedup']:.0f}x faster"
+    )
 
 
 if __name__ == "__main__":

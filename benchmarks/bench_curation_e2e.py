@@ -37,7 +37,9 @@ def peak():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 """
 
-INGEST = COMMON + """
+INGEST = (
+    COMMON
+    + """
 from ratchet.ingest.pipeline import IngestContext, ingest_file
 ctx = IngestContext(store=store, sessions=sessions, config=config,
     redactor=Redactor(config.redaction), pseudonym_key=b"e" * 32,
@@ -47,8 +49,11 @@ report = ingest_file(ctx, Path(sys.argv[1]))
 print(json.dumps({"seconds": time.perf_counter() - t, "stored": dict(report.stored),
                   "peak_rss_mb": peak()}))
 """
+)
 
-CURATE = COMMON + """
+CURATE = (
+    COMMON
+    + """
 from ratchet.curation.registry import CurationContext, curate_agent
 from ratchet.curation.select import Window, agents_with_feedback
 ctx = CurationContext(store=store, sessions=sessions, config=config,
@@ -64,6 +69,7 @@ rows = {a: {v["kind"]: v["rows"] for v in r.get("versions", [])} for a, r in rep
 print(json.dumps({"seconds": elapsed, "agents": len(agents), "rows": rows,
                   "peak_rss_mb": peak()}))
 """
+)
 
 
 def _child(code: str, *args: str) -> dict:
@@ -92,14 +98,20 @@ def main(argv: list[str] | None = None) -> int:
         ingest = _child(INGEST, str(src), str(home))
         src.unlink()
         curate = _child(CURATE, "-", str(home))
-    print(f"input: {args.n:,} interactions, {size / 1e6:,.0f} MB, "
-          f"{args.feedback_share:.0%} with feedback (generated in {generated:.0f} s)")
+    print(
+        f"input: {args.n:,} interactions, {size / 1e6:,.0f} MB, "
+        f"{args.feedback_share:.0%} with feedback (generated in {generated:.0f} s)"
+    )
     print("| step | seconds | peak RSS |")
     print("|---|---|---|")
-    print(f"| ingest (stored {ingest['stored']}) | {ingest['seconds']:.1f} | "
-          f"{ingest['peak_rss_mb']:,.0f} MB (writer) |")
-    print(f"| curate, {curate['agents']} agents, through store and ledger | "
-          f"{curate['seconds']:.1f} | {curate['peak_rss_mb']:,.0f} MB |")
+    print(
+        f"| ingest (stored {ingest['stored']}) | {ingest['seconds']:.1f} | "
+        f"{ingest['peak_rss_mb']:,.0f} MB (writer) |"
+    )
+    print(
+        f"| curate, {curate['agents']} agents, through store and ledger | "
+        f"{curate['seconds']:.1f} | {curate['peak_rss_mb']:,.0f} MB |"
+    )
     print("rows per agent and kind:", json.dumps(curate["rows"]))
     return 0
 

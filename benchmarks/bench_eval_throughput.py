@@ -57,13 +57,22 @@ def delayed_server(delay_s: float) -> Iterator[tuple[str, dict[str, int]]]:
                 counts["requests"] += 1
             time.sleep(delay_s)
             question = body["messages"][-1]["content"]
-            out = json.dumps({
-                "id": "chatcmpl-1", "object": "chat.completion", "created": 0,
-                "model": body["model"],
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": f"echo {question}"}}],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
-            }).encode()
+            out = json.dumps(
+                {
+                    "id": "chatcmpl-1",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": body["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": f"echo {question}"},
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+                }
+            ).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(out)))
@@ -88,33 +97,56 @@ def measure(cases: int, delay: float, concurrency: int, root: Path) -> dict[str,
     redactor = Redactor(config.redaction)
     inputs = [[{"role": "user", "content": f"question number {i}"}] for i in range(cases)]
     with delayed_server(delay) as (url, counts):
-        answerer = answerer_for(ModelSpec("openai", "bench-model", parameters={"base_url": url}),
-                                BackendContext(store, settings, config))
+        answerer = answerer_for(
+            ModelSpec("openai", "bench-model", parameters={"base_url": url}),
+            BackendContext(store, settings, config),
+        )
         policy = CallPolicy(concurrency=concurrency, timeout_s=30.0, retries=0)
         cache = AnswerCache(store, "bench")
         started = time.perf_counter()
-        out = answer_all(answerer, inputs, cache=cache, policy=policy,
-                         redact=lambda t: redactor.redact_text(t)[0])
+        out = answer_all(
+            answerer,
+            inputs,
+            cache=cache,
+            policy=policy,
+            redact=lambda t: redactor.redact_text(t)[0],
+        )
         elapsed = time.perf_counter() - started
         cache.flush()
         errors = sum(o.source == "error" for o in out)
         first = counts["requests"]
-        again = answer_all(answerer, inputs, cache=AnswerCache(store, "bench"), policy=policy,
-                           redact=lambda t: redactor.redact_text(t)[0])
+        again = answer_all(
+            answerer,
+            inputs,
+            cache=AnswerCache(store, "bench"),
+            policy=policy,
+            redact=lambda t: redactor.redact_text(t)[0],
+        )
         rerun_requests = counts["requests"] - first
         with ThreadPoolExecutor(max_workers=concurrency) as pool:  # the peer: a bare pool
             started = time.perf_counter()
-            list(pool.map(answerer.answer, [[{"role": "user", "content": f"peer {i}"}]
-                                            for i in range(cases)]))
+            list(
+                pool.map(
+                    answerer.answer,
+                    [[{"role": "user", "content": f"peer {i}"}] for i in range(cases)],
+                )
+            )
             peer = cases / (time.perf_counter() - started)
     bound = concurrency / delay
     rate = cases / elapsed
-    return {"cases": cases, "delay_s": delay, "concurrency": concurrency,
-            "answers_per_s": round(rate, 1), "bound_per_s": round(bound, 1),
-            "share_of_bound": round(rate / bound, 3), "errors": errors,
-            "peer_bare_pool_per_s": round(peer, 1), "share_of_peer": round(rate / peer, 3),
-            "rerun_requests": rerun_requests,
-            "rerun_cached": sum(o.source == "cached" for o in again)}
+    return {
+        "cases": cases,
+        "delay_s": delay,
+        "concurrency": concurrency,
+        "answers_per_s": round(rate, 1),
+        "bound_per_s": round(bound, 1),
+        "share_of_bound": round(rate / bound, 3),
+        "errors": errors,
+        "peer_bare_pool_per_s": round(peer, 1),
+        "share_of_peer": round(rate / peer, 3),
+        "rerun_requests": rerun_requests,
+        "rerun_cached": sum(o.source == "cached" for o in again),
+    }
 
 
 def main() -> None:

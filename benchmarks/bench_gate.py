@@ -36,10 +36,15 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "ratchet" / "configs"
 def _gate(cfg, cand_f1, base_f1, cand_pass, base_pass, kinds):
     n = len(cand_f1)
     comp = compare_scores(
-        "c", "b", [str(i) for i in range(n)], kinds,
+        "c",
+        "b",
+        [str(i) for i in range(n)],
+        kinds,
         {"token_f1": cand_f1, "pass_rate": cand_pass.astype(float)},
-        {"token_f1": base_f1, "pass_rate": base_pass.astype(float)}, config=cfg,
-        passed=(list(base_pass), list(cand_pass)))
+        {"token_f1": base_f1, "pass_rate": base_pass.astype(float)},
+        config=cfg,
+        passed=(list(base_pass), list(cand_pass)),
+    )
     return evaluate_gate(comp, cfg).passed
 
 
@@ -52,13 +57,25 @@ def trial(kind: str, n: int, rng: np.random.Generator, cfg, param: float) -> boo
         return _gate(cfg, f1, f1, base_pass, base_pass, kinds)
     if kind == "aa_noisy":
         base_pass, cand_pass = rng.random(n) < p, rng.random(n) < p
-        return _gate(cfg, np.where(cand_pass, 1.0, 0.3), np.where(base_pass, 1.0, 0.3),
-                     cand_pass, base_pass, kinds)
+        return _gate(
+            cfg,
+            np.where(cand_pass, 1.0, 0.3),
+            np.where(base_pass, 1.0, 0.3),
+            cand_pass,
+            base_pass,
+            kinds,
+        )
     if kind == "fix":
         base_pass = rng.random(n) < p
         cand_pass = base_pass | (rng.random(n) < param)
-        return _gate(cfg, np.where(cand_pass, 1.0, 0.3), np.where(base_pass, 1.0, 0.3),
-                     cand_pass, base_pass, kinds)
+        return _gate(
+            cfg,
+            np.where(cand_pass, 1.0, 0.3),
+            np.where(base_pass, 1.0, 0.3),
+            cand_pass,
+            base_pass,
+            kinds,
+        )
     if kind == "shift":
         base = rng.beta(5, 2, n)
         cand = np.clip(base + param + rng.normal(0, 0.1, n), 0, 1)
@@ -76,22 +93,28 @@ def main() -> None:
     sizes = [int(x) for x in args.sizes.split(",")]
     base_cfg = load_gates(CONFIG_DIR, {"min_cases": min(sizes), "bootstrap_samples": 1000})
     relaxed = base_cfg.model_copy(update={"max_new_failures": 10**9})
-    rows = [("aa_same", 0.0, base_cfg, "full gate"),
-            ("aa_noisy", 0.0, base_cfg, "full gate"),
-            ("aa_noisy", 0.0, relaxed, "statistical rules only"),
-            ("fix", 0.15, base_cfg, "full gate"), ("fix", 0.30, base_cfg, "full gate"),
-            ("shift", 0.02, relaxed, "statistical rules only"),
-            ("shift", 0.05, relaxed, "statistical rules only")]
+    rows = [
+        ("aa_same", 0.0, base_cfg, "full gate"),
+        ("aa_noisy", 0.0, base_cfg, "full gate"),
+        ("aa_noisy", 0.0, relaxed, "statistical rules only"),
+        ("fix", 0.15, base_cfg, "full gate"),
+        ("fix", 0.30, base_cfg, "full gate"),
+        ("shift", 0.02, relaxed, "statistical rules only"),
+        ("shift", 0.05, relaxed, "statistical rules only"),
+    ]
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
     print(f"trials per cell: {args.trials}; promote rate by number of holdout cases")
     print("| scenario | size | gate | " + " | ".join(f"n={n}" for n in sizes) + " |")
     print("|---|---|---|" + "---|" * len(sizes))
     for kind, param, cfg, label in rows:
-        rates = [np.mean([trial(kind, n, rng, cfg, param) for _ in range(args.trials)])
-                 for n in sizes]
-        size = {"fix": f"fix {param:.0%} of failures (+{param / 3:.1%} pass rate)",
-                "shift": f"token_f1 +{param:.2f}"}.get(kind, "none")
+        rates = [
+            np.mean([trial(kind, n, rng, cfg, param) for _ in range(args.trials)]) for n in sizes
+        ]
+        size = {
+            "fix": f"fix {param:.0%} of failures (+{param / 3:.1%} pass rate)",
+            "shift": f"token_f1 +{param:.2f}",
+        }.get(kind, "none")
         print(f"| {kind} | {size} | {label} | " + " | ".join(f"{r:.1%}" for r in rates) + " |")
     print(f"elapsed {time.perf_counter() - t0:.1f} s")
 

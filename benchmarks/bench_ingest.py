@@ -88,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
             ours = _child(CHILD_RATCHET, str(src), str(Path(tmp) / f"home-{n}"))
             rows.append((n, mb, gen, floor, ours))
             src.unlink()
-    print("| interactions | input MB | floor s (MB/s) | ratchet s (MB/s) | speed vs floor | "
-          "floor peak RSS | ratchet peak RSS (writer / largest worker) |")
+    print(
+        "| interactions | input MB | floor s (MB/s) | ratchet s (MB/s) | speed vs floor | "
+        "floor peak RSS | ratchet peak RSS (writer / largest worker) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for n, mb, _gen, floor, ours in rows:
         print(

@@ -121,7 +121,10 @@ def bench_presidio(texts: list[str]) -> float:
     from presidio_analyzer.nlp_engine import NoOpNlpEngine
     from presidio_anonymizer import AnonymizerEngine
 
-    analyzer = AnalyzerEngine(nlp_engine=NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "noop"}]), supported_languages=["en"])
+    analyzer = AnalyzerEngine(
+        nlp_engine=NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "noop"}]),
+        supported_languages=["en"],
+    )
     anonymizer = AnonymizerEngine()
     analyzer.analyze(text=texts[0], language="en")  # warm up
     t = time.perf_counter()
@@ -192,7 +195,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'pyarrow RE2 single pass (floor)':<34}{floor_mbs:>10.1f}{n / t_floor:>14,.0f}")
     print(f"{'ratchet redact_array':<34}{ours_mbs:>10.1f}{n / t_redact:>14,.0f}")
     print(f"{'ratchet scan_array (residual)':<34}{mb / t_scan:>10.1f}{n / t_scan:>14,.0f}")
-    print(f"{'presidio (sample of ' + str(sample) + ')':<34}{pres_mbs:>10.2f}{sample / t_pres:>14,.0f}")
+    print(
+        f"{'presidio (sample of ' + str(sample) + ')':<34}{pres_mbs:>10.2f}{sample / t_pres:>14,.0f}"
+    )
     print(f"ratchet / floor    = {ours_mbs / floor_mbs:.2f}x  (target >= 0.5x)")
     print(f"ratchet / presidio = {ours_mbs / pres_mbs:,.0f}x  (target >= 100x)")
 

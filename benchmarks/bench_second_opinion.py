@@ -100,21 +100,27 @@ def main(argv: list[str] | None = None) -> None:
     redactor = Redactor()
     t0 = time.perf_counter()
     scan.scan_texts([["warm up"]])
-    print(f"analyzer built in {time.perf_counter() - t0:.1f} s; entity thresholds "
-          f"{scan.config.second_opinion_min_scores}")
+    print(
+        f"analyzer built in {time.perf_counter() - t0:.1f} s; entity thresholds "
+        f"{scan.config.second_opinion_min_scores}"
+    )
 
     clean = [[t] for t in shop_text(n_clean, args.seed)]
     hit_rows, hits = scan.scan_texts(clean)
     red_fp = sum(bool(redactor.redact_text(r[0])[1]) for r in clean)
-    print(f"PII-free shop sentences: {len(clean):,} rows; second opinion: {hit_rows} rows "
-          f"({hit_rows / len(clean):.2%}) {dict(hits)}; redactor: {red_fp} rows "
-          f"({red_fp / len(clean):.2%})")
+    print(
+        f"PII-free shop sentences: {len(clean):,} rows; second opinion: {hit_rows} rows "
+        f"({hit_rows / len(clean):.2%}) {dict(hits)}; redactor: {red_fp} rows "
+        f"({red_fp / len(clean):.2%})"
+    )
 
     written = _written_sample_rows()
     for table, rows in written.items():
         hit_rows, hits = scan.scan_texts(rows)
-        print(f"bundled sample after redaction, {table}: {len(rows):,} rows, {_mb(rows):.2f} MB; "
-              f"second opinion: {hit_rows} rows ({hit_rows / max(len(rows), 1):.2%}) {dict(hits)}")
+        print(
+            f"bundled sample after redaction, {table}: {len(rows):,} rows, {_mb(rows):.2f} MB; "
+            f"second opinion: {hit_rows} rows ({hit_rows / max(len(rows), 1):.2%}) {dict(hits)}"
+        )
 
     rnd = random.Random(args.seed)
     recall: dict[str, str] = {}
@@ -144,12 +150,17 @@ def main(argv: list[str] | None = None) -> None:
     t_scan = time.perf_counter() - t0
     per_row = t_scan / len(rows)
     sample = QualityConfig().second_opinion_sample_rows
-    print(f"throughput on the same {len(rows):,} rows ({mb:.2f} MB): second opinion "
-          f"{mb / t_scan:.3f} MB/s ({per_row * 1000:.2f} ms/row); redactor column path "
-          f"(redact_array) {mb / t_col:.2f} MB/s = {t_scan / t_col:,.0f}x the scan's speed; "
-          f"redactor per text (redact_text) {mb / t_red:.2f} MB/s = {t_scan / t_red:,.1f}x")
-    print(f"cost at the default sample ({sample} rows per table per batch): about "
-          f"{sample * per_row:.1f} s per ingest batch and table")
+    print(
+        f"throughput on the same {len(rows):,} rows ({mb:.2f} MB): second opinion "
+        f"{mb / t_scan:.3f} MB/s ({per_row * 1000:.2f} ms/row); redactor column path "
+        f"(redact_array) {mb / t_col:.2f} MB/s = {t_scan / t_col:,.0f}x the scan's speed; "
+        f"redactor per text (redact_text) {mb / t_red:.2f} MB/s = {t_scan / t_red:,.1f}x"
+    )
+    print(
+        f"cost at the default sample ({sample} rows per table per batch): about "
+        f"{sample * per_row:.1f} s per ingest batch and table"
+    )
+
 
 if __name__ == "__main__":
     main()

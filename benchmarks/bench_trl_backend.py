@@ -34,19 +34,25 @@ def main() -> None:
     base = build_tiny_model(root / "base")
     store = Store(f"memory://bench-trl-{uuid.uuid4().hex}")
     print(f"{'strategy':8} {'threads':>8} {'s/step':>8} {'first loss':>10} {'last loss':>10}")
-    for strategy, kind in (("sft", "sft_examples"), ("dpo", "preference_pairs"),
-                           ("kto", "binary_feedback")):
+    for strategy, kind in (
+        ("sft", "sft_examples"),
+        ("dpo", "preference_pairs"),
+        ("kto", "binary_feedback"),
+    ):
         for threads in (1, None):
-            trainer = trainer_for("trl", t._context(store, root / "work", trl_in_process=True,
-                                                    trl_cpu_threads=threads))
-            spec = t._spec(store, base, strategy, kind, max_steps=args.steps,
-                           cpu_threads=threads)
+            trainer = trainer_for(
+                "trl",
+                t._context(store, root / "work", trl_in_process=True, trl_cpu_threads=threads),
+            )
+            spec = t._spec(store, base, strategy, kind, max_steps=args.steps, cpu_threads=threads)
             trainer.submit(spec)
             status = trainer.poll(spec.training_run_id)
             losses = t._losses(status)
             per_step = status.metrics["train_runtime"] / status.metrics["steps"]
-            print(f"{strategy:8} {threads or 'default':>8} {per_step:8.3f} {losses[0]:10.3f} "
-                  f"{losses[-1]:10.3f}")
+            print(
+                f"{strategy:8} {threads or 'default':>8} {per_step:8.3f} {losses[0]:10.3f} "
+                f"{losses[-1]:10.3f}"
+            )
 
 
 if __name__ == "__main__":

@@ -55,13 +55,17 @@ def generators(seed: int) -> dict[str, object]:
         return fakers[rnd.choice(LOCALES)]
 
     def card() -> str:
-        number = us.credit_card_number(card_type=rnd.choice(["visa16", "mastercard", "amex", "discover"]))
+        number = us.credit_card_number(
+            card_type=rnd.choice(["visa16", "mastercard", "amex", "discover"])
+        )
         style = rnd.choice(["compact", "space", "dash"])
         if style == "compact":
             return number
-        groups = [number[:4], number[4:10], number[10:]] if len(number) == 15 else [
-            number[i : i + 4] for i in range(0, len(number), 4)
-        ]
+        groups = (
+            [number[:4], number[4:10], number[10:]]
+            if len(number) == 15
+            else [number[i : i + 4] for i in range(0, len(number), 4)]
+        )
         return (" " if style == "space" else "-").join(groups)
 
     def iban() -> str:
@@ -79,9 +83,11 @@ def generators(seed: int) -> dict[str, object]:
         "US_SSN": us.ssn,
         "IP_ADDRESS": lambda: us.ipv4() if rnd.random() < 0.6 else us.ipv6(),
         "MAC_ADDRESS": us.mac_address,
-        "CRYPTO_WALLET": lambda: _base58check(b"\0" + rnd.randbytes(20))
-        if rnd.random() < 0.5
-        else "0x" + rnd.randbytes(20).hex(),
+        "CRYPTO_WALLET": lambda: (
+            _base58check(b"\0" + rnd.randbytes(20))
+            if rnd.random() < 0.5
+            else "0x" + rnd.randbytes(20).hex()
+        ),
         "API_KEY": lambda: "sk-proj-" + us.pystr(min_chars=32, max_chars=48),
         "AWS_KEY": lambda: "AKIA" + "".join(rnd.choices("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", k=16)),
     }

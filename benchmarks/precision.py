@@ -89,11 +89,15 @@ class Tally:
             if any(ls <= s and e <= le for ls, le, _ in labels):
                 self.correct[t] += 1
             elif len(self.wrong[t]) < 4:
-                self.wrong[t].append(f"{text[max(0, s - 25):s]}<<{text[s:e]}>>{text[e:e + 15]}")
+                self.wrong[t].append(f"{text[max(0, s - 25) : s]}<<{text[s:e]}>>{text[e : e + 15]}")
         for ls, le, lt in labels:
             self.labelled[lt] += 1
             cover = [(s, e, t) for s, e, t in reps if s < le and e > ls]
-            chars = set().union(*(range(max(s, ls), min(e, le)) for s, e, _ in cover)) if cover else set()
+            chars = (
+                set().union(*(range(max(s, ls), min(e, le)) for s, e, _ in cover))
+                if cover
+                else set()
+            )
             if len(chars) == le - ls:
                 self.recalled[lt] += 1
                 if all(t == lt for _, _, t in cover):
@@ -103,7 +107,9 @@ class Tally:
 
     def report(self, title: str) -> dict[str, object]:
         print(f"\n## {title}")
-        print(f"{'type':<15}{'replaced':>9}{'correct':>9}{'precision':>11}{'labelled':>10}{'recall':>9}{'typed':>8}")
+        print(
+            f"{'type':<15}{'replaced':>9}{'correct':>9}{'precision':>11}{'labelled':>10}{'recall':>9}{'typed':>8}"
+        )
         types = sorted(set(self.made) | set(self.labelled))
         rows = {}
         for t in types:
@@ -111,11 +117,19 @@ class Tally:
             prec = ok / made if made else float("nan")
             rec = self.recalled[t] / lab if lab else float("nan")
             typ = self.typed[t] / lab if lab else float("nan")
-            rows[t] = {"replaced": made, "correct": ok, "labelled": lab, "recalled": self.recalled[t], "typed": self.typed[t]}
+            rows[t] = {
+                "replaced": made,
+                "correct": ok,
+                "labelled": lab,
+                "recalled": self.recalled[t],
+                "typed": self.typed[t],
+            }
             print(f"{t:<15}{made:>9}{ok:>9}{prec:>11.1%}{lab:>10}{rec:>9.1%}{typ:>8.1%}")
         made, ok = sum(self.made.values()), sum(self.correct.values())
         lab, rec = sum(self.labelled.values()), sum(self.recalled.values())
-        print(f"{'all':<15}{made:>9}{ok:>9}{(ok / made if made else 1):>11.2%}{lab:>10}{(rec / lab if lab else 1):>9.1%}")
+        print(
+            f"{'all':<15}{made:>9}{ok:>9}{(ok / made if made else 1):>11.2%}{lab:>10}{(rec / lab if lab else 1):>9.1%}"
+        )
         if self.unaligned:
             print(f"unaligned outputs: {self.unaligned}")
         for t, ex in self.wrong.items():

@@ -44,9 +44,26 @@ SECRET_LITERALS = [
 ]
 # Placeholders nobody would call a secret: kept.
 PLACEHOLDERS = [
-    "your_api_key_here", "<password>", "my_password", "YOUR_TOKEN", "xxxxxxxx", "********",
-    "<your-api-key>", "changeme", "REPLACE_ME", "your-secret-here", "...", "{token}", "{{ token }}",
-    "${API_KEY}", "%s", "<TOKEN>", "my_secret", "dummy", "example-token", "TODO",
+    "your_api_key_here",
+    "<password>",
+    "my_password",
+    "YOUR_TOKEN",
+    "xxxxxxxx",
+    "********",
+    "<your-api-key>",
+    "changeme",
+    "REPLACE_ME",
+    "your-secret-here",
+    "...",
+    "{token}",
+    "{{ token }}",
+    "${API_KEY}",
+    "%s",
+    "<TOKEN>",
+    "my_secret",
+    "dummy",
+    "example-token",
+    "TODO",
 ]
 
 # (lang, template) with {kw} a secret-named variable: expressions only, nothing to replace.
@@ -72,7 +89,7 @@ EXPRESSIONS = [
     ("python", "{kw} = hash_password(form.password.data)"),
     ("python", "{kw} = True"),
     ("python", "{kw} = lambda: vault.read(path)"),
-    ("python", "if not {kw}:\n    raise ValueError(\"missing credentials\")"),
+    ("python", 'if not {kw}:\n    raise ValueError("missing credentials")'),
     ("javascript", "const {kw} = await getAccessToken();"),
     ("javascript", "const {kw} = process.env.API_KEY;"),
     ("javascript", "let {kw} = req.body.{kw};"),
@@ -156,7 +173,17 @@ LITERALS = [
     ("sql", "ALTER USER app WITH {kw} '{v}';"),
 ]
 PW_KEYWORDS = ["password", "PASSWORD", "db_password", "DB_PASSWORD", "passwd", "pwd"]
-SECRET_KEYWORDS = ["token", "api_key", "apiKey", "API_KEY", "secret", "client_secret", "access_token", "SECRET_KEY", "auth_token"]
+SECRET_KEYWORDS = [
+    "token",
+    "api_key",
+    "apiKey",
+    "API_KEY",
+    "secret",
+    "client_secret",
+    "access_token",
+    "SECRET_KEY",
+    "auth_token",
+]
 
 LOGS = [
     "03/03/2023 19:56 INFO worker started",
@@ -167,7 +194,7 @@ LOGS = [
     "elapsed 00:01:23.4567890, rows 1048576",
     "2023-03-03T19:56:45.0000000+00:00 request finished",
     "Jan 15 08:30:00 web01 sshd[12345]: Accepted publickey for deploy from 203.0.113.5 port 52214",
-    "127.0.0.1 - - [15/Jan/2024:08:30:00 +0000] \"GET / HTTP/1.1\" 200 612",
+    '127.0.0.1 - - [15/Jan/2024:08:30:00 +0000] "GET / HTTP/1.1" 200 612',
     "Listening on http://0.0.0.0:8000 and [::1]:8000",
     "docker run -p 127.0.0.1:5432:5432 postgres:16.1",
     "numpy==1.26.4 pandas==2.2.0 torch==2.1.2+cu121",
@@ -178,7 +205,7 @@ LOGS = [
     "Build 22621.2428 released 2023-10-10",
     "version 2023.10.0, build 1.0.0-20231015.123456",
     "ts=1700000000 took=1234ms",
-    "ts=1700000000123 level=info msg=\"flushed\"",
+    'ts=1700000000123 level=info msg="flushed"',
     "2024/01/15 08:30:00.123456 main.go:42: connected",
     "I0115 08:30:00.123456   12345 server.go:88] ready",
     "10:15:30.123 [pool-1-thread-3] DEBUG c.e.Service - cache hit",
@@ -206,28 +233,49 @@ LOGS = [
 ]
 # Log lines that do carry PII: (template, [(type, value)]).
 LOGS_PII = [
-    ("Jan 15 08:30:00 web01 sshd[12345]: Failed password for root from 81.2.69.142 port 52214 ssh2", [("IP_ADDRESS", "81.2.69.142")]),
-    ("2024-01-15 08:30:00,123 INFO login ok user=jane.doe@corp-mail.com ip=2a00:1450:4001:81b::200e", [("EMAIL", "jane.doe@corp-mail.com"), ("IP_ADDRESS", "2a00:1450:4001:81b::200e")]),
-    ("[2024-01-15T08:30:00.000Z] 93.184.216.34 - GET /login 302", [("IP_ADDRESS", "93.184.216.34")]),
-    ("03/03/2023 19:56 callback requested, customer phone +44 20 7946 0958", [("PHONE", "+44 20 7946 0958")]),
+    (
+        "Jan 15 08:30:00 web01 sshd[12345]: Failed password for root from 81.2.69.142 port 52214 ssh2",
+        [("IP_ADDRESS", "81.2.69.142")],
+    ),
+    (
+        "2024-01-15 08:30:00,123 INFO login ok user=jane.doe@corp-mail.com ip=2a00:1450:4001:81b::200e",
+        [("EMAIL", "jane.doe@corp-mail.com"), ("IP_ADDRESS", "2a00:1450:4001:81b::200e")],
+    ),
+    (
+        "[2024-01-15T08:30:00.000Z] 93.184.216.34 - GET /login 302",
+        [("IP_ADDRESS", "93.184.216.34")],
+    ),
+    (
+        "03/03/2023 19:56 callback requested, customer phone +44 20 7946 0958",
+        [("PHONE", "+44 20 7946 0958")],
+    ),
 ]
 
 COVERAGE: list[tuple[str, list[tuple[str, str]]]] = [
     ("Traffic from fe80::1%eth0 was dropped.", [("IP_ADDRESS", "fe80::1%eth0")]),
     ("Route 2a00:1450:4001:81b::/64 through the tunnel", [("IP_ADDRESS", "2a00:1450:4001:81b::")]),
-    ("The host 2a03:2880:f10c:83:face:b00c:0:25de answered.", [("IP_ADDRESS", "2a03:2880:f10c:83:face:b00c:0:25de")]),
+    (
+        "The host 2a03:2880:f10c:83:face:b00c:0:25de answered.",
+        [("IP_ADDRESS", "2a03:2880:f10c:83:face:b00c:0:25de")],
+    ),
     ("mapped ::ffff:81.2.69.142 in the socket", [("IP_ADDRESS", "::ffff:81.2.69.142")]),
     ("nat64 64:ff9b::5db8:d822 is reachable", [("IP_ADDRESS", "64:ff9b::5db8:d822")]),
     ("allow 2606:4700:4700::1111/32;", [("IP_ADDRESS", "2606:4700:4700::1111")]),
     ("Her laptop was at 2001:4860:4860::8888.", [("IP_ADDRESS", "2001:4860:4860::8888")]),
-    ("IP 81.2.69.142.52314 > 93.184.216.34.443: Flags S, seq 1", [("IP_ADDRESS", "81.2.69.142"), ("IP_ADDRESS", "93.184.216.34")]),
+    (
+        "IP 81.2.69.142.52314 > 93.184.216.34.443: Flags S, seq 1",
+        [("IP_ADDRESS", "81.2.69.142"), ("IP_ADDRESS", "93.184.216.34")],
+    ),
     ("IBAN DE89-3704-0044-0532-0130-00 please", [("IBAN", "DE89-3704-0044-0532-0130-00")]),
     ("IBAN: DE89 37040044 0532013000", [("IBAN", "DE89 37040044 0532013000")]),
     ("wire to GB82 WEST 123456 98765432 today", [("IBAN", "GB82 WEST 123456 98765432")]),
     ("FR14-2004-1010-0505-0001-3M02-606 is mine", [("IBAN", "FR14-2004-1010-0505-0001-3M02-606")]),
     ("my mobile is 13812345678, call after 6", [("PHONE", "13812345678")]),
     ("WhatsApp 9876543210 anytime", [("PHONE", "9876543210")]),
-    ("reach me on +91-98765-43210 or +86-138-1234-5678", [("PHONE", "+91-98765-43210"), ("PHONE", "+86-138-1234-5678")]),
+    (
+        "reach me on +91-98765-43210 or +86-138-1234-5678",
+        [("PHONE", "+91-98765-43210"), ("PHONE", "+86-138-1234-5678")],
+    ),
     ("call me at+1 212 555 0123 tomorrow", [("PHONE", "+1 212 555 0123")]),
     ("office (415) 555-0100 x1234, thanks", [("PHONE", "(415) 555-0100 x1234")]),
     ("desk +44 20 7946 0958 ext. 12 after lunch", [("PHONE", "+44 20 7946 0958 ext. 12")]),
@@ -236,7 +284,10 @@ COVERAGE: list[tuple[str, list[tuple[str, str]]]] = [
     ("UATP card 122000000000003 charged", [("CREDIT_CARD", "122000000000003")]),
     ("Amex 378282246310005 on file", [("CREDIT_CARD", "378282246310005")]),
     ("card 1220 0000 0000 003 was declined", [("CREDIT_CARD", "1220 0000 0000 003")]),
-    ("write to jörg@müller.de or info@xn--mller-kva.de", [("EMAIL", "jörg@müller.de"), ("EMAIL", "info@xn--mller-kva.de")]),
+    (
+        "write to jörg@müller.de or info@xn--mller-kva.de",
+        [("EMAIL", "jörg@müller.de"), ("EMAIL", "info@xn--mller-kva.de")],
+    ),
     ("contact admin@xn--80ak6aa92e.xn--p1ai now", [("EMAIL", "admin@xn--80ak6aa92e.xn--p1ai")]),
     ("邮件 用户@例子.广告 谢谢", [("EMAIL", "用户@例子.广告")]),
 ]
@@ -256,11 +307,23 @@ ESCAPES: list[tuple[str, list[tuple[str, str]]]] = [
     ("server 81&#46;2&#46;69&#46;142", [("IP_ADDRESS", "81&#46;2&#46;69&#46;142")]),
     ("server 81\\.2\\.69\\.142", [("IP_ADDRESS", "81\\.2\\.69\\.142")]),
     ("ssn 123&#x2D;45&#x2D;6789", [("US_SSN", "123&#x2D;45&#x2D;6789")]),
-    ("url https://x.example/?u=a&amp;pw=1&amp;email=jane%40example.com", [("EMAIL", "jane%40example.com")]),
-    ("key \\*\\*sk-proj-abcdefghijklmnopqrstuvwx1234\\*\\*", [("API_KEY", "sk-proj-abcdefghijklmnopqrstuvwx1234")]),
-    ("mac 00&#58;1A&#58;2B&#58;3C&#58;4D&#58;5E", [("MAC_ADDRESS", "00&#58;1A&#58;2B&#58;3C&#58;4D&#58;5E")]),
+    (
+        "url https://x.example/?u=a&amp;pw=1&amp;email=jane%40example.com",
+        [("EMAIL", "jane%40example.com")],
+    ),
+    (
+        "key \\*\\*sk-proj-abcdefghijklmnopqrstuvwx1234\\*\\*",
+        [("API_KEY", "sk-proj-abcdefghijklmnopqrstuvwx1234")],
+    ),
+    (
+        "mac 00&#58;1A&#58;2B&#58;3C&#58;4D&#58;5E",
+        [("MAC_ADDRESS", "00&#58;1A&#58;2B&#58;3C&#58;4D&#58;5E")],
+    ),
     ("postgres:\\/\\/admin:hunter22@db.internal\\/shop", [("PASSWORD", "hunter22")]),
-    ("iban DE89&nbsp;3704&nbsp;0044&nbsp;0532&nbsp;0130&nbsp;00", [("IBAN", "DE89&nbsp;3704&nbsp;0044&nbsp;0532&nbsp;0130&nbsp;00")]),
+    (
+        "iban DE89&nbsp;3704&nbsp;0044&nbsp;0532&nbsp;0130&nbsp;00",
+        [("IBAN", "DE89&nbsp;3704&nbsp;0044&nbsp;0532&nbsp;0130&nbsp;00")],
+    ),
 ]
 
 # Written after the rules were tuned, to see what they do on lines nobody fitted them to; kept
@@ -274,9 +337,15 @@ HOLDOUT: list[tuple[str, list[tuple[str, str]]]] = [
     ('SECRET_KEY = env("DJANGO_SECRET_KEY", default="unsafe-secret-key")', []),
     ('api_key = args.api_key or os.environ.get("API_KEY")', []),
     ("spring.datasource.password=${DB_PASS}", []),
-    ('<add key="ApiKey" value="3f9a1c7e5b2d4f6a8c0e1b3d5f7a9c1e" />', [("SECRET", "3f9a1c7e5b2d4f6a8c0e1b3d5f7a9c1e")]),
+    (
+        '<add key="ApiKey" value="3f9a1c7e5b2d4f6a8c0e1b3d5f7a9c1e" />',
+        [("SECRET", "3f9a1c7e5b2d4f6a8c0e1b3d5f7a9c1e")],
+    ),
     ("redis://:p4ssw0rd@localhost:6379/0", [("PASSWORD", "p4ssw0rd")]),
-    ("git clone https://oauth2:glpat-xxxxxxxxxxxxxxxxxxxx@gitlab.com/org/repo.git", [("PASSWORD", "glpat-xxxxxxxxxxxxxxxxxxxx")]),
+    (
+        "git clone https://oauth2:glpat-xxxxxxxxxxxxxxxxxxxx@gitlab.com/org/repo.git",
+        [("PASSWORD", "glpat-xxxxxxxxxxxxxxxxxxxx")],
+    ),
     ("token = token.strip()", []),
     ('password = password.encode("utf-8")', []),
     ("[2023-11-05 14:22:31,512] ERROR in app: Exception on /login [POST]", []),
@@ -300,14 +369,24 @@ def build(seed: int = 15) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
 
     def add(kind: str, lang: str, text: str, pii: list[tuple[str, str]]) -> None:
-        out.append({"id": f"{kind}-{len(out):04d}", "kind": kind, "lang": lang, "text": text, "pii": [list(p) for p in pii]})
+        out.append(
+            {
+                "id": f"{kind}-{len(out):04d}",
+                "kind": kind,
+                "lang": lang,
+                "text": text,
+                "pii": [list(p) for p in pii],
+            }
+        )
 
     for lang, tpl in EXPRESSIONS:
         for kw in rnd.sample(PW_KEYWORDS, 2) + rnd.sample(SECRET_KEYWORDS, 3):
             add("code", lang, tpl.format(kw=kw), [])
     for lang, tpl in LITERALS:
         for kw in rnd.sample(PW_KEYWORDS, 2):
-            add("code", lang, tpl.format(kw=kw, v=(v := rnd.choice(PW_LITERALS))), [("PASSWORD", v)])
+            add(
+                "code", lang, tpl.format(kw=kw, v=(v := rnd.choice(PW_LITERALS))), [("PASSWORD", v)]
+            )
         for kw in rnd.sample(SECRET_KEYWORDS, 3):
             v = rnd.choice(SECRET_LITERALS)
             add("code", lang, tpl.format(kw=kw, v=v), [("SECRET", v)])

@@ -210,8 +210,11 @@ def config_show(
             typer.echo(f"{key}: {text}")
         return
     settings = get_settings()
-    out = {"settings": settings.masked(), "state": settings.state(),
-           "config": load_config(settings).model_dump()}
+    out = {
+        "settings": settings.masked(),
+        "state": settings.state(),
+        "config": load_config(settings).model_dump(),
+    }
     typer.echo(json.dumps(out, indent=2, default=str))
 
 
@@ -222,9 +225,7 @@ def ingest(
         list[str] | None, typer.Option("--feedback", help="Feedback-event files (repeatable).")
     ] = None,
     agent: Annotated[str | None, typer.Option(help="Agent id for lines that name none.")] = None,
-    fmt: Annotated[
-        str, typer.Option("--format", help="auto | canonical | openai-chat")
-    ] = "auto",
+    fmt: Annotated[str, typer.Option("--format", help="auto | canonical | openai-chat")] = "auto",
 ) -> None:
     """Ingest agent logs (and feedback): redact, validate, store exactly once.
 
@@ -274,12 +275,18 @@ def weekly(
     until: Annotated[
         str | None, typer.Option(help="... up to (excluding) this date/time; default: now.")
     ] = None,
-    strategy: Annotated[str | None, typer.Option(
-        help="Training strategy (default: training.default_strategy).")] = None,
-    backend: Annotated[str | None, typer.Option(
-        help="Training backend (default: training.default_backend).")] = None,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Everything but promote: the gate decides, nothing changes.")] = False,
+    strategy: Annotated[
+        str | None, typer.Option(help="Training strategy (default: training.default_strategy).")
+    ] = None,
+    backend: Annotated[
+        str | None, typer.Option(help="Training backend (default: training.default_backend).")
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Everything but promote: the gate decides, nothing changes."
+        ),
+    ] = False,
 ) -> None:
     """The weekly improvement flow: every stage built so far, chained.
 
@@ -343,9 +350,7 @@ def curate(
     since: Annotated[
         str | None, typer.Option(help="Feedback received from (UTC if no zone; default: ever).")
     ] = None,
-    until: Annotated[
-        str | None, typer.Option(help="... up to, excluding (default: now).")
-    ] = None,
+    until: Annotated[str | None, typer.Option(help="... up to, excluding (default: now).")] = None,
 ) -> None:
     """Curate stored feedback into dataset versions (eval cases, SFT, pairs...) and exports."""
     _quiet_prefect()
@@ -383,8 +388,11 @@ def _record_feedback_file(path: Path, agent: str | None) -> dict[str, Any]:
         key = resolve_pseudonym_key(settings)
     ctx = IngestContext(
         store=Store(settings.store_root, s3_endpoint_url=settings.s3_endpoint_url),
-        sessions=open_database(settings), config=config, redactor=Redactor(config.redaction),
-        pseudonym_key=key, now=datetime.now(UTC),
+        sessions=open_database(settings),
+        config=config,
+        redactor=Redactor(config.redaction),
+        pseudonym_key=key,
+        now=datetime.now(UTC),
     )
     return ingest_file(ctx, path, kind="feedback", default_agent=agent).as_dict()
 
@@ -433,9 +441,7 @@ def _report_recorded(report: dict[str, Any], unlabelled: int = 0) -> None:
 def feedback_add(
     interaction: Annotated[str, typer.Option("--interaction", help="The interaction's id.")],
     rating: Annotated[int | None, typer.Option(min=1, max=5, help="Rating 1-5.")] = None,
-    thumb: Annotated[
-        str | None, typer.Option(help="+1 (good) or -1 (bad).")
-    ] = None,
+    thumb: Annotated[str | None, typer.Option(help="+1 (good) or -1 (bad).")] = None,
     correction: Annotated[str | None, typer.Option(help="The right answer.")] = None,
     comment: Annotated[str | None, typer.Option(help="A free-text comment.")] = None,
     agent: Annotated[
@@ -465,8 +471,14 @@ def feedback_add(
         raise _fail("give --rating, --thumb or --correction", 2)
     owner = _resolve_agent(interaction, agent)
     event = feedback_event(
-        agent_id=owner, interaction_id=interaction, timestamp=datetime.now(UTC), source=source,
-        annotator=annotator, rating=rating, thumb=thumb_value, correction=correction,
+        agent_id=owner,
+        interaction_id=interaction,
+        timestamp=datetime.now(UTC),
+        source=source,
+        annotator=annotator,
+        rating=rating,
+        thumb=thumb_value,
+        correction=correction,
         comment=comment,
     )
     with tempfile.TemporaryDirectory(prefix="ratchet-feedback-") as tmp:
@@ -509,8 +521,9 @@ def feedback_import(
         _report_recorded(report)
         return
     try:
-        labels = labels_from_csv(file, now=datetime.now(UTC), source=source,
-                                 annotator=annotator, default_agent=agent)
+        labels = labels_from_csv(
+            file, now=datetime.now(UTC), source=source, annotator=annotator, default_agent=agent
+        )
     except LabelError as exc:
         raise _fail(str(exc), 2) from None
     if not labels.events:
@@ -541,8 +554,9 @@ def _db_and_store() -> tuple[Any, Any]:
     missing = settings.missing_state()  # read commands never create state where they stand
     if missing:
         raise _fail(missing, 1)
-    return open_database(settings), Store(settings.store_root,
-                                          s3_endpoint_url=settings.s3_endpoint_url)
+    return open_database(settings), Store(
+        settings.store_root, s3_endpoint_url=settings.s3_endpoint_url
+    )
 
 
 def _get_version(session: Any, version: str) -> Any:
@@ -571,8 +585,15 @@ def datasets_list(
     factory, _ = _db_and_store()
     with factory() as s:
         rows: list[dict[str, Any]] = [
-            {"version": v.id, "agent": v.agent_id, "kind": v.kind, "rows": v.rows,
-             "created": v.created_at.isoformat(), "parent": v.parent_id, "path": v.path}
+            {
+                "version": v.id,
+                "agent": v.agent_id,
+                "kind": v.kind,
+                "rows": v.rows,
+                "created": v.created_at.isoformat(),
+                "parent": v.parent_id,
+                "path": v.path,
+            }
             for v in repo.list_dataset_versions(s, agent_id=agent, kind=kind, limit=limit)
         ]
     if as_json:
@@ -583,8 +604,9 @@ def datasets_list(
         return
     typer.echo(f"{'version':<26}{'agent':<20}{'kind':<18}{'rows':>7}  created")
     for r in rows:
-        typer.echo(f"{r['version']:<26}{r['agent']:<20}{r['kind']:<18}{r['rows']:>7}  "
-                   f"{r['created'][:19]}")
+        typer.echo(
+            f"{r['version']:<26}{r['agent']:<20}{r['kind']:<18}{r['rows']:>7}  {r['created'][:19]}"
+        )
 
 
 @datasets_app.command("show")
@@ -602,15 +624,26 @@ def datasets_show(
     if as_json:
         _echo_json(info)
         return
-    for key in ("version", "agent", "kind", "rows", "path", "created", "parent", "config_hash",
-                "flow_run"):
+    for key in (
+        "version",
+        "agent",
+        "kind",
+        "rows",
+        "path",
+        "created",
+        "parent",
+        "config_hash",
+        "flow_run",
+    ):
         typer.echo(f"{key}: {info[key]}")
     typer.echo("lineage:")
     for ref in info["lineage"]:
         typer.echo(f"  {ref['kind']}: {ref['ref']}")
     typer.echo("stats:")
     for key, value in sorted((info["stats"] or {}).items()):
-        typer.echo(f"  {key}: {json.dumps(value, default=str) if isinstance(value, dict) else value}")
+        typer.echo(
+            f"  {key}: {json.dumps(value, default=str) if isinstance(value, dict) else value}"
+        )
 
 
 @datasets_app.command("diff")
@@ -634,8 +667,9 @@ def datasets_diff(
         _echo_json(result)
         return
     typer.echo(f"{result['kind']}: {a} ({result['rows_a']} rows) -> {b} ({result['rows_b']} rows)")
-    typer.echo(f"  added: {result['added']}  removed: {result['removed']}  "
-               f"changed: {result['changed']}")
+    typer.echo(
+        f"  added: {result['added']}  removed: {result['removed']}  changed: {result['changed']}"
+    )
     if "status_changes" in result:
         moves = ", ".join(f"{k}: {v}" for k, v in result["status_changes"].items()) or "none"
         typer.echo(f"  status changes: {moves}")
@@ -646,15 +680,16 @@ def datasets_diff(
 @app.command("export")
 def export_version(
     version: Annotated[str, typer.Argument(help="A dataset version id.")],
-    fmt: Annotated[
-        str, typer.Option("--format", help="openai-sft | openai-dpo | eval-jsonl | hf")
-    ],
+    fmt: Annotated[str, typer.Option("--format", help="openai-sft | openai-dpo | eval-jsonl | hf")],
     out: Annotated[
         Path | None, typer.Option(help="Folder (default ./exports/<agent>/<version>/).")
     ] = None,
     split: Annotated[
-        str, typer.Option(help="train | validation | all (the train file, and the validation "
-                          "file when the version has validation rows). Training formats only.")
+        str,
+        typer.Option(
+            help="train | validation | all (the train file, and the validation "
+            "file when the version has validation rows). Training formats only."
+        ),
     ] = "all",
 ) -> None:
     """Validate a registered version in a format and write it (nothing is written if invalid)."""
@@ -676,21 +711,28 @@ def export_version(
     except ExportFormatError as exc:
         raise _fail(str(exc), 2) from None
     except ExportValidationError as exc:
-        typer.secho(f"error: {exc.format} export of {version} is invalid; nothing written",
-                    fg=typer.colors.RED, err=True)
+        typer.secho(
+            f"error: {exc.format} export of {version} is invalid; nothing written",
+            fg=typer.colors.RED,
+            err=True,
+        )
         for v_ in exc.violations:
             typer.echo(f"  {v_.describe()}", err=True)
         raise typer.Exit(1) from None
     for r in results:
-        typer.echo(f"wrote {r.path} ({r.rows} examples, {r.bytes} bytes, sha256 {r.sha256[:12]}, "
-                   f"largest example {r.max_example_tokens} tokens by {r.token_estimator})")
+        typer.echo(
+            f"wrote {r.path} ({r.rows} examples, {r.bytes} bytes, sha256 {r.sha256[:12]}, "
+            f"largest example {r.max_example_tokens} tokens by {r.token_estimator})"
+        )
         for reason, n in r.skipped.items():
             typer.echo(f"  left out {n} row(s) of {r.path.name}: {reason}")
 
 
 @store_app.command("gc")
 def store_gc(
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List orphans, delete nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List orphans, delete nothing.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
     grace: Annotated[
         str, typer.Option(help="Keep files younger than this (30m, 1h, 2d, or seconds).")
@@ -713,14 +755,17 @@ def store_gc(
         with sessions() as s:
             return repo.referenced_part_paths(s)
 
-    report = collect_orphans(store, referenced, grace=timedelta(seconds=int(match.group(1)) * unit),
-                             dry_run=dry_run)
+    report = collect_orphans(
+        store, referenced, grace=timedelta(seconds=int(match.group(1)) * unit), dry_run=dry_run
+    )
     if as_json:
         _echo_json(report.as_dict())
         return
     verb = "would delete" if dry_run else "deleted"
-    typer.echo(f"{verb} {len(report.orphans)} orphan part file(s), {report.bytes} bytes; "
-               f"referenced {report.referenced}, younger than --grace {report.young}")
+    typer.echo(
+        f"{verb} {len(report.orphans)} orphan part file(s), {report.bytes} bytes; "
+        f"referenced {report.referenced}, younger than --grace {report.young}"
+    )
 
 
 @app.command("sample")

@@ -42,12 +42,20 @@ def _cli() -> Any:
 
 def evaluate(
     candidate: Annotated[str, typer.Option("--candidate", help="Model version to evaluate.")],
-    baseline: Annotated[str, typer.Option(
-        help="production (the agent's production version), a model version id, or none."
-    )] = "production",
-    suite: Annotated[list[str] | None, typer.Option(
-        "--suite", help="eval_cases dataset version (repeatable; default: the agent's latest "
-        "curated one).")] = None,
+    baseline: Annotated[
+        str,
+        typer.Option(
+            help="production (the agent's production version), a model version id, or none."
+        ),
+    ] = "production",
+    suite: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--suite",
+            help="eval_cases dataset version (repeatable; default: the agent's latest "
+            "curated one).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
     """Evaluate a candidate against its baseline on the eval suites (the evaluate flow)."""
@@ -69,9 +77,12 @@ def evaluate(
             raise cli._fail(f"{exc} (see: ratchet models list, ratchet datasets list)", 2) from None
     from flows.evaluate import evaluate_flow
 
-    report = cli._run_flow(evaluate_flow, candidate=candidate,
-                           baseline=None if baseline == "none" else baseline,
-                           suites=list(suite or []))
+    report = cli._run_flow(
+        evaluate_flow,
+        candidate=candidate,
+        baseline=None if baseline == "none" else baseline,
+        suites=list(suite or []),
+    )
     if as_json:
         cli._echo_json(report)
         return
@@ -85,19 +96,30 @@ def evaluate(
         typer.echo(f"  baseline  {b['model_version_id']}: eval run {b['eval_run_id']}")
         for row in comparison_table(report):
             if row["subset"] in ("holdout", "fix_check") and row["metric"] in (
-                report["primary_metric"], "pass_rate"
+                report["primary_metric"],
+                "pass_rate",
             ):
-                typer.echo(f"  {row['subset']:<9} {row['metric']:<10} baseline {row['baseline']}"
-                           f"  candidate {row['candidate']}  diff {row['difference']}")
+                typer.echo(
+                    f"  {row['subset']:<9} {row['metric']:<10} baseline {row['baseline']}"
+                    f"  candidate {row['candidate']}  diff {row['difference']}"
+                )
     typer.echo(f"  see: ratchet evals show {c['eval_run_id']}")
 
 
 def _run_row(r: Any) -> dict[str, Any]:
-    return {"eval_run": r.id, "agent": r.agent_id, "model_version": r.model_version_id,
-            "dataset_version": r.dataset_version_id, "status": r.status, "cases": r.n_cases,
-            "cost_usd": r.cost_usd, "started": r.started_at.isoformat(),
-            "completed": r.completed_at.isoformat() if r.completed_at else None,
-            "results_path": r.results_path, "error": r.error}
+    return {
+        "eval_run": r.id,
+        "agent": r.agent_id,
+        "model_version": r.model_version_id,
+        "dataset_version": r.dataset_version_id,
+        "status": r.status,
+        "cases": r.n_cases,
+        "cost_usd": r.cost_usd,
+        "started": r.started_at.isoformat(),
+        "completed": r.completed_at.isoformat() if r.completed_at else None,
+        "results_path": r.results_path,
+        "error": r.error,
+    }
 
 
 @evals_app.command("list")
@@ -117,8 +139,10 @@ def evals_list(
     if not rows:
         typer.echo("no eval runs")
     for r in rows:
-        typer.echo(f"{r['eval_run']}  {r['agent']}  {r['model_version']}  {r['status']}  "
-                   f"{r['cases']} case(s)  {r['started']}")
+        typer.echo(
+            f"{r['eval_run']}  {r['agent']}  {r['model_version']}  {r['status']}  "
+            f"{r['cases']} case(s)  {r['started']}"
+        )
 
 
 @evals_app.command("show")
@@ -143,8 +167,10 @@ def evals_show(
     if as_json:
         cli._echo_json(out)
         return
-    typer.echo(f"eval run {out['eval_run']}: {out['status']}, {out['cases']} case(s), model "
-               f"{out['model_version']}, cost {out['cost_usd']}")
+    typer.echo(
+        f"eval run {out['eval_run']}: {out['status']}, {out['cases']} case(s), model "
+        f"{out['model_version']}, cost {out['cost_usd']}"
+    )
     typer.echo(f"  results: {out['results_path']}")
     for m in out["metrics"]:
         ci = "" if m["ci_low"] is None else f" [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
@@ -155,8 +181,9 @@ def evals_show(
 def suites_import(
     file: Annotated[Path, typer.Argument(help="The suite file (JSON lines).")],
     agent: Annotated[str, typer.Option("--agent", help="The agent the suite evaluates.")],
-    fmt: Annotated[str, typer.Option(
-        "--format", help="openai-evals ({input, ideal} per line) or canonical.")] = "canonical",
+    fmt: Annotated[
+        str, typer.Option("--format", help="openai-evals ({input, ideal} per line) or canonical.")
+    ] = "canonical",
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
     """Register an eval suite as an eval_cases dataset version (redacted before it is stored)."""
@@ -180,16 +207,19 @@ def suites_import(
     config = load_config(settings)
     store = Store(settings.store_root, s3_endpoint_url=settings.s3_endpoint_url)
     try:
-        got = import_suite(store, open_database(settings), Redactor(config.redaction), file,
-                           agent, fmt)
+        got = import_suite(
+            store, open_database(settings), Redactor(config.redaction), file, agent, fmt
+        )
     except SuiteFormatError as exc:
         raise cli._fail(f"{file.name}: {exc}", 1) from None
     if as_json:
         cli._echo_json(got.as_dict())
     else:
-        typer.echo(f"suite {got.version_id}: {got.rows} case(s) for {agent}"
-                   f"{'' if got.created else ' (already registered)'}; use: ratchet evaluate "
-                   f"--candidate VERSION --suite {got.version_id}")
+        typer.echo(
+            f"suite {got.version_id}: {got.rows} case(s) for {agent}"
+            f"{'' if got.created else ' (already registered)'}; use: ratchet evaluate "
+            f"--candidate VERSION --suite {got.version_id}"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -21,29 +21,41 @@ def _cli() -> Any:
 
 
 def _print_outcome(out: dict[str, Any]) -> None:
-    typer.echo(f"{out['action']}: {out['candidate']} (agent {out['agent']}, baseline "
-               f"{out['baseline'] or 'none'})")
+    typer.echo(
+        f"{out['action']}: {out['candidate']} (agent {out['agent']}, baseline "
+        f"{out['baseline'] or 'none'})"
+    )
     for reason in out.get("reasons") or []:
         typer.echo(f"  - {reason}")
     gate = out.get("gate")
     if gate:
         for r in gate["rules"]:
             mark = "pass" if r["passed"] else "FAIL"
-            typer.echo(f"  {mark:4} {r['rule']}{'' if r['gated'] else ' (reported)'}: "
-                       f"{r['detail']}")
+            typer.echo(
+                f"  {mark:4} {r['rule']}{'' if r['gated'] else ' (reported)'}: {r['detail']}"
+            )
 
 
 def promote(
     version: Annotated[str, typer.Argument(help="Candidate model version id.")],
-    force: Annotated[bool, typer.Option(
-        "--force", help="Promote whatever the gate says (needs --reason; recorded).")] = False,
-    reason: Annotated[str | None, typer.Option(
-        help="Why a forced promotion (kept on the audit record).")] = None,
-    rollout: Annotated[bool, typer.Option(
-        "--rollout", help="Step the candidate's traffic share (gates.yaml rollout_shares) "
-        "instead of promoting at once; the last step promotes.")] = False,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Judge and report; change and record nothing.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Promote whatever the gate says (needs --reason; recorded)."),
+    ] = False,
+    reason: Annotated[
+        str | None, typer.Option(help="Why a forced promotion (kept on the audit record).")
+    ] = None,
+    rollout: Annotated[
+        bool,
+        typer.Option(
+            "--rollout",
+            help="Step the candidate's traffic share (gates.yaml rollout_shares) "
+            "instead of promoting at once; the last step promotes.",
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Judge and report; change and record nothing.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
     """Gate a candidate against production and promote it, or reject it with its reasons.
@@ -68,8 +80,14 @@ def promote(
             raise cli._fail(f"model version {version!r} is {model.status}, not a candidate", 2)
     from flows.promote import promote_flow
 
-    out = cli._run_flow(promote_flow, candidate=version, force=force, reason=reason,
-                        rollout=rollout, dry_run=dry_run)
+    out = cli._run_flow(
+        promote_flow,
+        candidate=version,
+        force=force,
+        reason=reason,
+        rollout=rollout,
+        dry_run=dry_run,
+    )
     if as_json:
         cli._echo_json(out)
     else:
@@ -77,11 +95,17 @@ def promote(
 
 
 def rollback(
-    agent: Annotated[str | None, typer.Option(
-        help="Agent id (default: the agent of --to, or the only agent with a production).")
+    agent: Annotated[
+        str | None,
+        typer.Option(
+            help="Agent id (default: the agent of --to, or the only agent with a production)."
+        ),
     ] = None,
-    to: Annotated[str | None, typer.Option(
-        "--to", help="A retired version to restore (default: the one production replaced).")
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to", help="A retired version to restore (default: the one production replaced)."
+        ),
     ] = None,
     reason: Annotated[str | None, typer.Option(help="Why (kept on the audit record).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
@@ -110,23 +134,32 @@ def rollback(
                 raise cli._fail(f"--to {to!r} is a version of another agent", 2)
             agent = target.agent_id
         if agent is None:
-            agents = sorted(s.execute(select(ModelVersion.agent_id).where(
-                ModelVersion.status == "production")).scalars())
+            agents = sorted(
+                s.execute(
+                    select(ModelVersion.agent_id).where(ModelVersion.status == "production")
+                ).scalars()
+            )
             if len(agents) != 1:
-                raise cli._fail("--agent is needed (agents with a production version: "
-                                f"{', '.join(agents) or 'none'})", 2)
+                raise cli._fail(
+                    "--agent is needed (agents with a production version: "
+                    f"{', '.join(agents) or 'none'})",
+                    2,
+                )
             agent = agents[0]
     try:
         with factory() as s, s.begin():
-            out = roll_back(s, agent, decided_by=get_settings().user or "cli", to=to,
-                            reason=reason).as_dict()
+            out = roll_back(
+                s, agent, decided_by=get_settings().user or "cli", to=to, reason=reason
+            ).as_dict()
     except InvalidTransitionError as exc:
         raise cli._fail(str(exc), 1) from None
     if as_json:
         cli._echo_json(out)
     else:
-        typer.echo(f"rolled back agent {out['agent']}: {out['candidate']} serves again "
-                   f"({out['baseline']} retired)")
+        typer.echo(
+            f"rolled back agent {out['agent']}: {out['candidate']} serves again "
+            f"({out['baseline']} retired)"
+        )
 
 
 def models_route(
@@ -150,8 +183,15 @@ def models_route(
         raise cli._fail(f"agent {agent!r} has no production model version", 2)
     version = pick(route, user)
     if as_json:
-        cli._echo_json({"agent": agent, "version": version, "production": route.production_id,
-                        "candidate": route.candidate_id, "candidate_share": route.candidate_share})
+        cli._echo_json(
+            {
+                "agent": agent,
+                "version": version,
+                "production": route.production_id,
+                "candidate": route.candidate_id,
+                "candidate_share": route.candidate_share,
+            }
+        )
     else:
         typer.echo(version)
 

@@ -24,8 +24,9 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not _KEY.match(key):
-            raise ValueError(f"--param #{i}: expected key=value with a plain key "
-                             "(letters, digits, _ . -)")
+            raise ValueError(
+                f"--param #{i}: expected key=value with a plain key (letters, digits, _ . -)"
+            )
         if key in out:
             raise ValueError(f"--param {key}: given twice")
         try:
@@ -37,17 +38,29 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
 
 def train(
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset version id to train from.")],
-    strategy: Annotated[str | None, typer.Option(
-        help="sft | dpo | kto | few_shot | prompt (default: training.default_strategy).")] = None,
-    backend: Annotated[str | None, typer.Option(
-        help="openai | trl | local (default: training.default_backend).")] = None,
-    base: Annotated[str | None, typer.Option(
-        help="Base model version id (default: the agent's production version).")] = None,
-    param: Annotated[list[str] | None, typer.Option(
-        "--param", help="Training parameter key=value (repeatable): n_epochs=3, k=4, "
-        "system_prompt=...")] = None,
-    notes: Annotated[str | None, typer.Option(
-        help="A note kept on the training record (why this run).")] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            help="sft | dpo | kto | few_shot | prompt (default: training.default_strategy)."
+        ),
+    ] = None,
+    backend: Annotated[
+        str | None, typer.Option(help="openai | trl | local (default: training.default_backend).")
+    ] = None,
+    base: Annotated[
+        str | None,
+        typer.Option(help="Base model version id (default: the agent's production version)."),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            help="Training parameter key=value (repeatable): n_epochs=3, k=4, system_prompt=...",
+        ),
+    ] = None,
+    notes: Annotated[
+        str | None, typer.Option(help="A note kept on the training record (why this run).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
     """Train a candidate model version from a dataset version (or reuse the one already made)."""
@@ -70,8 +83,16 @@ def train(
         agent = cli._get_version(s, dataset).agent_id
     from flows.train import train_flow
 
-    summary = cli._run_flow(train_flow, dataset=dataset, strategy=strategy, backend=backend,
-                            base=base, params=params, agent=agent, notes=notes)
+    summary = cli._run_flow(
+        train_flow,
+        dataset=dataset,
+        strategy=strategy,
+        backend=backend,
+        base=base,
+        params=params,
+        agent=agent,
+        notes=notes,
+    )
     if as_json:
         cli._echo_json(summary)
     else:
@@ -93,8 +114,9 @@ def models_cancel(
     cli._check_config()
     factory, store = cli._db_and_store()
     settings = get_settings()
-    ctx = TrainingContext(sessions=factory, store=store, config=load_config(settings),
-                          settings=settings)
+    ctx = TrainingContext(
+        sessions=factory, store=store, config=load_config(settings), settings=settings
+    )
     try:
         status = cancel_training(ctx, training_id)
     except NotFoundError:

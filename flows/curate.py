@@ -56,27 +56,41 @@ def summarise(reports: list[dict[str, Any]], window: Window) -> dict[str, Any]:
         "agents": ", ".join(f"{r['agent']} ({r['status']})" for r in reports) or "-",
         "feedback_in_window": sum(r["selection"].get("feedback_in_window", 0) for r in reports),
         "interactions_selected": sum(
-            r["selection"].get("interactions_selected", 0) for r in reports),
-        "signals": {**{s: st[f"signal_{s}"] for s in _SIGNALS},
-                    **{f"review_{s}": st[f"signal_review_{s}"] for s in _REVIEW}},
-        "removed_by_dedupe": {"exact": st["removed_duplicate_exact"],
-                              "near": st["removed_duplicate_near"]},
-        "filtered": {k[len("filtered_"):]: v for k, v in sorted(st.items())
-                     if k.startswith("filtered_") and v},
+            r["selection"].get("interactions_selected", 0) for r in reports
+        ),
+        "signals": {
+            **{s: st[f"signal_{s}"] for s in _SIGNALS},
+            **{f"review_{s}": st[f"signal_review_{s}"] for s in _REVIEW},
+        },
+        "removed_by_dedupe": {
+            "exact": st["removed_duplicate_exact"],
+            "near": st["removed_duplicate_near"],
+        },
+        "filtered": {
+            k[len("filtered_") :]: v
+            for k, v in sorted(st.items())
+            if k.startswith("filtered_") and v
+        },
         "capped_by_balance": st["capped_by_balance"],
         "retired": {"golden": st["retired_golden"], "regression": st["retired_regression"]},
-        "leakage_removed": {"exact": st["leakage_removed_exact"],
-                            "near": st["leakage_removed_near"]},
+        "leakage_removed": {
+            "exact": st["leakage_removed_exact"],
+            "near": st["leakage_removed_near"],
+        },
         "holdout_overlap": sum(v for k, v in st.items() if k.startswith("holdout_overlap_")),
         "versions_new": sum(v["created"] for v in versions),
         "versions_existing": sum(not v["created"] for v in versions),
-        "versions": {f"{v['agent']}/{v['kind']}": f"{v['version']} ({v['rows']} rows"
-                     f"{', new' if v['created'] else ''})" for v in versions},
+        "versions": {
+            f"{v['agent']}/{v['kind']}": f"{v['version']} ({v['rows']} rows"
+            f"{', new' if v['created'] else ''})"
+            for v in versions
+        },
         "exports_written": sum(e["status"] == "written" for e in exports),
         "exports_refused": {
-            f"{e['agent']}/{e['kind']}/{e['format']}": e.get("reason") or
-                " ".join(f"{k}={n}" for k, n in e["violations"].items())
-            for e in exports if e["status"] == "refused"
+            f"{e['agent']}/{e['kind']}/{e['format']}": e.get("reason")
+            or " ".join(f"{k}={n}" for k, n in e["violations"].items())
+            for e in exports
+            if e["status"] == "refused"
         },
         "reports": reports,
     }
@@ -87,52 +101,98 @@ def _publish(summary: dict[str, Any], failures: list[str]) -> None:
     create_table_artifact(
         key="curate-versions",
         table=[
-            {"agent": r["agent"], "kind": v["kind"], "version": v["version"], "rows": v["rows"],
-             "new": v["created"], "path": v["path"]}
-            for r in reports for v in r["versions"]
-        ] or [{"agent": "-", "kind": "-", "version": "none made", "rows": 0, "new": False,
-               "path": "-"}],
+            {
+                "agent": r["agent"],
+                "kind": v["kind"],
+                "version": v["version"],
+                "rows": v["rows"],
+                "new": v["created"],
+                "path": v["path"],
+            }
+            for r in reports
+            for v in r["versions"]
+        ]
+        or [
+            {
+                "agent": "-",
+                "kind": "-",
+                "version": "none made",
+                "rows": 0,
+                "new": False,
+                "path": "-",
+            }
+        ],
         description="Curate: dataset versions made by this run",
     )
     create_table_artifact(
         key="curate-exports",
         table=[
-            {"agent": r["agent"], "kind": e["kind"], "version": e["version"],
-             "format": e["format"], "status": e["status"], "rows": e["rows"],
-             "files": ", ".join(e["files"]),
-             "refused because": e.get("reason") or ", ".join(
-                 f"{k}={n}" for k, n in e["violations"].items())}
-            for r in reports for e in r["exports"]
-        ] or [{"agent": "-", "kind": "-", "version": "-", "format": "-", "status": "none",
-               "rows": 0, "files": "", "refused because": ""}],
+            {
+                "agent": r["agent"],
+                "kind": e["kind"],
+                "version": e["version"],
+                "format": e["format"],
+                "status": e["status"],
+                "rows": e["rows"],
+                "files": ", ".join(e["files"]),
+                "refused because": e.get("reason")
+                or ", ".join(f"{k}={n}" for k, n in e["violations"].items()),
+            }
+            for r in reports
+            for e in r["exports"]
+        ]
+        or [
+            {
+                "agent": "-",
+                "kind": "-",
+                "version": "-",
+                "format": "-",
+                "status": "none",
+                "rows": 0,
+                "files": "",
+                "refused because": "",
+            }
+        ],
         description="Curate: exports written or refused (violations counted per rule)",
     )
 
     def table(title: str, rows: dict[str, Any]) -> list[str]:
-        return [f"## {title}", "", "| | count |", "|---|---|",
-                *[f"| {k} | {v} |" for k, v in rows.items()], ""]
+        return [
+            f"## {title}",
+            "",
+            "| | count |",
+            "|---|---|",
+            *[f"| {k} | {v} |" for k, v in rows.items()],
+            "",
+        ]
 
     lines = [
-        "# Curate summary", "",
+        "# Curate summary",
+        "",
         f"Window (feedback arrival): `{summary['window']}`  ",
         f"Agents: {summary['agents']}  ",
         f"Feedback events in the window: {summary['feedback_in_window']}; interactions "
         f"curated: {summary['interactions_selected']}  ",
         f"Dataset versions: {summary['versions_new']} new, {summary['versions_existing']} "
         f"already registered; exports written: {summary['exports_written']}, refused: "
-        f"{len(summary['exports_refused'])}", "",
+        f"{len(summary['exports_refused'])}",
+        "",
         *table("Signals", summary["signals"]),
         *table("Removed by dedupe", summary["removed_by_dedupe"]),
         *table("Filtered by reason", summary["filtered"] or {"(none)": 0}),
-        *table("Balance, retirement, leakage", {
-            "capped by balance": summary["capped_by_balance"],
-            "retired golden (voted down)": summary["retired"]["golden"],
-            "retired regression (voted up)": summary["retired"]["regression"],
-            "leakage removed (exact)": summary["leakage_removed"]["exact"],
-            "leakage removed (near)": summary["leakage_removed"]["near"],
-            "holdout case ids in training tables": summary["holdout_overlap"],
-        }),
-        "## Per agent", "",
+        *table(
+            "Balance, retirement, leakage",
+            {
+                "capped by balance": summary["capped_by_balance"],
+                "retired golden (voted down)": summary["retired"]["golden"],
+                "retired regression (voted up)": summary["retired"]["regression"],
+                "leakage removed (exact)": summary["leakage_removed"]["exact"],
+                "leakage removed (near)": summary["leakage_removed"]["near"],
+                "holdout case ids in training tables": summary["holdout_overlap"],
+            },
+        ),
+        "## Per agent",
+        "",
         "| agent | status | feedback in window | golden | regression | review | eval cases | "
         "sft | pairs | binary | review queue |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -140,21 +200,37 @@ def _publish(summary: dict[str, Any], failures: list[str]) -> None:
             f"| {r['agent']} | {r['status']} | {r['selection'].get('feedback_in_window', 0)} | "
             f"{r['stats'].get('signal_golden', 0)} | {r['stats'].get('signal_regression', 0)} | "
             f"{sum(r['stats'].get(f'signal_review_{s}', 0) for s in _REVIEW)} | "
-            + " | ".join(str(r["stats"].get(f"rows_{k}", 0)) for k in (
-                "eval_cases", "sft_examples", "preference_pairs", "binary_feedback",
-                "review_queue")) + " |"
+            + " | ".join(
+                str(r["stats"].get(f"rows_{k}", 0))
+                for k in (
+                    "eval_cases",
+                    "sft_examples",
+                    "preference_pairs",
+                    "binary_feedback",
+                    "review_queue",
+                )
+            )
+            + " |"
             for r in reports
         ],
-        "", "## Data quality", "",
-        "| agent | suite | rows | expectations | result |", "|---|---|---|---|---|",
+        "",
+        "## Data quality",
+        "",
+        "| agent | suite | rows | expectations | result |",
+        "|---|---|---|---|---|",
         *[
             f"| {r['agent']} | {q['suite']} | {q['rows']} | {q['expectations']} | "
             f"{'passed' if q['success'] else 'FAILED: ' + ', '.join(q['failed'])} |"
-            for r in reports for q in r["quality"]
+            for r in reports
+            for q in r["quality"]
         ],
-        "", "## Exports refused", "",
-        *([f"- {k} was not written: {v}" for k, v in summary["exports_refused"].items()]
-          or ["(none)"]),
+        "",
+        "## Exports refused",
+        "",
+        *(
+            [f"- {k} was not written: {v}" for k, v in summary["exports_refused"].items()]
+            or ["(none)"]
+        ),
     ]
     if failures:
         lines += ["", "## Failed agents", "", *[f"- {f}" for f in failures]]
@@ -196,13 +272,18 @@ def curate_flow(
     progress.update(0.0, "curate: starting")
     logger.info("curating %d agent(s), window %s", len(agents), window.label())
     for done, a in enumerate(agents, start=1):
-        state = curate_agent_task(a, window.since, window.until, config, run_id or None,
-                                  return_state=True)
+        state = curate_agent_task(
+            a, window.since, window.until, config, run_id or None, return_state=True
+        )
         if state.is_completed():
             report = state.result()
             reports.append(report)
-            logger.info("%s: %s, versions %s", a, report["status"],
-                        {v["kind"]: v["rows"] for v in report["versions"]})
+            logger.info(
+                "%s: %s, versions %s",
+                a,
+                report["status"],
+                {v["kind"]: v["rows"] for v in report["versions"]},
+            )
         else:
             try:
                 state.result()

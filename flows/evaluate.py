@@ -38,25 +38,38 @@ def _ci(interval: dict[str, Any]) -> str:
 def comparison_table(report: dict[str, Any]) -> list[dict[str, Any]]:
     """The comparison rows as the UI table shows them (also used by ``evals show``)."""
     return [
-        {"subset": r["subset"], "metric": r["metric"], "n": r["n"],
-         "baseline": _ci(r["baseline"]), "candidate": _ci(r["candidate"]),
-         "difference": _ci(r["difference"])}
+        {
+            "subset": r["subset"],
+            "metric": r["metric"],
+            "n": r["n"],
+            "baseline": _ci(r["baseline"]),
+            "candidate": _ci(r["candidate"]),
+            "difference": _ci(r["difference"]),
+        }
         for r in report["comparison"]
     ]
 
 
 def summary_markdown(report: dict[str, Any]) -> str:
-    lines = ["# Evaluation", "", f"Agent `{report['agent']}`, {report['cases']} case(s) from "
-             f"suite(s) {', '.join(f'`{s}`' for s in report['suites'])}; primary metric "
-             f"`{report['primary_metric']}`.", "",
-             "| | model version | eval run | answered | cached | replayed | failed | cost (USD) "
-             "| results |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Evaluation",
+        "",
+        f"Agent `{report['agent']}`, {report['cases']} case(s) from "
+        f"suite(s) {', '.join(f'`{s}`' for s in report['suites'])}; primary metric "
+        f"`{report['primary_metric']}`.",
+        "",
+        "| | model version | eval run | answered | cached | replayed | failed | cost (USD) "
+        "| results |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for side in ("candidate", "baseline"):
         r = report.get(side)
         if r:
-            lines.append(f"| {side} | {r['model_version_id']} | {r['eval_run_id']} | "
-                         f"{r['answered']} | {r['cached']} | {r['replayed']} | {r['errors']} | "
-                         f"{r['cost_usd']:.4f} | {r['results_path']} |")
+            lines.append(
+                f"| {side} | {r['model_version_id']} | {r['eval_run_id']} | "
+                f"{r['answered']} | {r['cached']} | {r['replayed']} | {r['errors']} | "
+                f"{r['cost_usd']:.4f} | {r['results_path']} |"
+            )
     if not report.get("baseline"):
         lines += ["", "No baseline: nothing to compare (the agent has no production version)."]
     return "\n".join(lines)
@@ -76,11 +89,18 @@ def evaluate_flow(
     config = load_config(get_settings(), config_overrides)
     report = evaluate_task(candidate, baseline, list(suites or []), config, flow_run.id)
     if report["comparison"]:
-        create_table_artifact(key="evaluation-comparison", table=comparison_table(report),
-                              description="Baseline vs candidate per metric: means with "
-                              f"{config.evaluation.confidence:.0%} intervals and the paired "
-                              "difference (candidate - baseline)")
+        create_table_artifact(
+            key="evaluation-comparison",
+            table=comparison_table(report),
+            description="Baseline vs candidate per metric: means with "
+            f"{config.evaluation.confidence:.0%} intervals and the paired "
+            "difference (candidate - baseline)",
+        )
     create_markdown_artifact(key="evaluation-summary", markdown=summary_markdown(report))
-    logger.info("evaluated %s on %d case(s): eval run %s", candidate, report["cases"],
-                report["candidate"]["eval_run_id"])
+    logger.info(
+        "evaluated %s on %d case(s): eval run %s",
+        candidate,
+        report["cases"],
+        report["candidate"]["eval_run_id"],
+    )
     return report

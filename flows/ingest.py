@@ -217,8 +217,9 @@ def ingest_flow(
     runtime.pseudonym_key(settings)  # an unreadable Secret block stops the run here
     ref, entries, empty_folders = _entries(paths, feedback_paths, inputs)
     if empty_folders:
-        logger.warning("%d input folder(s) hold no input file: nothing to ingest there",
-                       empty_folders)
+        logger.warning(
+            "%d input folder(s) hold no input file: nothing to ingest there", empty_folders
+        )
     redactor = Redactor(config.redaction)
     sessions = runtime.sessions(settings)
     run_id = str(flow_run.get_id() or "")

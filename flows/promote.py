@@ -34,37 +34,65 @@ def _fmt(x: Any) -> str:
     return f"{x:+.4f}" if isinstance(x, float) else str(x)
 
 
-def comparison_markdown(table: list[dict[str, Any]], subsets: tuple[str, ...] = (
-        "holdout", "holdout/kind=golden", "holdout/kind=regression", "fix_check")) -> list[str]:
+def comparison_markdown(
+    table: list[dict[str, Any]],
+    subsets: tuple[str, ...] = (
+        "holdout",
+        "holdout/kind=golden",
+        "holdout/kind=regression",
+        "fix_check",
+    ),
+) -> list[str]:
     """The evaluation's comparison rows as a markdown table: means and paired differences with
     their intervals, the gate's subsets first."""
     rows = [r for r in table if r.get("subset") in subsets]
     rows.sort(key=lambda r: (subsets.index(r["subset"]), r["metric"]))
-    lines = ["| subset | metric | n | baseline | candidate | difference [interval] |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| subset | metric | n | baseline | candidate | difference [interval] |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         b, c, d = r["baseline"], r["candidate"], r["difference"]
-        lines.append(f"| {r['subset']} | {r['metric']} | {r['n']} | {b['value']:.4f} | "
-                     f"{c['value']:.4f} | {d['value']:+.4f} [{d['ci_low']:+.4f}, "
-                     f"{d['ci_high']:+.4f}] |")
+        lines.append(
+            f"| {r['subset']} | {r['metric']} | {r['n']} | {b['value']:.4f} | "
+            f"{c['value']:.4f} | {d['value']:+.4f} [{d['ci_low']:+.4f}, "
+            f"{d['ci_high']:+.4f}] |"
+        )
     return lines if rows else ["(no comparison rows)"]
 
 
 def decision_markdown(gated: dict[str, Any] | None, outcome: dict[str, Any]) -> str:
     """The decision, its reasons, every rule with its numbers, and the comparison table."""
-    lines = [f"# Promotion decision: {outcome['candidate']}", "",
-             f"- action: **{outcome['action']}** (agent {outcome['agent']}, baseline "
-             f"{outcome['baseline'] or 'none'})",
-             f"- gate passed: {outcome['passed']}", "", "## Reasons", ""]
+    lines = [
+        f"# Promotion decision: {outcome['candidate']}",
+        "",
+        f"- action: **{outcome['action']}** (agent {outcome['agent']}, baseline "
+        f"{outcome['baseline'] or 'none'})",
+        f"- gate passed: {outcome['passed']}",
+        "",
+        "## Reasons",
+        "",
+    ]
     lines += [f"- {r}" for r in outcome["reasons"]]
     if gated is not None:
-        lines += ["", "## Gate rules", "", "| rule | gated | result | detail |",
-                  "|---|---|---|---|"]
-        lines += [f"| {r['rule']} | {'yes' if r['gated'] else 'no (reported)'} | "
-                  f"{'pass' if r['passed'] else 'FAIL'} | {r['detail']} |"
-                  for r in gated["gate"]["rules"]]
-        lines += ["", f"## Comparison ({gated['n_cases']} paired holdout cases; eval runs "
-                  f"{gated['candidate_eval_run']} vs {gated['baseline_eval_run']})", ""]
+        lines += [
+            "",
+            "## Gate rules",
+            "",
+            "| rule | gated | result | detail |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['rule']} | {'yes' if r['gated'] else 'no (reported)'} | "
+            f"{'pass' if r['passed'] else 'FAIL'} | {r['detail']} |"
+            for r in gated["gate"]["rules"]
+        ]
+        lines += [
+            "",
+            f"## Comparison ({gated['n_cases']} paired holdout cases; eval runs "
+            f"{gated['candidate_eval_run']} vs {gated['baseline_eval_run']})",
+            "",
+        ]
         lines += comparison_markdown(gated.get("table") or [])
     return "\n".join(lines)
 
@@ -90,17 +118,39 @@ def promote_flow(
     gated = gate_candidate_task(candidate, gates, eval_run=eval_run, required=not force)
     if gated is not None:
         create_table_artifact(
-            key="promote-gate", description=f"Gate rules for {candidate}",
-            table=[{"rule": r["rule"], "gated": r["gated"], "passed": r["passed"],
-                    "detail": r["detail"]} for r in gated["gate"]["rules"]])
+            key="promote-gate",
+            description=f"Gate rules for {candidate}",
+            table=[
+                {
+                    "rule": r["rule"],
+                    "gated": r["gated"],
+                    "passed": r["passed"],
+                    "detail": r["detail"],
+                }
+                for r in gated["gate"]["rules"]
+            ],
+        )
     outcome = decide_promotion_task(
-        candidate, gated, gates, decided_by=settings.user or "ratchet", force=force,
-        reason=reason, rollout=rollout, dry_run=dry_run,
-        flow_run_id=str(flow_run.id) if flow_run.id else None)
-    create_markdown_artifact(key="promote-decision", markdown=decision_markdown(gated, outcome),
-                             description=f"{outcome['action']}: {candidate}")
-    logger.info("candidate %s: %s (%s)", candidate, outcome["action"],
-                "; ".join(outcome["reasons"]))
-    return {**outcome, "gate": gated["gate"] if gated else None,
-            "eval_runs": [gated["candidate_eval_run"], gated["baseline_eval_run"]]
-            if gated else []}
+        candidate,
+        gated,
+        gates,
+        decided_by=settings.user or "ratchet",
+        force=force,
+        reason=reason,
+        rollout=rollout,
+        dry_run=dry_run,
+        flow_run_id=str(flow_run.id) if flow_run.id else None,
+    )
+    create_markdown_artifact(
+        key="promote-decision",
+        markdown=decision_markdown(gated, outcome),
+        description=f"{outcome['action']}: {candidate}",
+    )
+    logger.info(
+        "candidate %s: %s (%s)", candidate, outcome["action"], "; ".join(outcome["reasons"])
+    )
+    return {
+        **outcome,
+        "gate": gated["gate"] if gated else None,
+        "eval_runs": [gated["candidate_eval_run"], gated["baseline_eval_run"]] if gated else [],
+    }

@@ -40,11 +40,16 @@ def _run_name() -> str:
 
 def _publish(out: dict[str, Any], plan: dict[str, Any], job: dict[str, Any] | None) -> None:
     if out.get("model_card"):
-        create_markdown_artifact(key="train-model-card", markdown=out["model_card"],
-                                 description=f"Model card of {out['model_version_id']}")
+        create_markdown_artifact(
+            key="train-model-card",
+            markdown=out["model_card"],
+            description=f"Model card of {out['model_version_id']}",
+        )
     lines = [
-        "# Train summary", "",
-        "| | |", "|---|---|",
+        "# Train summary",
+        "",
+        "| | |",
+        "|---|---|",
         f"| action | {plan['action']} |",
         f"| agent | {plan['agent_id']} |",
         f"| strategy / backend | {plan['strategy']} / {plan['backend']} |",
@@ -91,23 +96,33 @@ def train_flow(
     }
     plan = plan_training_task(request, config)
     run_id = plan["training_run_id"]
-    logger.info("training run %s: %s (%s on %s)", run_id, plan["action"], plan["strategy"],
-                plan["backend"])
+    logger.info(
+        "training run %s: %s (%s on %s)", run_id, plan["action"], plan["strategy"], plan["backend"]
+    )
     job: dict[str, Any] | None = None
     if plan["action"] == "reuse":
         out = reused_model(plan, config)
-    elif plan["action"] == "no_job" or (plan["action"] == "resume"
-                                          and plan["strategy"] in ("few_shot", "prompt")):
+    elif plan["action"] == "no_job" or (
+        plan["action"] == "resume" and plan["strategy"] in ("few_shot", "prompt")
+    ):
         out = make_candidate_task(run_id, config)
     else:
         submit_training_task(run_id, config)
         job = wait_training_task(run_id, config)
         out = collect_training_task(run_id, config)
     _publish(out, plan, job)
-    logger.info("training run %s: candidate %s, %.4f USD", run_id, out["model_version_id"],
-                out["cost_usd"])
-    return {"action": plan["action"], "agent": plan["agent_id"], "strategy": plan["strategy"],
-            "backend": plan["backend"], "training_run_id": run_id,
-            "model_version_id": out["model_version_id"], "cost_usd": out["cost_usd"],
-            "cost_basis": out["cost_basis"], "model_card": out["model_card_path"],
-            "reused": out["reused"]}
+    logger.info(
+        "training run %s: candidate %s, %.4f USD", run_id, out["model_version_id"], out["cost_usd"]
+    )
+    return {
+        "action": plan["action"],
+        "agent": plan["agent_id"],
+        "strategy": plan["strategy"],
+        "backend": plan["backend"],
+        "training_run_id": run_id,
+        "model_version_id": out["model_version_id"],
+        "cost_usd": out["cost_usd"],
+        "cost_basis": out["cost_basis"],
+        "model_card": out["model_card_path"],
+        "reused": out["reused"],
+    }

@@ -49,8 +49,11 @@ class WeeklyFailed(RuntimeError):
 
 
 def planned_window(
-    since: datetime | str | None, until: datetime | str | None, window_days: int,
-    all_time: bool, scheduled: datetime | None,
+    since: datetime | str | None,
+    until: datetime | str | None,
+    window_days: int,
+    all_time: bool,
+    scheduled: datetime | None,
 ) -> tuple[datetime | None, datetime]:
     """``[begin, end)`` as planned when the run starts (before its ingest moves ``end``)."""
     end = to_utc(until) or to_utc(scheduled) or datetime.now(UTC)
@@ -105,8 +108,9 @@ def _counts(mapping: dict[str, Any] | None) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted((mapping or {}).items())) or "none"
 
 
-def report_markdown(name: str, window: str, out: dict[str, Any], runs: dict[str, Any],
-                    failure: str | None) -> str:
+def report_markdown(
+    name: str, window: str, out: dict[str, Any], runs: dict[str, Any], failure: str | None
+) -> str:
     """The weekly run's report: what came in, what was made, what was refused, where to look."""
     ing = out.get("ingest") or {}
     cur = out.get("curate") or {}
@@ -133,21 +137,38 @@ def report_markdown(name: str, window: str, out: dict[str, Any], runs: dict[str,
     lines += [f"| {k} | {v} |" for k, v in sorted(quarantined.items())] or ["| (none) | 0 |"]
     reports = cur.get("reports") or []
     versions = [v | {"agent": r["agent"]} for r in reports for v in r.get("versions", [])]
-    lines += ["", "## Datasets made", "",
-              f"Feedback events in the window: {cur.get('feedback_in_window', 0)}; "
-              f"new versions: {cur.get('versions_new', 0)}, already registered: "
-              f"{cur.get('versions_existing', 0)}", "",
-              "| agent | kind | version | rows | new |", "|---|---|---|---|---|"]
-    lines += [f"| {v['agent']} | {v['kind']} | {v['version']} | {v['rows']} | "
-              f"{'yes' if v['created'] else 'no'} |" for v in versions] or ["| - | - | none | 0 | - |"]
+    lines += [
+        "",
+        "## Datasets made",
+        "",
+        f"Feedback events in the window: {cur.get('feedback_in_window', 0)}; "
+        f"new versions: {cur.get('versions_new', 0)}, already registered: "
+        f"{cur.get('versions_existing', 0)}",
+        "",
+        "| agent | kind | version | rows | new |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {v['agent']} | {v['kind']} | {v['version']} | {v['rows']} | "
+        f"{'yes' if v['created'] else 'no'} |"
+        for v in versions
+    ] or ["| - | - | none | 0 | - |"]
     exports = [e | {"agent": r["agent"]} for r in reports for e in r.get("exports", [])]
-    lines += ["", "## Exports", "",
-              f"Written: {sum(e['status'] == 'written' for e in exports)}; refused: "
-              f"{sum(e['status'] == 'refused' for e in exports)}", "",
-              "| agent | kind | format | status | rows | why refused |", "|---|---|---|---|---|---|"]
-    lines += [f"| {e['agent']} | {e['kind']} | {e['format']} | {e['status']} | {e['rows']} | "
-              f"{_counts(e.get('violations')) if e['status'] == 'refused' else ''} |"
-              for e in exports] or ["| - | - | - | none | 0 | |"]
+    lines += [
+        "",
+        "## Exports",
+        "",
+        f"Written: {sum(e['status'] == 'written' for e in exports)}; refused: "
+        f"{sum(e['status'] == 'refused' for e in exports)}",
+        "",
+        "| agent | kind | format | status | rows | why refused |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {e['agent']} | {e['kind']} | {e['format']} | {e['status']} | {e['rows']} | "
+        f"{_counts(e.get('violations')) if e['status'] == 'refused' else ''} |"
+        for e in exports
+    ] or ["| - | - | - | none | 0 | |"]
     if failure:
         lines += ["", "## Failed", "", failure]
     return "\n".join(lines)
@@ -156,10 +177,12 @@ def report_markdown(name: str, window: str, out: dict[str, Any], runs: dict[str,
 def _decided(r: dict[str, Any]) -> dict[str, Any]:
     """One agent's loop in the run's result: the candidate and what was decided, and why."""
     d = r.get("decision") or {}
-    return {"candidate": (r.get("train") or {}).get("model_version_id"),
-            "action": d.get("action", "skipped" if r.get("skipped") else "none"),
-            "passed": d.get("passed"), "reasons": d.get("reasons") or
-            [x for x in (r.get("skipped"), r.get("failure")) if x]}
+    return {
+        "candidate": (r.get("train") or {}).get("model_version_id"),
+        "action": d.get("action", "skipped" if r.get("skipped") else "none"),
+        "passed": d.get("passed"),
+        "reasons": d.get("reasons") or [x for x in (r.get("skipped"), r.get("failure")) if x],
+    }
 
 
 def _stage(name: str, state: Any, runs: dict[str, Any]) -> tuple[Any, str | None]:
@@ -196,8 +219,7 @@ def weekly_flow(
     logger = get_run_logger()
     if window_days < 1:
         raise ValueError("window_days must be at least 1")
-    begin, end = planned_window(since, until, window_days, all_time,
-                                flow_run.scheduled_start_time)
+    begin, end = planned_window(since, until, window_days, all_time, flow_run.scheduled_start_time)
     name = str(flow_run.name or run_name())
     if inputs is None and paths is None and feedback_paths is None:
         inputs = _inbox_inputs(get_settings())
@@ -206,8 +228,13 @@ def weekly_flow(
     failure: str | None = None
     if inputs or paths or feedback_paths:
         log.info("stage ingest: started")
-        state = ingest_flow(paths=list(paths or []), feedback_paths=list(feedback_paths or []),
-                            agent=agent, inputs=inputs, return_state=True)
+        state = ingest_flow(
+            paths=list(paths or []),
+            feedback_paths=list(feedback_paths or []),
+            agent=agent,
+            inputs=inputs,
+            return_state=True,
+        )
         out["ingest"], failure = _stage("ingest", state, runs)
         if until is None:  # the window is on arrival: what this run just received counts now
             end = datetime.now(UTC)
@@ -222,10 +249,14 @@ def weekly_flow(
 
         for rep in (out.get("curate") or {}).get("reports", []):
             log.info("stage improve %s: started", rep["agent"])
-            loop.append(improve_agent(rep["agent"], rep, strategy=strategy, backend=backend,
-                                      dry_run=dry_run))
-            failure = failure or (f"{rep['agent']}: {loop[-1]['failure']}"
-                                  if loop[-1]["failure"] else None)
+            loop.append(
+                improve_agent(
+                    rep["agent"], rep, strategy=strategy, backend=backend, dry_run=dry_run
+                )
+            )
+            failure = failure or (
+                f"{rep['agent']}: {loop[-1]['failure']}" if loop[-1]["failure"] else None
+            )
         out["improve"] = {r["agent"]: _decided(r) for r in loop}
     window = f"[{begin.isoformat() if begin else 'beginning'}, {end.isoformat()})"
     markdown = report_markdown(name, window, out, runs, failure)
@@ -234,7 +265,8 @@ def weekly_flow(
 
         markdown += "\n" + "\n".join(loop_markdown(loop, _run_link))
     create_markdown_artifact(
-        key="weekly-report", markdown=markdown,
+        key="weekly-report",
+        markdown=markdown,
         description=f"The week in one page: {name}",
     )
     if failure:

@@ -57,8 +57,14 @@ def _status_of(version_id: str) -> str:
         return str(repo.get_model_version(s, version_id).status)
 
 
-def improve_agent(agent: str, curate_report: dict[str, Any], *, strategy: str | None,
-                  backend: str | None, dry_run: bool) -> dict[str, Any]:
+def improve_agent(
+    agent: str,
+    curate_report: dict[str, Any],
+    *,
+    strategy: str | None,
+    backend: str | None,
+    dry_run: bool,
+) -> dict[str, Any]:
     """Train, evaluate, gate and promote one agent; returns what happened, stage by stage."""
     config = load_config(get_settings())
     strategy = strategy or config.training.default_strategy
@@ -66,13 +72,21 @@ def improve_agent(agent: str, curate_report: dict[str, Any], *, strategy: str | 
     runs = out["runs"]
     dataset = pick_dataset(curate_report, strategy)
     if dataset is None:
-        out["skipped"] = (f"no {' or '.join(STRATEGY_KINDS[strategy])} dataset version with "
-                          "rows: nothing to train")
+        out["skipped"] = (
+            f"no {' or '.join(STRATEGY_KINDS[strategy])} dataset version with "
+            "rows: nothing to train"
+        )
         return _history(out)
     out["production"] = ensure_production_task(agent, config)
     out["dataset"] = dataset
-    state = train_flow(dataset=dataset["version"], strategy=strategy, backend=backend,
-                       agent=agent, notes="weekly run", return_state=True)
+    state = train_flow(
+        dataset=dataset["version"],
+        strategy=strategy,
+        backend=backend,
+        agent=agent,
+        notes="weekly run",
+        return_state=True,
+    )
     trained, out["failure"] = _state("train", state, runs)
     if trained is None:
         return _history(out)
@@ -86,10 +100,17 @@ def improve_agent(agent: str, curate_report: dict[str, Any], *, strategy: str | 
     evaluated, out["failure"] = _state("evaluate", state, runs)
     if evaluated is None:
         return _history(out)
-    out["evaluate"] = {k: evaluated[k] for k in ("suites", "cases", "candidate", "baseline",
-                                                   "comparison") if k in evaluated}
-    state = promote_flow(candidate=candidate, eval_run=evaluated["candidate"]["eval_run_id"],
-                         dry_run=dry_run, return_state=True)
+    out["evaluate"] = {
+        k: evaluated[k]
+        for k in ("suites", "cases", "candidate", "baseline", "comparison")
+        if k in evaluated
+    }
+    state = promote_flow(
+        candidate=candidate,
+        eval_run=evaluated["candidate"]["eval_run_id"],
+        dry_run=dry_run,
+        return_state=True,
+    )
     out["decision"], out["failure"] = _state("promote", state, runs)
     return _history(out)
 
@@ -116,39 +137,57 @@ def loop_markdown(results: list[dict[str, Any]], link: Any) -> list[str]:
         prod = r.get("production") or {}
         if prod.get("registered"):
             lines.append(f"- first run: the logs model `{prod['version']}` became production")
-        lines.append(f"- strategy: {r['strategy']}; dataset: "
-                     f"{(r.get('dataset') or {}).get('version', '-')}")
+        lines.append(
+            f"- strategy: {r['strategy']}; dataset: {(r.get('dataset') or {}).get('version', '-')}"
+        )
         for stage in ("train", "evaluate", "promote"):
             if stage in r["runs"]:
-                lines.append(f"- {stage}: {r['runs'][stage]['state']} {link(r['runs'][stage]['id'])}")
+                lines.append(
+                    f"- {stage}: {r['runs'][stage]['state']} {link(r['runs'][stage]['id'])}"
+                )
         if r.get("train"):
             t = r["train"]
-            lines.append(f"- candidate: `{t['model_version_id']}` ({t['action']}, "
-                         f"{t['backend']}, {t['cost_usd']:.4f} USD)")
+            lines.append(
+                f"- candidate: `{t['model_version_id']}` ({t['action']}, "
+                f"{t['backend']}, {t['cost_usd']:.4f} USD)"
+            )
         if r.get("skipped"):
             lines.append(f"- skipped: {r['skipped']}")
         if r.get("failure"):
             lines.append(f"- **failed**: {r['failure']}")
         d = r.get("decision")
         if d:
-            verb = {"none": "dry run: no change", "promote": "PROMOTED",
-                    "reject": "REJECTED", "rollout": "rollout step"}.get(d["action"], d["action"])
+            verb = {
+                "none": "dry run: no change",
+                "promote": "PROMOTED",
+                "reject": "REJECTED",
+                "rollout": "rollout step",
+            }.get(d["action"], d["action"])
             lines += ["", f"### Decision: {verb} (gate passed: {d['passed']})", ""]
             lines += [f"- {reason}" for reason in d["reasons"]]
             if d.get("gate"):
                 lines += ["", "| rule | result | detail |", "|---|---|---|"]
-                lines += [f"| {x['rule']}{'' if x['gated'] else ' (reported)'} | "
-                          f"{'pass' if x['passed'] else 'FAIL'} | {x['detail']} |"
-                          for x in d["gate"]["rules"]]
+                lines += [
+                    f"| {x['rule']}{'' if x['gated'] else ' (reported)'} | "
+                    f"{'pass' if x['passed'] else 'FAIL'} | {x['detail']} |"
+                    for x in d["gate"]["rules"]
+                ]
         ev = r.get("evaluate")
         if ev and ev.get("comparison"):
             lines += ["", f"### Comparison ({ev['cases']} cases)", ""]
             lines += comparison_markdown(ev["comparison"])
         if r.get("history"):
-            lines += ["", "### Metric history (holdout, per model version)", "",
-                      "| version | status | backend | created | pass_rate | token_f1 |",
-                      "|---|---|---|---|---|---|"]
-            lines += [f"| {h['version']} | {h['status']} | {h['backend']} | {h['created'][:19]} "
-                      f"| {_ci(h['metrics'].get('pass_rate'))} | "
-                      f"{_ci(h['metrics'].get('token_f1'))} |" for h in r["history"]]
+            lines += [
+                "",
+                "### Metric history (holdout, per model version)",
+                "",
+                "| version | status | backend | created | pass_rate | token_f1 |",
+                "|---|---|---|---|---|---|",
+            ]
+            lines += [
+                f"| {h['version']} | {h['status']} | {h['backend']} | {h['created'][:19]} "
+                f"| {_ci(h['metrics'].get('pass_rate'))} | "
+                f"{_ci(h['metrics'].get('token_f1'))} |"
+                for h in r["history"]
+            ]
     return lines

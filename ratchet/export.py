@@ -354,7 +354,9 @@ def validate_records(
             if "expected_tool_calls" in rec:
                 _check_tool_calls(rec["expected_tool_calls"], line, "expected_tool_calls", out)
             msgs = rec.get("input") if isinstance(rec.get("input"), list) else []
-        tokens = _message_tokens(msgs if isinstance(msgs, list) else [], count, config.tokens_per_message)
+        tokens = _message_tokens(
+            msgs if isinstance(msgs, list) else [], count, config.tokens_per_message
+        )
         max_tokens = max(max_tokens, tokens)
         if tokens > config.context_tokens:
             out.append(Violation(line, "too_many_tokens"))

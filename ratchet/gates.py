@@ -49,36 +49,45 @@ class GatesConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     quality_metrics: list[str] = Field(
-        default_factory=lambda: ["token_f1"], min_length=1,
+        default_factory=lambda: ["token_f1"],
+        min_length=1,
         description="Holdout quality metrics; each must keep quality_margin of the baseline, "
         "judged on the lower bound of the paired interval of candidate - baseline.",
     )
     quality_margin: float = Field(
-        0.95, gt=0.0, le=1.0,
+        0.95,
+        gt=0.0,
+        le=1.0,
         description="Share of the baseline's quality the candidate must keep (0.95: at most 5% "
         "worse), judged on the paired interval, not the mean.",
     )
     key_metrics: list[str] = Field(
         default_factory=lambda: ["pass_rate", "token_f1", "normalised_match", "exact_match"],
-        min_length=1, description="At least one must be better: its paired interval lies above "
+        min_length=1,
+        description="At least one must be better: its paired interval lies above "
         "0 (pass_rate: the share of holdout cases that pass).",
     )
     pass_metric: str = Field(
-        "token_f1", description="The per-case score that says whether a case passes when the "
+        "token_f1",
+        description="The per-case score that says whether a case passes when the "
         "results carry no verdict of their own (the evaluation's 'passed' wins).",
     )
     pass_threshold: float = Field(
         0.8, ge=0.0, le=1.0, description="A case passes when pass_metric reaches this value."
     )
     max_new_failures: int = Field(
-        0, ge=0, description="Golden/regression holdout cases the baseline passed that the "
+        0,
+        ge=0,
+        description="Golden/regression holdout cases the baseline passed that the "
         "candidate may fail (0: every one must still pass).",
     )
     latency_max_ratio: float = Field(
         1.10, ge=1.0, description="Candidate mean latency at most this times the baseline's."
     )
     latency_slack_ms: float = Field(
-        50.0, ge=0.0, description="Absolute allowance added to the latency limit, so a "
+        50.0,
+        ge=0.0,
+        description="Absolute allowance added to the latency limit, so a "
         "sub-millisecond baseline (the logs model) does not fail a candidate on noise.",
     )
     cost_max_ratio: float = Field(
@@ -96,10 +105,14 @@ class GatesConfig(BaseModel):
     bootstrap_samples: int = Field(
         2000, ge=100, le=100_000, description="Bootstrap resamples per interval."
     )
-    seed: int = Field(0, description="Seed of the bootstrap (the same results give the same "
-                      "intervals, so a rerun decides the same).")
+    seed: int = Field(
+        0,
+        description="Seed of the bootstrap (the same results give the same "
+        "intervals, so a rerun decides the same).",
+    )
     rollout_shares: list[float] = Field(
-        default_factory=lambda: [0.1, 0.5, 1.0], min_length=1,
+        default_factory=lambda: [0.1, 0.5, 1.0],
+        min_length=1,
         description="A candidate's traffic share, step by step (rising, the last one 1.0).",
     )
 
@@ -177,7 +190,11 @@ class Comparison:
 
 
 def paired_interval(
-    candidate: np.ndarray, baseline: np.ndarray, *, confidence: float, samples: int,
+    candidate: np.ndarray,
+    baseline: np.ndarray,
+    *,
+    confidence: float,
+    samples: int,
     rng: np.random.Generator,
 ) -> tuple[float, float, float]:
     """Mean of candidate − baseline per case and its percentile bootstrap interval.
@@ -199,10 +216,17 @@ def paired_interval(
 
 
 def compare_scores(
-    candidate_id: str, baseline_id: str | None, case_ids: Sequence[str], kinds: Sequence[str],
-    candidate_scores: Mapping[str, Sequence[float]], baseline_scores: Mapping[str, Sequence[float]],
-    *, config: GatesConfig, latency_ms: tuple[float, float] = (0.0, 0.0),
-    cost_usd: tuple[float, float] = (0.0, 0.0), fix_checks: Sequence[CaseOutcome] = (),
+    candidate_id: str,
+    baseline_id: str | None,
+    case_ids: Sequence[str],
+    kinds: Sequence[str],
+    candidate_scores: Mapping[str, Sequence[float]],
+    baseline_scores: Mapping[str, Sequence[float]],
+    *,
+    config: GatesConfig,
+    latency_ms: tuple[float, float] = (0.0, 0.0),
+    cost_usd: tuple[float, float] = (0.0, 0.0),
+    fix_checks: Sequence[CaseOutcome] = (),
     passed: tuple[Sequence[bool], Sequence[bool]] | None = None,
 ) -> Comparison:
     """A :class:`Comparison` from per-case scores aligned on ``case_ids`` (the holdout cases).
@@ -219,31 +243,58 @@ def compare_scores(
         b = np.asarray(baseline_scores[name], dtype=float)
         if c.size != len(case_ids) or b.size != len(case_ids):
             raise ValueError(f"metric {name}: scores must align with the {len(case_ids)} cases")
-        diff, low, high = paired_interval(c, b, confidence=config.confidence,
-                                          samples=config.bootstrap_samples, rng=rng)
-        metrics[name] = MetricComparison(name, int(c.size), float(b.mean()) if b.size else 0.0,
-                                         float(c.mean()) if c.size else 0.0, diff, low, high)
+        diff, low, high = paired_interval(
+            c, b, confidence=config.confidence, samples=config.bootstrap_samples, rng=rng
+        )
+        metrics[name] = MetricComparison(
+            name,
+            int(c.size),
+            float(b.mean()) if b.size else 0.0,
+            float(c.mean()) if c.size else 0.0,
+            diff,
+            low,
+            high,
+        )
     cases: list[CaseOutcome] = []
     if passed is not None:
-        cases = [CaseOutcome(cid, kind, bool(b), bool(c)) for cid, kind, b, c in
-                 zip(case_ids, kinds, passed[0], passed[1], strict=True)]
+        cases = [
+            CaseOutcome(cid, kind, bool(b), bool(c))
+            for cid, kind, b, c in zip(case_ids, kinds, passed[0], passed[1], strict=True)
+        ]
     elif config.pass_metric in candidate_scores and config.pass_metric in baseline_scores:
         thr = config.pass_threshold
-        cases = [CaseOutcome(cid, kind, float(b) >= thr, float(c) >= thr) for cid, kind, c, b in
-                 zip(case_ids, kinds, candidate_scores[config.pass_metric],
-                     baseline_scores[config.pass_metric], strict=True)]
+        cases = [
+            CaseOutcome(cid, kind, float(b) >= thr, float(c) >= thr)
+            for cid, kind, c, b in zip(
+                case_ids,
+                kinds,
+                candidate_scores[config.pass_metric],
+                baseline_scores[config.pass_metric],
+                strict=True,
+            )
+        ]
     return Comparison(
-        candidate_id=candidate_id, baseline_id=baseline_id, n_cases=len(case_ids),
-        metrics=metrics, cases=cases, baseline_latency_ms=latency_ms[0],
-        candidate_latency_ms=latency_ms[1], baseline_cost_usd=cost_usd[0],
-        candidate_cost_usd=cost_usd[1], fix_checks=tuple(fix_checks),
+        candidate_id=candidate_id,
+        baseline_id=baseline_id,
+        n_cases=len(case_ids),
+        metrics=metrics,
+        cases=cases,
+        baseline_latency_ms=latency_ms[0],
+        candidate_latency_ms=latency_ms[1],
+        baseline_cost_usd=cost_usd[0],
+        candidate_cost_usd=cost_usd[1],
+        fix_checks=tuple(fix_checks),
         confidence=config.confidence,
     )
 
 
 def comparison_from_results(
-    candidate_rows: Sequence[Mapping[str, Any]], baseline_rows: Sequence[Mapping[str, Any]],
-    *, config: GatesConfig, candidate_id: str, baseline_id: str | None,
+    candidate_rows: Sequence[Mapping[str, Any]],
+    baseline_rows: Sequence[Mapping[str, Any]],
+    *,
+    config: GatesConfig,
+    candidate_id: str,
+    baseline_id: str | None,
 ) -> Comparison:
     """The gate's input from two eval runs' per-case results (``evals/<run>/results.parquet``).
 
@@ -261,8 +312,14 @@ def comparison_from_results(
         if other is None:
             continue
         if row.get("fix_check"):
-            fix.append(CaseOutcome(str(row["case_id"]), str(row.get("kind") or ""),
-                                   _passed(other, config), _passed(row, config)))
+            fix.append(
+                CaseOutcome(
+                    str(row["case_id"]),
+                    str(row.get("kind") or ""),
+                    _passed(other, config),
+                    _passed(row, config),
+                )
+            )
         elif row.get("split") == "holdout":
             holdout.append((row, other))
     names = sorted({k for _, b in holdout for k in dict(b.get("scores") or {})})
@@ -285,10 +342,16 @@ def comparison_from_results(
 
     cands, bases = [c for c, _ in holdout], [b for _, b in holdout]
     return compare_scores(
-        candidate_id, baseline_id, [str(c["case_id"]) for c in cands],
-        [str(c.get("kind") or "") for c in cands], cand_scores, base_scores, config=config,
+        candidate_id,
+        baseline_id,
+        [str(c["case_id"]) for c in cands],
+        [str(c.get("kind") or "") for c in cands],
+        cand_scores,
+        base_scores,
+        config=config,
         latency_ms=(mean(bases, "latency_ms"), mean(cands, "latency_ms")),
-        cost_usd=(mean(bases, "cost_usd"), mean(cands, "cost_usd")), fix_checks=fix,
+        cost_usd=(mean(bases, "cost_usd"), mean(cands, "cost_usd")),
+        fix_checks=fix,
         passed=verdicts,
     )
 
@@ -340,9 +403,13 @@ class GateReport:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: what the audit record and ``--json`` keep."""
-        return {"candidate": self.candidate_id, "baseline": self.baseline_id,
-                "passed": self.passed, "reasons": self.reasons,
-                "rules": [asdict(r) | {"numbers": dict(r.numbers)} for r in self.rules]}
+        return {
+            "candidate": self.candidate_id,
+            "baseline": self.baseline_id,
+            "passed": self.passed,
+            "reasons": self.reasons,
+            "rules": [asdict(r) | {"numbers": dict(r.numbers)} for r in self.rules],
+        }
 
 
 def _r(x: float) -> float:
@@ -351,8 +418,12 @@ def _r(x: float) -> float:
 
 def _min_cases(c: Comparison, cfg: GatesConfig) -> RuleResult:
     ok = c.n_cases >= cfg.min_cases
-    return RuleResult("min_cases", ok, f"{c.n_cases} paired holdout cases (need {cfg.min_cases})",
-                      {"n_cases": c.n_cases, "min_cases": cfg.min_cases})
+    return RuleResult(
+        "min_cases",
+        ok,
+        f"{c.n_cases} paired holdout cases (need {cfg.min_cases})",
+        {"n_cases": c.n_cases, "min_cases": cfg.min_cases},
+    )
 
 
 def _quality(c: Comparison, cfg: GatesConfig) -> list[RuleResult]:
@@ -360,91 +431,169 @@ def _quality(c: Comparison, cfg: GatesConfig) -> list[RuleResult]:
     for name in cfg.quality_metrics:
         m = c.metrics.get(name)
         if m is None:
-            out.append(RuleResult(f"quality:{name}", False, f"metric {name} is not in the results",
-                                  {"metric": name}))
+            out.append(
+                RuleResult(
+                    f"quality:{name}",
+                    False,
+                    f"metric {name} is not in the results",
+                    {"metric": name},
+                )
+            )
             continue
         floor = -(1.0 - cfg.quality_margin) * m.baseline_mean
         ok = m.diff_ci_low >= floor - 1e-12
-        out.append(RuleResult(
-            f"quality:{name}", ok,
-            f"paired difference {m.diff:+.4f} [{m.diff_ci_low:+.4f}, {m.diff_ci_high:+.4f}] "
-            f"(baseline {m.baseline_mean:.4f}, candidate {m.candidate_mean:.4f}); lower bound "
-            f"must be >= {floor:+.4f} ({cfg.quality_margin:.0%} of the baseline)",
-            {"metric": name, "n": m.n, "baseline_mean": _r(m.baseline_mean),
-             "candidate_mean": _r(m.candidate_mean), "diff": _r(m.diff),
-             "ci_low": _r(m.diff_ci_low), "ci_high": _r(m.diff_ci_high), "floor": _r(floor),
-             "margin": cfg.quality_margin, "confidence": c.confidence},
-        ))
+        out.append(
+            RuleResult(
+                f"quality:{name}",
+                ok,
+                f"paired difference {m.diff:+.4f} [{m.diff_ci_low:+.4f}, {m.diff_ci_high:+.4f}] "
+                f"(baseline {m.baseline_mean:.4f}, candidate {m.candidate_mean:.4f}); lower bound "
+                f"must be >= {floor:+.4f} ({cfg.quality_margin:.0%} of the baseline)",
+                {
+                    "metric": name,
+                    "n": m.n,
+                    "baseline_mean": _r(m.baseline_mean),
+                    "candidate_mean": _r(m.candidate_mean),
+                    "diff": _r(m.diff),
+                    "ci_low": _r(m.diff_ci_low),
+                    "ci_high": _r(m.diff_ci_high),
+                    "floor": _r(floor),
+                    "margin": cfg.quality_margin,
+                    "confidence": c.confidence,
+                },
+            )
+        )
     return out
 
 
-def _budget(rule: str, unit: str, base: float, cand: float, ratio: float, slack: float
-            ) -> RuleResult:
+def _budget(
+    rule: str, unit: str, base: float, cand: float, ratio: float, slack: float
+) -> RuleResult:
     limit = base * ratio + slack
     ok = cand <= limit + 1e-12
     return RuleResult(
-        rule, ok, f"candidate {cand:.4f} {unit} vs limit {limit:.4f} (baseline {base:.4f} x "
+        rule,
+        ok,
+        f"candidate {cand:.4f} {unit} vs limit {limit:.4f} (baseline {base:.4f} x "
         f"{ratio:.2f} + {slack:g})",
-        {"baseline": _r(base), "candidate": _r(cand), "limit": _r(limit), "max_ratio": ratio,
-         "slack": slack, "ratio": _r(cand / base) if base > 0 else None},
+        {
+            "baseline": _r(base),
+            "candidate": _r(cand),
+            "limit": _r(limit),
+            "max_ratio": ratio,
+            "slack": slack,
+            "ratio": _r(cand / base) if base > 0 else None,
+        },
     )
 
 
 def _no_regressions(c: Comparison, cfg: GatesConfig) -> RuleResult:
     gated = [k for k in c.cases if k.kind in GATED_KINDS]
     if not gated:
-        return RuleResult("no_regressions", False, "no golden or regression case has a "
-                          f"{cfg.pass_metric} score for both models", {"checked": 0})
+        return RuleResult(
+            "no_regressions",
+            False,
+            f"no golden or regression case has a {cfg.pass_metric} score for both models",
+            {"checked": 0},
+        )
     kept = [k for k in gated if k.baseline_passed]
     lost = sorted(k.case_id for k in kept if not k.candidate_passed)
     fixed = sum(1 for k in gated if not k.baseline_passed and k.candidate_passed)
     ok = len(lost) <= cfg.max_new_failures
     return RuleResult(
-        "no_regressions", ok,
+        "no_regressions",
+        ok,
         f"{len(lost)} of {len(kept)} cases the baseline passed now fail (allowed "
         f"{cfg.max_new_failures}); {fixed} newly pass",
-        {"baseline_passed": len(kept), "now_failing": len(lost), "newly_passing": fixed,
-         "allowed": cfg.max_new_failures, "failing_cases": lost[:20],
-         "by_kind": {kind: sum(1 for k in kept if k.kind == kind and not k.candidate_passed)
-                     for kind in GATED_KINDS}},
+        {
+            "baseline_passed": len(kept),
+            "now_failing": len(lost),
+            "newly_passing": fixed,
+            "allowed": cfg.max_new_failures,
+            "failing_cases": lost[:20],
+            "by_kind": {
+                kind: sum(1 for k in kept if k.kind == kind and not k.candidate_passed)
+                for kind in GATED_KINDS
+            },
+        },
     )
 
 
 def _key_better(c: Comparison, cfg: GatesConfig) -> RuleResult:
-    better = [m for name in cfg.key_metrics if (m := c.metrics.get(name)) is not None
-              and m.diff_ci_low > 0]
-    seen = {name: {"diff": _r(m.diff), "ci_low": _r(m.diff_ci_low), "ci_high": _r(m.diff_ci_high)}
-            for name in cfg.key_metrics if (m := c.metrics.get(name)) is not None}
-    detail = (", ".join(f"{m.metric} {m.diff:+.4f} [{m.diff_ci_low:+.4f}, {m.diff_ci_high:+.4f}]"
-                        for m in better) if better else
-              "no key metric's paired interval lies above 0 ("
-              + ", ".join(f"{k} [{v['ci_low']:+.4f}, {v['ci_high']:+.4f}]" for k, v in seen.items())
-              + ")")
-    return RuleResult("key_metric_better", bool(better), detail,
-                      {"better": [m.metric for m in better], "metrics": seen})
+    better = [
+        m
+        for name in cfg.key_metrics
+        if (m := c.metrics.get(name)) is not None and m.diff_ci_low > 0
+    ]
+    seen = {
+        name: {"diff": _r(m.diff), "ci_low": _r(m.diff_ci_low), "ci_high": _r(m.diff_ci_high)}
+        for name in cfg.key_metrics
+        if (m := c.metrics.get(name)) is not None
+    }
+    detail = (
+        ", ".join(
+            f"{m.metric} {m.diff:+.4f} [{m.diff_ci_low:+.4f}, {m.diff_ci_high:+.4f}]"
+            for m in better
+        )
+        if better
+        else "no key metric's paired interval lies above 0 ("
+        + ", ".join(f"{k} [{v['ci_low']:+.4f}, {v['ci_high']:+.4f}]" for k, v in seen.items())
+        + ")"
+    )
+    return RuleResult(
+        "key_metric_better",
+        bool(better),
+        detail,
+        {"better": [m.metric for m in better], "metrics": seen},
+    )
 
 
 def _fix_checks(c: Comparison) -> RuleResult:
     n = len(c.fix_checks)
     fixed = sum(1 for k in c.fix_checks if k.candidate_passed)
     before = sum(1 for k in c.fix_checks if k.baseline_passed)
-    return RuleResult("fix_checks", True,
-                      f"{fixed} of {n} fix checks pass (baseline: {before}); reported, not gated",
-                      {"cases": n, "candidate_passed": fixed, "baseline_passed": before},
-                      gated=False)
+    return RuleResult(
+        "fix_checks",
+        True,
+        f"{fixed} of {n} fix checks pass (baseline: {before}); reported, not gated",
+        {"cases": n, "candidate_passed": fixed, "baseline_passed": before},
+        gated=False,
+    )
 
 
 def evaluate_gate(comparison: Comparison, config: GatesConfig) -> GateReport:
     """Judge every rule; the report keeps the numbers each verdict rests on."""
     c = comparison
-    rules = [_min_cases(c, config), *_quality(c, config),
-             _budget("latency", "ms", c.baseline_latency_ms, c.candidate_latency_ms,
-                     config.latency_max_ratio, config.latency_slack_ms),
-             _budget("cost", "USD/case", c.baseline_cost_usd, c.candidate_cost_usd,
-                     config.cost_max_ratio, config.cost_slack_usd),
-             _no_regressions(c, config), _key_better(c, config), _fix_checks(c)]
+    rules = [
+        _min_cases(c, config),
+        *_quality(c, config),
+        _budget(
+            "latency",
+            "ms",
+            c.baseline_latency_ms,
+            c.candidate_latency_ms,
+            config.latency_max_ratio,
+            config.latency_slack_ms,
+        ),
+        _budget(
+            "cost",
+            "USD/case",
+            c.baseline_cost_usd,
+            c.candidate_cost_usd,
+            config.cost_max_ratio,
+            config.cost_slack_usd,
+        ),
+        _no_regressions(c, config),
+        _key_better(c, config),
+        _fix_checks(c),
+    ]
     report = GateReport(c.candidate_id, c.baseline_id, rules)
-    log.info("gate for %s vs %s: %s", c.candidate_id, c.baseline_id,
-             "pass" if report.passed else "fail (" + "; ".join(r.rule for r in rules
-                                                              if r.gated and not r.passed) + ")")
+    log.info(
+        "gate for %s vs %s: %s",
+        c.candidate_id,
+        c.baseline_id,
+        "pass"
+        if report.passed
+        else "fail (" + "; ".join(r.rule for r in rules if r.gated and not r.passed) + ")",
+    )
     return report

@@ -37,39 +37,54 @@ def _value(key: str, value: Any) -> str:
 def _table(rows: dict[str, Any]) -> list[str]:
     if not rows:
         return ["(none)", ""]
-    return ["| | |", "|---|---|", *[f"| {k} | {_value(k, v)} |" for k, v in sorted(rows.items())],
-            ""]
+    return [
+        "| | |",
+        "|---|---|",
+        *[f"| {k} | {_value(k, v)} |" for k, v in sorted(rows.items())],
+        "",
+    ]
 
 
-def render_model_card(session: Session, run: TrainingRun, model: ModelVersion,
-                      run_status: str | None = None) -> str:
+def render_model_card(
+    session: Session, run: TrainingRun, model: ModelVersion, run_status: str | None = None
+) -> str:
     """The card of ``model``, made by ``run``: lineage (dataset version, what it was curated
     from: feedback files, stored parts, earlier versions), parameters, metrics and cost.
     ``run_status``: the status the run ends with once the card is written (it is rendered
     just before the record is marked completed)."""
-    prompt = (f"its own, {len(model.system_prompt)} characters" if model.system_prompt
-              else "none")
+    prompt = f"its own, {len(model.system_prompt)} characters" if model.system_prompt else "none"
     lines = [
-        f"# Model card: {model.id}", "",
+        f"# Model card: {model.id}",
+        "",
         f"Agent: `{model.agent_id}`  ",
         f"Status: {model.status}  ",
         f"Backend: `{model.backend}`, model reference `{model.model_ref}`  ",
         f"Base (parent) model version: `{model.parent_id or '-'}`  ",
-        (f"Training run: `{run.id}` ({run.training_type} on {run.backend}, {run_status or run.status}), "
-         f"created by {run.created_by} at {run.created_at:%Y-%m-%d %H:%M} UTC  "),
+        (
+            f"Training run: `{run.id}` ({run.training_type} on {run.backend}, {run_status or run.status}), "
+            f"created by {run.created_by} at {run.created_at:%Y-%m-%d %H:%M} UTC  "
+        ),
         f"External job: `{run.external_job_id or 'none (no training job)'}`  ",
         f"System prompt: {prompt}",
-        "", "## Dataset and lineage", "",
+        "",
+        "## Dataset and lineage",
+        "",
     ]
     if run.dataset_version_id:
         dv = repo.get_dataset_version(session, run.dataset_version_id)
         lines += [
-            (f"Dataset version `{dv.id}`: {dv.kind}, {dv.rows} rows, made "
-             f"{dv.created_at:%Y-%m-%d %H:%M} UTC by flow run `{dv.flow_run_id or '-'}`, "
-             f"parent version `{dv.parent_id or '-'}`."), "",
+            (
+                f"Dataset version `{dv.id}`: {dv.kind}, {dv.rows} rows, made "
+                f"{dv.created_at:%Y-%m-%d %H:%M} UTC by flow run `{dv.flow_run_id or '-'}`, "
+                f"parent version `{dv.parent_id or '-'}`."
+            ),
+            "",
         ]
-        counts = {k: v for k, v in (dv.stats or {}).items()
-                  if isinstance(v, int | float) and (k.startswith(("signal_", "rows_")))}
+        counts = {
+            k: v
+            for k, v in (dv.stats or {}).items()
+            if isinstance(v, int | float) and (k.startswith(("signal_", "rows_")))
+        }
         if counts:
             lines += ["Curation counts behind it (feedback signals, rows):", "", *_table(counts)]
         refs: dict[str, list[str]] = defaultdict(list)
@@ -85,9 +100,17 @@ def render_model_card(session: Session, run: TrainingRun, model: ModelVersion,
         lines.append("")
     else:
         lines += ["No dataset version.", ""]
-    lines += ["## Parameters", "", *_table(dict(run.parameters)),
-              "## Model parameters", "", *_table(dict(model.parameters)),
-              "## Metrics", "", *_table(dict(run.metrics))]
+    lines += [
+        "## Parameters",
+        "",
+        *_table(dict(run.parameters)),
+        "## Model parameters",
+        "",
+        *_table(dict(model.parameters)),
+        "## Metrics",
+        "",
+        *_table(dict(run.metrics)),
+    ]
     cost = run.cost_usd if run.cost_usd is not None else 0.0
     basis = run.artifacts.get("cost_basis", "")
     lines += ["## Cost", "", f"{cost:.4f} USD ({basis or 'not reported'})", ""]

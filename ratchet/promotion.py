@@ -46,8 +46,14 @@ class Evaluated:
     table: list[dict[str, Any]]  # the evaluation's comparison rows (subset, metric, intervals)
 
 
-def find_evaluation(store: Store, session: Session, candidate_id: str, gates: GatesConfig, *,
-                    eval_run: str | None = None) -> Evaluated | None:
+def find_evaluation(
+    store: Store,
+    session: Session,
+    candidate_id: str,
+    gates: GatesConfig,
+    *,
+    eval_run: str | None = None,
+) -> Evaluated | None:
     """The newest completed evaluation of the candidate against the agent's *current*
     production (or the named candidate ``eval_run``), converted for the gate; None when there is
     none (the candidate must be evaluated first)."""
@@ -75,8 +81,12 @@ def find_evaluation(store: Store, session: Session, candidate_id: str, gates: Ga
         if not run.results_path or not base_run.results_path:
             continue
         comp = comparison_from_results(
-            read_results(store, run.results_path), read_results(store, base_run.results_path),
-            config=gates, candidate_id=candidate_id, baseline_id=prod.id)
+            read_results(store, run.results_path),
+            read_results(store, base_run.results_path),
+            config=gates,
+            candidate_id=candidate_id,
+            baseline_id=prod.id,
+        )
         return Evaluated(comp, run.id, base_run.id, list(doc.get("rows") or []))
     return None
 
@@ -95,18 +105,27 @@ class Outcome:
     traffic_share: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"action": self.action, "agent": self.agent_id, "candidate": self.candidate_id,
-                "baseline": self.baseline_id, "passed": self.passed,
-                "reasons": list(self.reasons), "decision": self.decision_id,
-                "traffic_share": self.traffic_share}
+        return {
+            "action": self.action,
+            "agent": self.agent_id,
+            "candidate": self.candidate_id,
+            "baseline": self.baseline_id,
+            "passed": self.passed,
+            "reasons": list(self.reasons),
+            "decision": self.decision_id,
+            "traffic_share": self.traffic_share,
+        }
 
 
-def lineage(session: Session, candidate_id: str,
-            eval_runs: Sequence[str] = ()) -> dict[str, Any]:
+def lineage(session: Session, candidate_id: str, eval_runs: Sequence[str] = ()) -> dict[str, Any]:
     """The datasets and feedback that led to a candidate: ids, counts and store paths only."""
     cand = repo.get_model_version(session, candidate_id)
-    out: dict[str, Any] = {"candidate": cand.id, "parent": cand.parent_id,
-                           "training_run": cand.training_run_id, "eval_runs": list(eval_runs)}
+    out: dict[str, Any] = {
+        "candidate": cand.id,
+        "parent": cand.parent_id,
+        "training_run": cand.training_run_id,
+        "eval_runs": list(eval_runs),
+    }
     if cand.training_run_id is None:
         return out
     run = repo.get_training_run(session, cand.training_run_id)
@@ -116,21 +135,35 @@ def lineage(session: Session, candidate_id: str,
         return out
     ds = repo.get_dataset_version(session, run.dataset_version_id)
     refs = repo.dataset_lineage(session, ds.id)
-    out["dataset"] = {"version": ds.id, "kind": ds.kind, "rows": ds.rows,
-                      "made_from": dict(Counter(kind for kind, _ in refs)),
-                      "refs": [f"{kind}:{ref}" for kind, ref in refs[:MAX_REFS]]}
+    out["dataset"] = {
+        "version": ds.id,
+        "kind": ds.kind,
+        "rows": ds.rows,
+        "made_from": dict(Counter(kind for kind, _ in refs)),
+        "refs": [f"{kind}:{ref}" for kind, ref in refs[:MAX_REFS]],
+    }
     return out
 
 
-def _audit(report: GateReport | None, lineage_: Mapping[str, Any],
-           extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    return {"gate": report.as_dict() if report is not None else None,
-            "lineage": dict(lineage_), **dict(extra or {})}
+def _audit(
+    report: GateReport | None, lineage_: Mapping[str, Any], extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "gate": report.as_dict() if report is not None else None,
+        "lineage": dict(lineage_),
+        **dict(extra or {}),
+    }
 
 
-def decide(session: Session, report: GateReport, *, decided_by: str,
-           flow_run_id: str | None = None, eval_runs: Sequence[str] = (),
-           dry_run: bool = False) -> Outcome:
+def decide(
+    session: Session,
+    report: GateReport,
+    *,
+    decided_by: str,
+    flow_run_id: str | None = None,
+    eval_runs: Sequence[str] = (),
+    dry_run: bool = False,
+) -> Outcome:
     """Promote the candidate when the gate passed, else reject it with the failed rules as
     reasons. ``dry_run``: decide and say so, change nothing, record nothing."""
     cand = repo.get_model_version(session, report.candidate_id)
@@ -139,78 +172,137 @@ def decide(session: Session, report: GateReport, *, decided_by: str,
     if report.baseline_id is not None and report.baseline_id != baseline_id:
         raise InvalidTransitionError(
             f"the gate compared {report.candidate_id!r} with {report.baseline_id!r}, but "
-            f"production is {baseline_id!r}: evaluate again against production")
+            f"production is {baseline_id!r}: evaluate again against production"
+        )
     action = "promote" if report.passed else "reject"
     reasons = tuple(report.reasons) or ("every gated rule passed",)
     if dry_run:
         log.info("dry run: %s would be %sd", cand.id, action)
         return Outcome("none", cand.agent_id, cand.id, baseline_id, report.passed, reasons)
-    decision = Decision(decided_by=decided_by, passed=report.passed, reasons=reasons,
-                        gate_results=_audit(report, lineage(session, cand.id, eval_runs)),
-                        flow_run_id=flow_run_id)
+    decision = Decision(
+        decided_by=decided_by,
+        passed=report.passed,
+        reasons=reasons,
+        gate_results=_audit(report, lineage(session, cand.id, eval_runs)),
+        flow_run_id=flow_run_id,
+    )
     fn = repo.promote if report.passed else repo.reject
     row = fn(session, cand.id, decision)
-    log.info("%s %s (baseline %s)", "promoted" if report.passed else "rejected", cand.id,
-             baseline_id)
-    return Outcome(action, cand.agent_id, cand.id, baseline_id, report.passed, reasons, row.id,
-                   1.0 if report.passed else 0.0)
+    log.info(
+        "%s %s (baseline %s)", "promoted" if report.passed else "rejected", cand.id, baseline_id
+    )
+    return Outcome(
+        action,
+        cand.agent_id,
+        cand.id,
+        baseline_id,
+        report.passed,
+        reasons,
+        row.id,
+        1.0 if report.passed else 0.0,
+    )
 
 
-def force_promote(session: Session, candidate_id: str, *, reason: str, decided_by: str,
-                  report: GateReport | None = None, flow_run_id: str | None = None,
-                  eval_runs: Sequence[str] = ()) -> Outcome:
+def force_promote(
+    session: Session,
+    candidate_id: str,
+    *,
+    reason: str,
+    decided_by: str,
+    report: GateReport | None = None,
+    flow_run_id: str | None = None,
+    eval_runs: Sequence[str] = (),
+) -> Outcome:
     """Promote whatever the gate said, recording the operator's reason (required) and the gate's
     verdict as it was (``passed`` False when it failed, so the audit shows the override)."""
     if not reason.strip():
         raise ValueError("a forced promotion needs a reason (--reason)")
     cand = repo.get_model_version(session, candidate_id)
     passed = report.passed if report is not None else False
-    reasons = (f"forced: {reason.strip()}", *(report.reasons if report is not None else
-                                              ("no gate result",)))
+    reasons = (
+        f"forced: {reason.strip()}",
+        *(report.reasons if report is not None else ("no gate result",)),
+    )
     decision = Decision(
-        decided_by=decided_by, passed=passed, reasons=reasons, flow_run_id=flow_run_id,
-        gate_results=_audit(report, lineage(session, cand.id, eval_runs),
-                            {"forced": True, "force_reason": reason.strip()}))
+        decided_by=decided_by,
+        passed=passed,
+        reasons=reasons,
+        flow_run_id=flow_run_id,
+        gate_results=_audit(
+            report,
+            lineage(session, cand.id, eval_runs),
+            {"forced": True, "force_reason": reason.strip()},
+        ),
+    )
     row = repo.promote(session, cand.id, decision)
-    log.warning("forced promotion of %s (gate %s)", cand.id,
-                "passed" if passed else "failed or absent")
-    return Outcome("promote", cand.agent_id, cand.id, row.baseline_id, passed, reasons, row.id,
-                   1.0)
+    log.warning(
+        "forced promotion of %s (gate %s)", cand.id, "passed" if passed else "failed or absent"
+    )
+    return Outcome("promote", cand.agent_id, cand.id, row.baseline_id, passed, reasons, row.id, 1.0)
 
 
-def roll_back(session: Session, agent_id: str, *, decided_by: str, to: str | None = None,
-              reason: str | None = None) -> Outcome:
+def roll_back(
+    session: Session,
+    agent_id: str,
+    *,
+    decided_by: str,
+    to: str | None = None,
+    reason: str | None = None,
+) -> Outcome:
     """Restore the previous production version (or ``to``); the demoted one is retired."""
     reasons = (reason.strip(),) if reason and reason.strip() else ("rollback",)
-    row = repo.rollback(session, agent_id, Decision(decided_by=decided_by, reasons=reasons,
-                                                    gate_results={}), to=to)
+    row = repo.rollback(
+        session, agent_id, Decision(decided_by=decided_by, reasons=reasons, gate_results={}), to=to
+    )
     log.info("agent %s rolled back to %s (from %s)", agent_id, row.candidate_id, row.baseline_id)
-    return Outcome("rollback", agent_id, row.candidate_id, row.baseline_id, None, reasons,
-                   row.id, 1.0)
+    return Outcome(
+        "rollback", agent_id, row.candidate_id, row.baseline_id, None, reasons, row.id, 1.0
+    )
 
 
-def advance_rollout(session: Session, report: GateReport, shares: Sequence[float], *,
-                    decided_by: str, flow_run_id: str | None = None,
-                    eval_runs: Sequence[str] = ()) -> Outcome:
+def advance_rollout(
+    session: Session,
+    report: GateReport,
+    shares: Sequence[float],
+    *,
+    decided_by: str,
+    flow_run_id: str | None = None,
+    eval_runs: Sequence[str] = (),
+) -> Outcome:
     """One rollout step: a candidate that passed the gate gets the next traffic share; the step
     to 1.0 is its promotion (with the audit record). A failed gate rejects it as :func:`decide`."""
     if not report.passed:
-        return decide(session, report, decided_by=decided_by, flow_run_id=flow_run_id,
-                      eval_runs=eval_runs)
+        return decide(
+            session, report, decided_by=decided_by, flow_run_id=flow_run_id, eval_runs=eval_runs
+        )
     cand = repo.get_model_version(session, report.candidate_id)
     share = next_share(cand.traffic_share, shares)
     if share >= 1.0:
-        return decide(session, report, decided_by=decided_by, flow_run_id=flow_run_id,
-                      eval_runs=eval_runs)
+        return decide(
+            session, report, decided_by=decided_by, flow_run_id=flow_run_id, eval_runs=eval_runs
+        )
     repo.set_traffic_share(session, cand.id, share)
     current = repo.production_version(session, cand.agent_id)
     log.info("candidate %s now serves %.0f%% of users", cand.id, share * 100)
-    return Outcome("rollout", cand.agent_id, cand.id, current.id if current else None, True,
-                   (f"rollout step: {share:.0%} of users",), None, share)
+    return Outcome(
+        "rollout",
+        cand.agent_id,
+        cand.id,
+        current.id if current else None,
+        True,
+        (f"rollout step: {share:.0%} of users",),
+        None,
+        share,
+    )
 
 
-def metric_history(session: Session, agent_id: str, metrics: Sequence[str] = (
-        "pass_rate", "token_f1"), subset: str = "holdout", limit: int = 20) -> list[dict[str, Any]]:
+def metric_history(
+    session: Session,
+    agent_id: str,
+    metrics: Sequence[str] = ("pass_rate", "token_f1"),
+    subset: str = "holdout",
+    limit: int = 20,
+) -> list[dict[str, Any]]:
     """Per model version of the agent (oldest first), its newest completed eval run's means
     with intervals on ``subset``: the metric history an operator reads in the weekly report."""
     out = []
@@ -218,10 +310,22 @@ def metric_history(session: Session, agent_id: str, metrics: Sequence[str] = (
         runs = repo.list_eval_runs(session, model_version_id=v.id, status="completed", limit=1)
         if not runs:
             continue
-        values = {m.metric: m for m in repo.eval_metrics(session, runs[0].id)
-                  if m.subset == subset and m.metric in metrics}
-        out.append({"version": v.id, "status": v.status, "backend": v.backend,
-                    "created": v.created_at.isoformat(), "eval_run": runs[0].id,
-                    "metrics": {k: {"value": m.value, "ci_low": m.ci_low, "ci_high": m.ci_high,
-                                    "n": m.n} for k, m in values.items()}})
+        values = {
+            m.metric: m
+            for m in repo.eval_metrics(session, runs[0].id)
+            if m.subset == subset and m.metric in metrics
+        }
+        out.append(
+            {
+                "version": v.id,
+                "status": v.status,
+                "backend": v.backend,
+                "created": v.created_at.isoformat(),
+                "eval_run": runs[0].id,
+                "metrics": {
+                    k: {"value": m.value, "ci_low": m.ci_low, "ci_high": m.ci_high, "n": m.n}
+                    for k, m in values.items()
+                },
+            }
+        )
     return out

@@ -14,8 +14,10 @@ from typing import Any
 
 from ratchet.backends.base import JobSpec
 
-RULES_HEADER = ("Follow these rules, learned from corrected answers. When a question matches "
-                "one, answer as the rule says.")
+RULES_HEADER = (
+    "Follow these rules, learned from corrected answers. When a question matches "
+    "one, answer as the rule says."
+)
 MAX_QUESTION_CHARS = 300
 MAX_ANSWER_CHARS = 600
 
@@ -42,8 +44,9 @@ def correction_rules(rows: list[dict[str, Any]], max_rules: int) -> list[str]:
         if not question or question in seen or not (row.get("expected") or "").strip():
             continue
         seen.add(question)
-        rules.append(f'When asked "{question}", answer: '
-                     f'"{_clip(row["expected"], MAX_ANSWER_CHARS)}"')
+        rules.append(
+            f'When asked "{question}", answer: "{_clip(row["expected"], MAX_ANSWER_CHARS)}"'
+        )
         if len(rules) >= max_rules:
             break
     return rules
@@ -57,19 +60,25 @@ def compose_prompt(base_prompt: str | None, rules: list[str]) -> str:
     return "\n".join(parts)
 
 
-def build_system_prompt(store: Any, spec: JobSpec, base_prompt: str | None, max_rules: int
-                        ) -> tuple[str, int]:
+def build_system_prompt(
+    store: Any, spec: JobSpec, base_prompt: str | None, max_rules: int
+) -> tuple[str, int]:
     """The candidate's system prompt and how many rules it holds (0 when given)."""
     given = spec.params.get("system_prompt")
     if isinstance(given, str) and given.strip():
         return given, 0
     from ratchet.schemas import EVAL_CASES
 
-    table = store.read_table(spec.data.train_path, EVAL_CASES,
-                             columns=["case_id", "kind", "split", "status", "input", "expected"])
+    table = store.read_table(
+        spec.data.train_path,
+        EVAL_CASES,
+        columns=["case_id", "kind", "split", "status", "input", "expected"],
+    )
     rules = correction_rules(table.to_pylist(), max_rules)
     if not rules:
-        raise ValueError(f"dataset version {spec.data.dataset_version_id}: no active train-split "
-                         "regression case with a correction to make a rule from; pass "
-                         "--param system_prompt=... instead")
+        raise ValueError(
+            f"dataset version {spec.data.dataset_version_id}: no active train-split "
+            "regression case with a correction to make a rule from; pass "
+            "--param system_prompt=... instead"
+        )
     return compose_prompt(base_prompt, rules), len(rules)

@@ -72,11 +72,17 @@ def _not_null(*columns: str) -> list[Spec]:
 
 
 def _zero_residual() -> Spec:
-    return ("ExpectColumnValuesToBeBetween", {"column": "pii_residual", "min_value": 0, "max_value": 0})
+    return (
+        "ExpectColumnValuesToBeBetween",
+        {"column": "pii_residual", "min_value": 0, "max_value": 0},
+    )
 
 
 def _in_set(column: str, values: list[Any], mostly: float = 1.0) -> Spec:
-    return ("ExpectColumnValuesToBeInSet", {"column": column, "value_set": values, "mostly": mostly})
+    return (
+        "ExpectColumnValuesToBeInSet",
+        {"column": column, "value_set": values, "mostly": mostly},
+    )
 
 
 def _unique(*columns: str) -> Spec:

@@ -40,8 +40,18 @@ from typing import Any
 
 import pyarrow as pa
 
-REVIEW_COLUMNS = ("review_id", "agent_id", "interaction_id", "reason", "input", "response",
-                  "rating", "thumb", "correction", "comment")
+REVIEW_COLUMNS = (
+    "review_id",
+    "agent_id",
+    "interaction_id",
+    "reason",
+    "input",
+    "response",
+    "rating",
+    "thumb",
+    "correction",
+    "comment",
+)
 LABEL_COLUMNS = ("rating", "thumb", "correction", "comment")
 
 
@@ -85,10 +95,16 @@ def review_rows(review_queue: pa.Table) -> list[dict[str, Any]]:
     rows = review_queue.sort_by("review_id").to_pylist() if review_queue.num_rows else []
     return [
         {
-            "review_id": r["review_id"], "agent_id": r["agent_id"],
-            "interaction_id": r["interaction_id"], "reason": r["reason"],
-            "input": conversation_text(r["input"]), "response": r["response"],
-            "rating": "", "thumb": "", "correction": "", "comment": "",
+            "review_id": r["review_id"],
+            "agent_id": r["agent_id"],
+            "interaction_id": r["interaction_id"],
+            "reason": r["reason"],
+            "input": conversation_text(r["input"]),
+            "response": r["response"],
+            "rating": "",
+            "thumb": "",
+            "correction": "",
+            "comment": "",
         }
         for r in rows
     ]
@@ -124,21 +140,38 @@ def _int(value: str, row: int, column: str) -> int:
 
 
 def feedback_event(
-    *, agent_id: str | None, interaction_id: str, timestamp: datetime, source: str,
-    annotator: str | None = None, rating: int | None = None, thumb: int | None = None,
-    correction: str | None = None, comment: str | None = None,
+    *,
+    agent_id: str | None,
+    interaction_id: str,
+    timestamp: datetime,
+    source: str,
+    annotator: str | None = None,
+    rating: int | None = None,
+    thumb: int | None = None,
+    correction: str | None = None,
+    comment: str | None = None,
 ) -> dict[str, Any]:
     """A feedback event as a feedback-JSONL object (nulls omitted)."""
     event: dict[str, Any] = {
-        "agent_id": agent_id, "interaction_id": interaction_id,
-        "timestamp": timestamp.isoformat(), "source": source, "annotator": annotator,
-        "rating": rating, "thumb": thumb, "correction": correction, "comment": comment,
+        "agent_id": agent_id,
+        "interaction_id": interaction_id,
+        "timestamp": timestamp.isoformat(),
+        "source": source,
+        "annotator": annotator,
+        "rating": rating,
+        "thumb": thumb,
+        "correction": correction,
+        "comment": comment,
     }
     return {k: v for k, v in event.items() if v is not None and v != ""}
 
 
 def labels_from_csv(
-    path: Path, *, now: datetime, source: str = "expert", annotator: str | None = None,
+    path: Path,
+    *,
+    now: datetime,
+    source: str = "expert",
+    annotator: str | None = None,
     default_agent: str | None = None,
 ) -> Labels:
     """Feedback events from a filled review CSV (rows with no label are skipped and counted)."""
@@ -163,9 +196,13 @@ def labels_from_csv(
                 raise LabelError(f"row {number}: interaction_id is empty")
             event = feedback_event(
                 agent_id=_cell(row.get("agent_id")) or default_agent,
-                interaction_id=iid, timestamp=now, source=source, annotator=annotator,
+                interaction_id=iid,
+                timestamp=now,
+                source=source,
+                annotator=annotator,
                 rating=_int(vals["rating"].strip(), number, "rating") if vals["rating"] else None,
-                thumb=thumb, correction=vals["correction"] or None,
+                thumb=thumb,
+                correction=vals["correction"] or None,
                 comment=vals["comment"] or None,
             )
             out.events.append(event | {"feedback_id": label_id(event)})
@@ -174,8 +211,19 @@ def labels_from_csv(
 
 def label_id(event: dict[str, Any]) -> str:
     """A label's feedback id from what it says, not when it was imported (see the module doc)."""
-    said = [event.get(k) for k in ("agent_id", "interaction_id", "source", "annotator", "rating",
-                                   "thumb", "correction", "comment")]
+    said = [
+        event.get(k)
+        for k in (
+            "agent_id",
+            "interaction_id",
+            "source",
+            "annotator",
+            "rating",
+            "thumb",
+            "correction",
+            "comment",
+        )
+    ]
     return "review-" + hashlib.sha256(json.dumps(said).encode()).hexdigest()[:32]
 
 

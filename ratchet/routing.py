@@ -68,8 +68,10 @@ def _route(agent_id: str, rows: Sequence[tuple[str, str, float]]) -> Route | Non
     prod = next((vid for vid, status, _ in rows if status == "production"), None)
     if prod is None:
         return None
-    rolling = sorted(((share, vid) for vid, status, share in rows
-                      if status == "candidate" and share > 0.0), reverse=True)
+    rolling = sorted(
+        ((share, vid) for vid, status, share in rows if status == "candidate" and share > 0.0),
+        reverse=True,
+    )
     if not rolling:
         return Route(agent_id, prod)
     share, cand = rolling[0]
@@ -79,9 +81,9 @@ def _route(agent_id: str, rows: Sequence[tuple[str, str, float]]) -> Route | Non
 def load_routes(session: Session) -> dict[str, Route]:
     """Every agent's route in one query: the table serving code keeps and refreshes."""
     rows = session.execute(
-        select(ModelVersion.agent_id, ModelVersion.id, ModelVersion.status,
-               ModelVersion.traffic_share).where(
-            ModelVersion.status.in_(("production", "candidate")))
+        select(
+            ModelVersion.agent_id, ModelVersion.id, ModelVersion.status, ModelVersion.traffic_share
+        ).where(ModelVersion.status.in_(("production", "candidate")))
     ).all()
     by_agent: dict[str, list[tuple[str, str, float]]] = {}
     for agent, vid, status, share in rows:
@@ -91,14 +93,21 @@ def load_routes(session: Session) -> dict[str, Route]:
 
 def pick(route: Route, user_id: str) -> str:
     """The version this user gets on this route."""
-    if route.candidate_id is not None and user_bucket(route.agent_id, user_id) < \
-            route.candidate_share:
+    if (
+        route.candidate_id is not None
+        and user_bucket(route.agent_id, user_id) < route.candidate_share
+    ):
         return route.candidate_id
     return route.production_id
 
 
-def choose_version(agent_id: str, user_id: str, *, routes: RoutingTable | None = None,
-                   sessions: SessionFactory | None = None) -> str:
+def choose_version(
+    agent_id: str,
+    user_id: str,
+    *,
+    routes: RoutingTable | None = None,
+    sessions: SessionFactory | None = None,
+) -> str:
     """The model version that answers ``user_id`` for ``agent_id`` (sticky per user).
 
     Give a preloaded ``routes`` table (cheapest) or a ``sessions`` factory (one query).

@@ -56,7 +56,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,13 @@ PII_TYPES: tuple[str, ...] = (
     "IP_ADDRESS",
     "API_KEY",
 )
-REQUIRED_FIELDS: tuple[str, ...] = ("interaction_id", "agent_id", "timestamp", "messages", "response")
+REQUIRED_FIELDS: tuple[str, ...] = (
+    "interaction_id",
+    "agent_id",
+    "timestamp",
+    "messages",
+    "response",
+)
 
 
 class SampleSpecError(ValueError):
@@ -186,8 +192,14 @@ class SampleSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SampleSpec:
         """The inverse of :meth:`to_dict` (a manifest's ``spec`` rebuilds its sample)."""
-        return cls(**{**d, "agents": tuple(d["agents"]), "start": date.fromisoformat(d["start"]),
-                      "noise": NoiseSpec(**d["noise"])})
+        return cls(
+            **{
+                **d,
+                "agents": tuple(d["agents"]),
+                "start": date.fromisoformat(d["start"]),
+                "noise": NoiseSpec(**d["noise"]),
+            }
+        )
 
 
 @dataclass
@@ -242,12 +254,58 @@ class SampleManifest:
 # --------------------------------------------------------------------------------------------
 # PII and look-alikes (standard library only)
 # --------------------------------------------------------------------------------------------
-_FIRST = ("jane", "john", "maria", "ahmed", "li", "sofia", "lukas", "chloe", "omar", "emma",
-          "noah", "ines", "tom", "priya", "jose", "anna", "mehmet", "olivia", "raj", "zoe")
-_LAST = ("smith", "doe", "garcia", "khan", "wang", "rossi", "muller", "martin", "haddad",
-         "jones", "brown", "silva", "kowalski", "patel", "dubois", "nguyen", "oconnor", "ali")
-_DOMAINS = ("gmail.com", "outlook.com", "yahoo.co.uk", "icloud.com", "proton.me", "web.de",
-            "hotmail.fr", "example.com")
+_FIRST = (
+    "jane",
+    "john",
+    "maria",
+    "ahmed",
+    "li",
+    "sofia",
+    "lukas",
+    "chloe",
+    "omar",
+    "emma",
+    "noah",
+    "ines",
+    "tom",
+    "priya",
+    "jose",
+    "anna",
+    "mehmet",
+    "olivia",
+    "raj",
+    "zoe",
+)
+_LAST = (
+    "smith",
+    "doe",
+    "garcia",
+    "khan",
+    "wang",
+    "rossi",
+    "muller",
+    "martin",
+    "haddad",
+    "jones",
+    "brown",
+    "silva",
+    "kowalski",
+    "patel",
+    "dubois",
+    "nguyen",
+    "oconnor",
+    "ali",
+)
+_DOMAINS = (
+    "gmail.com",
+    "outlook.com",
+    "yahoo.co.uk",
+    "icloud.com",
+    "proton.me",
+    "web.de",
+    "hotmail.fr",
+    "example.com",
+)
 _B62 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 _UPPER_ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
@@ -319,8 +377,15 @@ def _iban(rng: random.Random) -> str:
 
 def _email(rng: random.Random) -> str:
     first, last = _pick(rng, _FIRST), _pick(rng, _LAST)
-    local = _pick(rng, (f"{first}.{last}", f"{first}{last}{_int(rng, 1, 99)}",
-                        f"{first[0]}{last}", f"{first}+orders"))
+    local = _pick(
+        rng,
+        (
+            f"{first}.{last}",
+            f"{first}{last}{_int(rng, 1, 99)}",
+            f"{first[0]}{last}",
+            f"{first}+orders",
+        ),
+    )
     return f"{local}@{_pick(rng, _DOMAINS)}"
 
 
@@ -375,8 +440,15 @@ _PII_MAKERS = {
     "IP_ADDRESS": _ip,
     "API_KEY": _api_key,
 }
-_PII_WEIGHTS = (("EMAIL", 34), ("PHONE", 24), ("CREDIT_CARD", 12), ("IBAN", 8), ("IP_ADDRESS", 10),
-                ("US_SSN", 6), ("API_KEY", 6))
+_PII_WEIGHTS = (
+    ("EMAIL", 34),
+    ("PHONE", 24),
+    ("CREDIT_CARD", 12),
+    ("IBAN", 8),
+    ("IP_ADDRESS", 10),
+    ("US_SSN", 6),
+    ("API_KEY", 6),
+)
 _PII_TYPES_W = [t for t, w in _PII_WEIGHTS for _ in range(w)]
 _PII_SENTENCES = {
     "EMAIL": ("You can reach me at {v}.", "my email is {v}", "please send it to {v}"),
@@ -393,11 +465,16 @@ _PII_SENTENCES = {
 # The simulated agents
 # --------------------------------------------------------------------------------------------
 _PRODUCTS = (
-    ("Merino crew jumper", 79.0, "knitwear"), ("Trail running shoes", 119.0, "footwear"),
-    ("Waterproof parka", 189.0, "outerwear"), ("Organic cotton tee", 19.5, "tops"),
-    ("Leather ankle boots", 149.0, "footwear"), ("Slim chinos", 49.99, "trousers"),
-    ("Down gilet", 99.0, "outerwear"), ("Linen shirt", 45.0, "tops"),
-    ("Wool beanie", 15.0, "accessories"), ("Canvas backpack", 65.0, "bags"),
+    ("Merino crew jumper", 79.0, "knitwear"),
+    ("Trail running shoes", 119.0, "footwear"),
+    ("Waterproof parka", 189.0, "outerwear"),
+    ("Organic cotton tee", 19.5, "tops"),
+    ("Leather ankle boots", 149.0, "footwear"),
+    ("Slim chinos", 49.99, "trousers"),
+    ("Down gilet", 99.0, "outerwear"),
+    ("Linen shirt", 45.0, "tops"),
+    ("Wool beanie", 15.0, "accessories"),
+    ("Canvas backpack", 65.0, "bags"),
 )
 _COLOURS = ("BLK", "NVY", "GRN", "RED", "WHT", "GRY")
 _SIZES = ("XS", "S", "M", "L", "XL", "42", "43", "44")
@@ -416,15 +493,28 @@ _SYSTEM = {
     "full card numbers.",
 }
 _TOOL_SCHEMAS = {
-    name: {"type": "function", "function": {"name": name, "description": desc, "parameters": {
-        "type": "object", "properties": {p: {"type": "string"} for p in params},
-        "required": list(params[:1])}}}
+    name: {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": desc,
+            "parameters": {
+                "type": "object",
+                "properties": {p: {"type": "string"} for p in params},
+                "required": list(params[:1]),
+            },
+        },
+    }
     for name, desc, params in (
         ("lookup_order", "Look an order up by id.", ("order_id", "customer_email")),
         ("track_shipment", "Track a parcel.", ("tracking_number", "carrier")),
         ("search_products", "Search the catalogue.", ("query", "max_price", "size")),
         ("create_return", "Start a return and make a label.", ("order_id", "sku", "reason")),
-        ("issue_refund", "Refund (part of) an order.", ("order_id", "amount", "currency", "reason")),
+        (
+            "issue_refund",
+            "Refund (part of) an order.",
+            ("order_id", "amount", "currency", "reason"),
+        ),
         ("send_invoice", "Email an invoice.", ("order_id", "email", "callback_url")),
     )
 }
@@ -437,49 +527,110 @@ _AGENT_TOOLS = {
 # FAQ intents: the same question asked again and again, with small wording variations.
 _FAQ: dict[str, tuple[tuple[str, tuple[str, ...], str, str, str], ...]] = {
     "shop-assistant": (
-        ("shipping", ("Do you ship to Ireland?", "do you deliver to ireland",
-                      "Can I get delivery to Ireland?", "Do you ship to Ireland"),
-         "Yes, we ship to Ireland. Standard delivery takes 3-5 working days and costs €4.99; "
-         "it is free on orders over €60.",
-         "Sorry, we only deliver within the UK at the moment.", "kb://shipping/international"),
-        ("payment", ("Can I pay with PayPal?", "do you take paypal", "Is PayPal accepted?"),
-         "Yes, we accept PayPal, Apple Pay and all major cards at checkout.",
-         "We only accept card payments.", "kb://payments/methods"),
-        ("sizing", ("Do your shoes run small?", "do the shoes run small or true to size",
-                    "Are your shoes true to size?"),
-         "Our shoes run true to size; if you are between sizes we suggest the larger one.",
-         "Our shoes run a full size small, so order one size up.", "kb://products/size-guide"),
+        (
+            "shipping",
+            (
+                "Do you ship to Ireland?",
+                "do you deliver to ireland",
+                "Can I get delivery to Ireland?",
+                "Do you ship to Ireland",
+            ),
+            "Yes, we ship to Ireland. Standard delivery takes 3-5 working days and costs €4.99; "
+            "it is free on orders over €60.",
+            "Sorry, we only deliver within the UK at the moment.",
+            "kb://shipping/international",
+        ),
+        (
+            "payment",
+            ("Can I pay with PayPal?", "do you take paypal", "Is PayPal accepted?"),
+            "Yes, we accept PayPal, Apple Pay and all major cards at checkout.",
+            "We only accept card payments.",
+            "kb://payments/methods",
+        ),
+        (
+            "sizing",
+            (
+                "Do your shoes run small?",
+                "do the shoes run small or true to size",
+                "Are your shoes true to size?",
+            ),
+            "Our shoes run true to size; if you are between sizes we suggest the larger one.",
+            "Our shoes run a full size small, so order one size up.",
+            "kb://products/size-guide",
+        ),
     ),
     "returns-bot": (
-        ("returns", ("What is your return policy?", "what's your returns policy",
-                     "How long do I have to return something?", "whats the return policy?"),
-         "You can return unworn items within 30 days of delivery for a full refund. Sale "
-         "items can be returned within 14 days for store credit.",
-         "You can return items within 14 days of purchase for a full refund.",
-         "kb://returns/policy-v3"),
-        ("returns", ("Is return shipping free?", "do I have to pay for return postage",
-                     "Are returns free?"),
-         "Returns are free in the UK with the prepaid label; from the EU a return costs €5.95, "
-         "taken from the refund.", "Returns are free everywhere.", "kb://returns/shipping"),
-        ("exchange", ("Can I exchange for a different size?", "can i swap for another size",
-                      "How do I exchange an item?"),
-         "Yes: start a return for the item and choose 'exchange'; we ship the new size as soon "
-         "as the return is scanned.", "We don't offer exchanges, only refunds.",
-         "kb://returns/exchanges"),
+        (
+            "returns",
+            (
+                "What is your return policy?",
+                "what's your returns policy",
+                "How long do I have to return something?",
+                "whats the return policy?",
+            ),
+            "You can return unworn items within 30 days of delivery for a full refund. Sale "
+            "items can be returned within 14 days for store credit.",
+            "You can return items within 14 days of purchase for a full refund.",
+            "kb://returns/policy-v3",
+        ),
+        (
+            "returns",
+            (
+                "Is return shipping free?",
+                "do I have to pay for return postage",
+                "Are returns free?",
+            ),
+            "Returns are free in the UK with the prepaid label; from the EU a return costs €5.95, "
+            "taken from the refund.",
+            "Returns are free everywhere.",
+            "kb://returns/shipping",
+        ),
+        (
+            "exchange",
+            (
+                "Can I exchange for a different size?",
+                "can i swap for another size",
+                "How do I exchange an item?",
+            ),
+            "Yes: start a return for the item and choose 'exchange'; we ship the new size as soon "
+            "as the return is scanned.",
+            "We don't offer exchanges, only refunds.",
+            "kb://returns/exchanges",
+        ),
     ),
     "billing-helper": (
-        ("vat", ("Do your prices include VAT?", "are prices inc vat", "Is VAT included in the price?"),
-         "Yes, prices in the UK and EU include VAT; US prices exclude sales tax, which is added "
-         "at checkout.", "No, VAT is added at checkout.", "kb://billing/vat"),
-        ("payment", ("How do I change my card?", "how can i update my payment card",
-                     "How do I update my payment details?"),
-         "Go to Account > Payment methods, add the new card and set it as default. We never "
-         "need your card number in chat.", "Send us the new card number here and we'll update "
-         "it.", "kb://billing/payment-methods"),
-        ("refunds", ("How long do refunds take?", "when will i get my refund",
-                     "How long until my refund arrives?"),
-         "Refunds are issued within 2 working days of approval and take 3-5 working days to "
-         "show on your statement.", "Refunds take up to 30 days.", "kb://billing/refunds"),
+        (
+            "vat",
+            ("Do your prices include VAT?", "are prices inc vat", "Is VAT included in the price?"),
+            "Yes, prices in the UK and EU include VAT; US prices exclude sales tax, which is added "
+            "at checkout.",
+            "No, VAT is added at checkout.",
+            "kb://billing/vat",
+        ),
+        (
+            "payment",
+            (
+                "How do I change my card?",
+                "how can i update my payment card",
+                "How do I update my payment details?",
+            ),
+            "Go to Account > Payment methods, add the new card and set it as default. We never "
+            "need your card number in chat.",
+            "Send us the new card number here and we'll update it.",
+            "kb://billing/payment-methods",
+        ),
+        (
+            "refunds",
+            (
+                "How long do refunds take?",
+                "when will i get my refund",
+                "How long until my refund arrives?",
+            ),
+            "Refunds are issued within 2 working days of approval and take 3-5 working days to "
+            "show on your statement.",
+            "Refunds take up to 30 days.",
+            "kb://billing/refunds",
+        ),
     ),
 }
 _GREETINGS = ("", "", "", "Hi, ", "hello ", "Hey! ", "Hi there. ", "quick question: ")
@@ -513,10 +664,19 @@ def _pii_groups() -> dict[str, Counter[str]]:
 class _Built:
     """One simulated interaction before serialisation."""
 
-    __slots__ = ("record", "pii", "correct", "wrong", "ts", "week", "agent", "topic")
+    __slots__ = ("agent", "correct", "pii", "record", "topic", "ts", "week", "wrong")
 
-    def __init__(self, record: dict[str, Any], pii: dict[str, Counter[str]] | None, correct: str,
-                 wrong: bool, ts: float, week: int, agent: str, topic: str) -> None:
+    def __init__(
+        self,
+        record: dict[str, Any],
+        pii: dict[str, Counter[str]] | None,
+        correct: str,
+        wrong: bool,
+        ts: float,
+        week: int,
+        agent: str,
+        topic: str,
+    ) -> None:
         self.record = record
         self.pii = pii
         self.correct = correct
@@ -544,8 +704,9 @@ class _Simulator:
     def __init__(self, rng: random.Random, spec: SampleSpec) -> None:
         self.rng = rng
         self.spec = spec
-        self.start_ts = datetime(spec.start.year, spec.start.month, spec.start.day,
-                                 tzinfo=timezone.utc).timestamp()
+        self.start_ts = datetime(
+            spec.start.year, spec.start.month, spec.start.day, tzinfo=UTC
+        ).timestamp()
         self.n_users = max(50, spec.interactions // 6)
         self.recent_convs: dict[str, str] = {}
         self._days: dict[tuple[int, int], str] = {}
@@ -568,11 +729,15 @@ class _Simulator:
         rng = self.rng
         k = _range(rng, 4)
         if k == 0:
-            return "UPS", "1Z" + "".join(_pick(rng, _UPPER_ALNUM) for _ in range(6)) + _digits(rng, 10)
+            return "UPS", "1Z" + "".join(_pick(rng, _UPPER_ALNUM) for _ in range(6)) + _digits(
+                rng, 10
+            )
         if k == 1:
             return "USPS", "9400" + _digits(rng, 18)
         if k == 2:
-            return "Royal Mail", "".join(_pick(rng, _UPPER_ALNUM[:26]) for _ in range(2)) + _digits(rng, 9) + "GB"
+            return "Royal Mail", "".join(_pick(rng, _UPPER_ALNUM[:26]) for _ in range(2)) + _digits(
+                rng, 9
+            ) + "GB"
         return "DHL", _digits(rng, 10)  # a 10-digit waybill: looks like a phone number, is not
 
     def day(self, ts: float, style: int) -> str:
@@ -602,12 +767,23 @@ class _Simulator:
         return _fmt_utc(ts, millis) + "Z"
 
     def tool_call(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        return {"id": self.call_id(), "type": "function",
-                "function": {"name": name, "arguments": _encode_ascii(args)}}
+        return {
+            "id": self.call_id(),
+            "type": "function",
+            "function": {"name": name, "arguments": _encode_ascii(args)},
+        }
 
     # -- one interaction ---------------------------------------------------------------------
-    def build(self, agent: str, ts: float, week: int, *, pii: bool | None = None,
-              wrong: bool | None = None, pad_to: int = 0) -> _Built:
+    def build(
+        self,
+        agent: str,
+        ts: float,
+        week: int,
+        *,
+        pii: bool | None = None,
+        wrong: bool | None = None,
+        pad_to: int = 0,
+    ) -> _Built:
         rng = self.rng
         spec = self.spec
         if pii is None:
@@ -621,10 +797,16 @@ class _Simulator:
         slots: list[tuple[str, str]] = []
         if pii:
             for _ in range(1 if rng.random() < 0.75 else 2):
-                slots.append((_pick(rng, ("user", "user", "user", "args", "tool", "meta")),
-                              _pick(rng, _PII_TYPES_W)))
+                slots.append(
+                    (
+                        _pick(rng, ("user", "user", "user", "args", "tool", "meta")),
+                        _pick(rng, _PII_TYPES_W),
+                    )
+                )
 
-        messages: list[dict[str, Any]] = [{"role": "system", "content": _SYSTEM.get(agent, _SYSTEM["shop-assistant"])}]
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": _SYSTEM.get(agent, _SYSTEM["shop-assistant"])}
+        ]
         tools_used: list[str] = []
         sources: list[str] = []
         faq_pool = _FAQ.get(agent, _FAQ["shop-assistant"])
@@ -634,8 +816,9 @@ class _Simulator:
             sources.append(src)
             response = bad if wrong else correct
         else:
-            topic, correct, response = self._tool_flow(agent, ts, messages, tools_used, cur, wrong,
-                                                       slots, counts)
+            topic, correct, response = self._tool_flow(
+                agent, ts, messages, tools_used, cur, wrong, slots, counts
+            )
         # Remaining PII slots: user text, metadata.
         metadata: dict[str, Any] = {"topic": topic, "locale": loc, "channel": _pick(rng, _CHANNELS)}
         user_msg = next(m for m in messages if m["role"] == "user")
@@ -654,8 +837,13 @@ class _Simulator:
                 counts["user"][kind] += 1
         if pad_to:
             blob = "\n".join(f"{self.sku()} {p[0]} {cur}{p[1]:.2f}" for p in _PRODUCTS)
-            messages.append({"role": "tool", "tool_call_id": self.call_id(),
-                             "content": (blob + "\n") * (pad_to // (len(blob) + 1) + 1)})
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": self.call_id(),
+                    "content": (blob + "\n") * (pad_to // (len(blob) + 1) + 1),
+                }
+            )
         # A bijection of [0, 9e7) keeps user ids distinct without a list of them.
         uid = f"cust_{10**7 + (_range(rng, self.n_users) * 48271 + spec.seed) % 90_000_000}"
         conv = self.recent_convs.get(uid + agent)
@@ -692,9 +880,17 @@ class _Simulator:
             rec["trace_id"] = "%032x" % rng.getrandbits(128)
         return _Built(rec, counts, correct, wrong, ts, week, agent, topic)
 
-    def _tool_flow(self, agent: str, ts: float, messages: list[dict[str, Any]], tools_used: list[str],
-                   cur: str, wrong: bool, slots: list[tuple[str, str]],
-                   counts: dict[str, Counter[str]] | None) -> tuple[str, str, str]:
+    def _tool_flow(
+        self,
+        agent: str,
+        ts: float,
+        messages: list[dict[str, Any]],
+        tools_used: list[str],
+        cur: str,
+        wrong: bool,
+        slots: list[tuple[str, str]],
+        counts: dict[str, Counter[str]] | None,
+    ) -> tuple[str, str, str]:
         """A tool-using conversation; returns (topic, correct answer, given answer)."""
         rng = self.rng
         tools = _AGENT_TOOLS.get(agent, _AGENT_TOOLS["shop-assistant"])
@@ -710,10 +906,18 @@ class _Simulator:
         args_pii: list[tuple[str, str]] = []
         tool_pii: list[tuple[str, str]] = []
         for where, kind in list(slots):
-            if where == "args" and kind in ("EMAIL", "PHONE") and not any(k == kind for k, _ in args_pii):
+            if (
+                where == "args"
+                and kind in ("EMAIL", "PHONE")
+                and not any(k == kind for k, _ in args_pii)
+            ):
                 args_pii.append((kind, _PII_MAKERS[kind](rng)))
                 slots.remove((where, kind))
-            elif where == "tool" and kind in ("EMAIL", "PHONE", "IP_ADDRESS") and not any(k == kind for k, _ in tool_pii):
+            elif (
+                where == "tool"
+                and kind in ("EMAIL", "PHONE", "IP_ADDRESS")
+                and not any(k == kind for k, _ in tool_pii)
+            ):
                 tool_pii.append((kind, _PII_MAKERS[kind](rng)))
                 slots.remove((where, kind))
 
@@ -721,56 +925,124 @@ class _Simulator:
         multi = rng.random() < 0.3
         if tool == "search_products":
             size = _pick(rng, _SIZES)
-            q = _pick(rng, (f"Do you have {pname.lower()} in size {size} under {cur}{int(price) + 20}?",
-                            f"looking for a {pname.lower()}, size {size}",
-                            f"Any {pname.lower()} in {size}? budget {cur}{int(price) + 20}"))
-            args: dict[str, Any] = {"query": pname.lower(), "max_price": int(price) + 20, "size": size}
-            hits = [{"sku": sku, "name": pname, "price": f"{cur}{price:.2f}", "in_stock": True},
-                    {"sku": self.sku(), "name": pname + " (recycled)", "price": f"{cur}{price + 10:.2f}",
-                     "in_stock": rng.random() < 0.5}]
+            q = _pick(
+                rng,
+                (
+                    f"Do you have {pname.lower()} in size {size} under {cur}{int(price) + 20}?",
+                    f"looking for a {pname.lower()}, size {size}",
+                    f"Any {pname.lower()} in {size}? budget {cur}{int(price) + 20}",
+                ),
+            )
+            args: dict[str, Any] = {
+                "query": pname.lower(),
+                "max_price": int(price) + 20,
+                "size": size,
+            }
+            hits = [
+                {"sku": sku, "name": pname, "price": f"{cur}{price:.2f}", "in_stock": True},
+                {
+                    "sku": self.sku(),
+                    "name": pname + " (recycled)",
+                    "price": f"{cur}{price + 10:.2f}",
+                    "in_stock": rng.random() < 0.5,
+                },
+            ]
             result: dict[str, Any] = {"results": hits, "ean": "50" + _digits(rng, 11)}
             correct = f"Yes: the {pname} ({sku}) is {cur}{price:.2f} and in stock in size {size}."
-            given = (f"Sorry, the {pname} is out of stock in size {size}." if wrong else correct)
+            given = f"Sorry, the {pname} is out of stock in size {size}." if wrong else correct
             topic = "products"
         elif tool == "track_shipment":
             carrier, tn = self.tracking()
-            q = _pick(rng, (f"Where is my parcel? Tracking {tn}", f"can you track {tn} for me",
-                            f"My {carrier} tracking number is {tn}, when will it arrive?"))
+            q = _pick(
+                rng,
+                (
+                    f"Where is my parcel? Tracking {tn}",
+                    f"can you track {tn} for me",
+                    f"My {carrier} tracking number is {tn}, when will it arrive?",
+                ),
+            )
             args = {"tracking_number": tn, "carrier": carrier}
-            result = {"status": "in_transit", "last_scan": self.day(ts - 3600 * 20, 0) + " 18:42",
-                      "location": _pick(rng, ("Leeds hub", "Koeln depot", "Memphis TN", "Dublin")),
-                      "eta": self.day(eta_ts, 0)}
+            result = {
+                "status": "in_transit",
+                "last_scan": self.day(ts - 3600 * 20, 0) + " 18:42",
+                "location": _pick(rng, ("Leeds hub", "Koeln depot", "Memphis TN", "Dublin")),
+                "eta": self.day(eta_ts, 0),
+            }
             correct = f"Your parcel {tn} is in transit with {carrier} and should arrive by {eta}."
             given = f"Your parcel {tn} was delivered yesterday." if wrong else correct
             topic = "shipping"
         elif tool == "create_return":
-            q = _pick(rng, (f"I want to return the {pname.lower()} from order {oid}",
-                            f"how do I send back {sku} from {oid}? it doesn't fit",
-                            f"Return request for {oid}, item {pname}"))
-            args = {"order_id": oid, "sku": sku, "reason": _pick(rng, ("too_small", "too_large", "faulty", "changed_mind"))}
+            q = _pick(
+                rng,
+                (
+                    f"I want to return the {pname.lower()} from order {oid}",
+                    f"how do I send back {sku} from {oid}? it doesn't fit",
+                    f"Return request for {oid}, item {pname}",
+                ),
+            )
+            args = {
+                "order_id": oid,
+                "sku": sku,
+                "reason": _pick(rng, ("too_small", "too_large", "faulty", "changed_mind")),
+            }
             rma = f"RMA-{_range(rng, 100000, 999999)}"
-            result = {"rma": rma, "label_url": f"https://returns.northwind.example/label/{rma}",
-                      "refund_amount": total, "deadline": self.day(ts + 86400 * 30, 0)}
-            correct = (f"Your return {rma} for {pname} ({sku}) is open. Print the label and drop the "
-                       f"parcel off by {self.day(ts + 86400 * 30, 1)}; {total} will be refunded once it arrives.")
-            given = (f"Your return {rma} is open; you will get store credit of {total}." if wrong else correct)
+            result = {
+                "rma": rma,
+                "label_url": f"https://returns.northwind.example/label/{rma}",
+                "refund_amount": total,
+                "deadline": self.day(ts + 86400 * 30, 0),
+            }
+            correct = (
+                f"Your return {rma} for {pname} ({sku}) is open. Print the label and drop the "
+                f"parcel off by {self.day(ts + 86400 * 30, 1)}; {total} will be refunded once it arrives."
+            )
+            given = (
+                f"Your return {rma} is open; you will get store credit of {total}."
+                if wrong
+                else correct
+            )
             topic = "returns"
         elif tool == "issue_refund":
             amount = f"{price:.2f}"
-            q = _pick(rng, (f"I was charged twice for order {oid}, {cur}{amount} each time",
-                            f"double charge on {oid}?? please refund",
-                            f"Order {oid} charged {cur}{amount} twice on {placed}"))
-            args = {"order_id": oid, "amount": amount,
-                    "currency": {"£": "GBP", "$": "USD"}.get(cur, "EUR"), "reason": "duplicate_charge"}
-            result = {"refund_id": f"RF-{_range(rng, 10**7, 10**8)}", "status": "approved",
-                      "amount": f"{cur}{amount}", "expected_by": self.day(ts + 86400 * 5, 0)}
-            correct = (f"Sorry about that. I've refunded the duplicate charge of {cur}{amount} on {oid}; "
-                       f"it should reach your account within 3-5 working days.")
-            given = f"I can see only one charge of {cur}{amount} on {oid}, so no refund is due." if wrong else correct
+            q = _pick(
+                rng,
+                (
+                    f"I was charged twice for order {oid}, {cur}{amount} each time",
+                    f"double charge on {oid}?? please refund",
+                    f"Order {oid} charged {cur}{amount} twice on {placed}",
+                ),
+            )
+            args = {
+                "order_id": oid,
+                "amount": amount,
+                "currency": {"£": "GBP", "$": "USD"}.get(cur, "EUR"),
+                "reason": "duplicate_charge",
+            }
+            result = {
+                "refund_id": f"RF-{_range(rng, 10**7, 10**8)}",
+                "status": "approved",
+                "amount": f"{cur}{amount}",
+                "expected_by": self.day(ts + 86400 * 5, 0),
+            }
+            correct = (
+                f"Sorry about that. I've refunded the duplicate charge of {cur}{amount} on {oid}; "
+                f"it should reach your account within 3-5 working days."
+            )
+            given = (
+                f"I can see only one charge of {cur}{amount} on {oid}, so no refund is due."
+                if wrong
+                else correct
+            )
             topic = "billing"
         elif tool == "send_invoice":
-            q = _pick(rng, (f"Can I get a VAT invoice for {oid}?", f"need an invoice for order {oid} please",
-                            f"Please send the invoice for {oid} (placed {placed})"))
+            q = _pick(
+                rng,
+                (
+                    f"Can I get a VAT invoice for {oid}?",
+                    f"need an invoice for order {oid} please",
+                    f"Please send the invoice for {oid} (placed {placed})",
+                ),
+            )
             args = {"order_id": oid}
             inv = f"INV-{self.day(ts, 0)[:4]}-{_range(rng, 1000, 99999):05d}"
             result = {"invoice": inv, "sent": True, "total": total}
@@ -778,32 +1050,70 @@ class _Simulator:
             given = "Invoices are only available for business accounts." if wrong else correct
             topic = "billing"
         else:  # lookup_order
-            q = _pick(rng, (f"Where is my order {oid}?", f"Can you check the status of order {oid}?",
-                            f"hi, any update on {oid}", f"my order {oid} hasn't arrived yet, placed {placed}"))
+            q = _pick(
+                rng,
+                (
+                    f"Where is my order {oid}?",
+                    f"Can you check the status of order {oid}?",
+                    f"hi, any update on {oid}",
+                    f"my order {oid} hasn't arrived yet, placed {placed}",
+                ),
+            )
             args = {"order_id": oid}
-            result = {"order_id": oid, "status": "shipped", "placed": placed,
-                      "items": [{"sku": sku, "name": pname, "qty": qty, "price": f"{cur}{price:.2f}"}],
-                      "total": total, "eta": self.day(eta_ts, 0)}
+            result = {
+                "order_id": oid,
+                "status": "shipped",
+                "placed": placed,
+                "items": [{"sku": sku, "name": pname, "qty": qty, "price": f"{cur}{price:.2f}"}],
+                "total": total,
+                "eta": self.day(eta_ts, 0),
+            }
             correct = f"Your order {oid} ({qty} x {pname}, {total}) has shipped and should arrive by {eta}."
-            given = f"Your order {oid} hasn't shipped yet; it should leave our warehouse next week." if wrong else correct
+            given = (
+                f"Your order {oid} hasn't shipped yet; it should leave our warehouse next week."
+                if wrong
+                else correct
+            )
             topic = "orders"
         for kind, value in args_pii:
             assert counts is not None
             if kind == "EMAIL" and rng.random() < 0.3:  # URL-encoded, inside a URL
-                args["callback_url"] = "https://shop.northwind.example/notify?email=" + value.replace("@", "%40").replace("+", "%2B")
+                args["callback_url"] = (
+                    "https://shop.northwind.example/notify?email="
+                    + value.replace("@", "%40").replace("+", "%2B")
+                )
             else:
                 args["customer_email" if kind == "EMAIL" else "phone"] = value
             counts["args"][kind] += 1
         for kind, value in tool_pii:
             assert counts is not None
-            result[{"EMAIL": "customer_email", "PHONE": "customer_phone", "IP_ADDRESS": "order_ip"}[kind]] = value
+            result[
+                {"EMAIL": "customer_email", "PHONE": "customer_phone", "IP_ADDRESS": "order_ip"}[
+                    kind
+                ]
+            ] = value
             counts["tool"][kind] += 1
 
         if multi and tool in ("lookup_order", "create_return", "issue_refund", "send_invoice"):
-            messages.append({"role": "user", "content": _pick(rng, ("where is my order??", "I need help with an order",
-                                                                      "Hi, I have a problem with my order"))})
-            messages.append({"role": "assistant", "content": "Happy to help. What's your order number?"})
-            messages.append({"role": "user", "content": _pick(rng, (oid, f"it's {oid}", f"{oid} - {q}"))})
+            messages.append(
+                {
+                    "role": "user",
+                    "content": _pick(
+                        rng,
+                        (
+                            "where is my order??",
+                            "I need help with an order",
+                            "Hi, I have a problem with my order",
+                        ),
+                    ),
+                }
+            )
+            messages.append(
+                {"role": "assistant", "content": "Happy to help. What's your order number?"}
+            )
+            messages.append(
+                {"role": "user", "content": _pick(rng, (oid, f"it's {oid}", f"{oid} - {q}"))}
+            )
         else:
             messages.append({"role": "user", "content": q})
         call = self.tool_call(tool, args)
@@ -817,8 +1127,14 @@ class _Simulator:
 # Feedback
 # --------------------------------------------------------------------------------------------
 _UP_COMMENTS = ("great, thanks!", "quick and helpful", "perfect", "thank you, sorted", "")
-_DOWN_COMMENTS = ("that's wrong", "not what the website says", "useless", "wrong answer, check the policy",
-                  "didn't solve my problem", "")
+_DOWN_COMMENTS = (
+    "that's wrong",
+    "not what the website says",
+    "useless",
+    "wrong answer, check the policy",
+    "didn't solve my problem",
+    "",
+)
 
 
 def _verdict(ev: dict[str, Any]) -> int:
@@ -829,7 +1145,9 @@ def _verdict(ev: dict[str, Any]) -> int:
 
 
 class _FeedbackPlanner:
-    def __init__(self, rng: random.Random, spec: SampleSpec, start_ts: float, pii: Counter[str]) -> None:
+    def __init__(
+        self, rng: random.Random, spec: SampleSpec, start_ts: float, pii: Counter[str]
+    ) -> None:
         self.rng = rng
         self.spec = spec
         self.start_ts = start_ts
@@ -842,8 +1160,16 @@ class _FeedbackPlanner:
             return _fmt_utc(ts + 3600, False) + "+01:00"
         return t + "Z"
 
-    def _event(self, b: _Built, source: str, annotator: str | None, verdict: int, ts: float,
-               style: str, correction_p: float) -> dict[str, Any]:
+    def _event(
+        self,
+        b: _Built,
+        source: str,
+        annotator: str | None,
+        verdict: int,
+        ts: float,
+        style: str,
+        correction_p: float,
+    ) -> dict[str, Any]:
         rng = self.rng
         ev: dict[str, Any] = {}
         if rng.random() < 0.8:
@@ -855,23 +1181,32 @@ class _FeedbackPlanner:
         if annotator is not None:
             ev["annotator"] = annotator
         if style in ("rating", "both"):
-            ev["rating"] = (_pick(rng, (4, 5)) if verdict > 0 else _pick(rng, (1, 2)) if verdict < 0 else 3)
+            ev["rating"] = (
+                _pick(rng, (4, 5)) if verdict > 0 else _pick(rng, (1, 2)) if verdict < 0 else 3
+            )
         if style in ("thumb", "both"):
             ev["thumb"] = 1 if verdict > 0 else -1
         if verdict < 0 and rng.random() < correction_p:
-            ev["correction"] = b.correct if b.wrong else b.correct + " Let me know if you need anything else."
+            ev["correction"] = (
+                b.correct if b.wrong else b.correct + " Let me know if you need anything else."
+            )
         if source == "user" and rng.random() < 0.3:
             c = _pick(rng, _UP_COMMENTS if verdict > 0 else _DOWN_COMMENTS)
             if rng.random() < self.spec.pii_rate * 1.5:
                 kind = _pick(rng, ("EMAIL", "PHONE", "PHONE", "EMAIL", "CREDIT_CARD"))
-                c = (c + " " if c else "") + _pick(rng, _PII_SENTENCES[kind]).format(v=_PII_MAKERS[kind](rng))
+                c = (c + " " if c else "") + _pick(rng, _PII_SENTENCES[kind]).format(
+                    v=_PII_MAKERS[kind](rng)
+                )
                 self.pii[kind] += 1
             if c:
                 ev["comment"] = c
         if source == "expert":
             good = verdict > 0
-            ev["aspects"] = {"accuracy": _int(rng, 4, 5) if good else _int(rng, 1, 2),
-                             "helpfulness": _int(rng, 3, 5), "tool_use": _pick(rng, ("correct", "correct", "missing", "wrong_args"))}
+            ev["aspects"] = {
+                "accuracy": _int(rng, 4, 5) if good else _int(rng, 1, 2),
+                "helpfulness": _int(rng, 3, 5),
+                "tool_use": _pick(rng, ("correct", "correct", "missing", "wrong_args")),
+            }
         return ev
 
     def plan(self, b: _Built) -> list[tuple[dict[str, Any], float]]:
@@ -899,14 +1234,25 @@ class _FeedbackPlanner:
         events.append((self._event(b, "user", None, verdict, ts, style, spec.correction_share), ts))
         if verdict != 0 and rng.random() < spec.changed_vote_share:
             ts2 = min(ts + rng.uniform(300, 4 * 86400), self.end_ts - 1)
-            events.append((self._event(b, "user", None, -verdict, ts2, "thumb", spec.correction_share), ts2))
+            events.append(
+                (self._event(b, "user", None, -verdict, ts2, "thumb", spec.correction_share), ts2)
+            )
             verdict = -verdict
         if rng.random() < spec.expert_review_share:
-            ev_verdict = -verdict if (verdict != 0 and rng.random() < spec.expert_disagree_share) else (
-                verdict or _pick(rng, (-1, 1)))
+            ev_verdict = (
+                -verdict
+                if (verdict != 0 and rng.random() < spec.expert_disagree_share)
+                else (verdict or _pick(rng, (-1, 1)))
+            )
             ts3 = min(b.ts + rng.uniform(86400, 12 * 86400), self.end_ts - 1)
-            events.append((self._event(b, "expert", f"expert-{_int(rng, 1, 6):02d}", ev_verdict, ts3,
-                                       "both", 0.8), ts3))
+            events.append(
+                (
+                    self._event(
+                        b, "expert", f"expert-{_int(rng, 1, 6):02d}", ev_verdict, ts3, "both", 0.8
+                    ),
+                    ts3,
+                )
+            )
         return events
 
 
@@ -936,8 +1282,14 @@ class _Out:
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_bytes(raw)
         tmp.replace(self.path)
-        return FileStats(self.path.name, self.kind, self.week, len(self.chunks), len(data),
-                         hashlib.sha256(raw).hexdigest())
+        return FileStats(
+            self.path.name,
+            self.kind,
+            self.week,
+            len(self.chunks),
+            len(data),
+            hashlib.sha256(raw).hexdigest(),
+        )
 
 
 def _week_of(start_ts: float, ts: float, weeks: int) -> int:
@@ -957,7 +1309,9 @@ def _sum_counters(*cs: Counter[str]) -> Counter[str]:
     return out
 
 
-def _malformed(rng: random.Random, reason: str, b: _Built, spec: SampleSpec) -> tuple[bytes, Counter[str]]:
+def _malformed(
+    rng: random.Random, reason: str, b: _Built, spec: SampleSpec
+) -> tuple[bytes, Counter[str]]:
     """A noise line for ``reason`` and the PII it still carries."""
     rec = b.record
     pii = b.pii or _pii_groups()
@@ -966,11 +1320,13 @@ def _malformed(rng: random.Random, reason: str, b: _Built, spec: SampleSpec) -> 
         line = _dumps(rec)
         if rng.random() < 0.5:
             i = line.index(b'"response": "') + len(b'"response": "')
-            line = line[:i] + _pick(rng, (b"\xff\xfe", b"\xc3(", b"\xed\xa0\x80", b"\x80")) + line[i:]
+            line = (
+                line[:i] + _pick(rng, (b"\xff\xfe", b"\xc3(", b"\xed\xa0\x80", b"\x80")) + line[i:]
+            )
         else:  # a legacy writer that encoded as Latin-1
             rec = dict(rec, response=rec["response"] + " Merci, à bientôt!")
             line = json.dumps(rec, ensure_ascii=False).encode("utf-8")
-            line = line.replace("à bientôt".encode("utf-8"), "à bientôt".encode("latin-1")) + b"\n"
+            line = line.replace("à bientôt".encode(), "à bientôt".encode("latin-1")) + b"\n"
         return line, keep
     if reason == "not_json":
         k = _range(rng, 3)
@@ -978,7 +1334,9 @@ def _malformed(rng: random.Random, reason: str, b: _Built, spec: SampleSpec) -> 
             return _dumps(rec)[:-2] + b"\n", keep  # lost its closing brace
         if k == 1:
             return repr(rec).encode() + b"\n", keep  # Python repr, not JSON
-        return (f"{_fmt_utc(b.ts, True)} INFO agent={b.agent} handled request in 812ms\n").encode(), Counter()
+        return (
+            f"{_fmt_utc(b.ts, True)} INFO agent={b.agent} handled request in 812ms\n"
+        ).encode(), Counter()
     if reason == "not_object":
         return _dumps([rec]), keep
     if reason == "missing_field":
@@ -993,7 +1351,10 @@ def _malformed(rng: random.Random, reason: str, b: _Built, spec: SampleSpec) -> 
             return _dumps(dict(rec, messages=json.dumps(rec["messages"], ensure_ascii=False))), keep
         return _dumps(dict(rec, response={"text": rec["response"]})), keep
     if reason == "bad_timestamp":
-        bad = _pick(rng, ("yesterday 10:14", "2026-13-45T25:61:00Z", "1736070000abc", "", "05/01/26 noonish"))
+        bad = _pick(
+            rng,
+            ("yesterday 10:14", "2026-13-45T25:61:00Z", "1736070000abc", "", "05/01/26 noonish"),
+        )
         return _dumps(dict(rec, timestamp=bad)), keep
     if reason == "newer_schema":
         return _dumps(dict(rec, schema_version="2.0", turns=len(rec["messages"]))), keep
@@ -1025,8 +1386,10 @@ def generate(spec: SampleSpec, out_dir: Path) -> SampleManifest:
     per_week = [n // spec.weeks + (1 if w < n % spec.weeks else 0) for w in range(spec.weeks)]
     agent_w = [1.0 / (i + 1.5) for i in range(len(agents))]
     for w, count in enumerate(per_week):
-        times = sorted(start_ts + w * WEEK_S + _range(rng, 7) * 86400 + rng.triangular(6, 23, 15) * 3600
-                       for _ in range(count))
+        times = sorted(
+            start_ts + w * WEEK_S + _range(rng, 7) * 86400 + rng.triangular(6, 23, 15) * 3600
+            for _ in range(count)
+        )
         for ts in times:
             agent = rng.choices(agents, agent_w)[0]
             built.append(sim.build(agent, ts, w))
@@ -1048,7 +1411,9 @@ def generate(spec: SampleSpec, out_dir: Path) -> SampleManifest:
     planner = _FeedbackPlanner(rng, spec, start_ts, fb_pii)
     fb_idx = sorted(rng.sample(range(n), round(spec.feedback_share * n)))
     file_events: list[list[tuple[float, int, dict[str, Any]]]] = [[] for _ in range(spec.weeks)]
-    all_events: list[tuple[_Built, dict[str, Any], int, bool]] = []  # (interaction, event, week, inline)
+    all_events: list[
+        tuple[_Built, dict[str, Any], int, bool]
+    ] = []  # (interaction, event, week, inline)
     seq = 0
     for i in fb_idx:
         b = built[i]
@@ -1058,7 +1423,9 @@ def generate(spec: SampleSpec, out_dir: Path) -> SampleManifest:
         for k, (ev, ts) in enumerate(events):
             w = _week_of(start_ts, ts, spec.weeks)
             if inline_ok and w == b.week and ev["source"] == "user" and (k == 0 or inline):
-                inline.append({key: v for key, v in ev.items() if key not in ("interaction_id", "agent_id")})
+                inline.append(
+                    {key: v for key, v in ev.items() if key not in ("interaction_id", "agent_id")}
+                )
                 all_events.append((b, ev, w, True))
             else:
                 file_events[w].append((ts, seq, ev))
@@ -1079,7 +1446,11 @@ def generate(spec: SampleSpec, out_dir: Path) -> SampleManifest:
     pii_dup: Counter[str] = Counter()
     pii_quar: Counter[str] = Counter()
     id_counts = Counter(b.record["interaction_id"] for b in built)
-    plain = [i for i, b in enumerate(built) if "feedback" not in b.record and id_counts[b.record["interaction_id"]] == 1]
+    plain = [
+        i
+        for i, b in enumerate(built)
+        if "feedback" not in b.record and id_counts[b.record["interaction_id"]] == 1
+    ]
     n_dup = min(noise.count("exact_duplicate", n), len(plain))
     n_conf = min(noise.count("conflicting_duplicate", n), len(plain))
     picks = rng.sample(plain, min(len(plain), n_dup + n_conf))
@@ -1093,8 +1464,11 @@ def generate(spec: SampleSpec, out_dir: Path) -> SampleManifest:
             if b.pii:
                 pii_dup.update(_sum_counters(*b.pii.values()))
         else:
-            other = dict(b.record, response=b.record["response"] + " Is there anything else I can help with?",
-                         latency_ms=round(b.record["latency_ms"] + 250.0, 1))
+            other = dict(
+                b.record,
+                response=b.record["response"] + " Is there anything else I can help with?",
+                latency_ms=round(b.record["latency_ms"] + 250.0, 1),
+            )
             week_lines[w].append((ts, seq, _dumps(other)))
             if b.pii:
                 pii_quar.update(_sum_counters(*b.pii.values()))
@@ -1118,7 +1492,9 @@ def generate(spec: SampleSpec, out_dir: Path) -> SampleManifest:
     ext = ".jsonl.gz" if spec.compress else ".jsonl"
     stats: list[FileStats] = []
     for w in range(spec.weeks):
-        out = _Out(out_dir / f"interactions-week-{w + 1:02d}{ext}", "interactions", w + 1, spec.compress)
+        out = _Out(
+            out_dir / f"interactions-week-{w + 1:02d}{ext}", "interactions", w + 1, spec.compress
+        )
         for _, _, line in sorted(week_lines[w], key=lambda t: (t[0], t[1])):
             out.add(line)
         stats.append(out.close())
@@ -1145,7 +1521,9 @@ def generate(spec: SampleSpec, out_dir: Path) -> SampleManifest:
         "conflicting_duplicates": n_conf,
         "malformed": malformed,
         "malformed_total": malformed_total,
-        "expected_quarantine": {**malformed, "conflicting_duplicate": n_conf} if n_conf else dict(malformed),
+        "expected_quarantine": {**malformed, "conflicting_duplicate": n_conf}
+        if n_conf
+        else dict(malformed),
         "consent_false": sum(1 for r in recs if r["consent"] is False),
         "timestamp_utc": ts_kinds["utc"],
         "timestamp_offset": ts_kinds["offset"],
@@ -1169,8 +1547,9 @@ def generate(spec: SampleSpec, out_dir: Path) -> SampleManifest:
         "feedback": _pii_dict(fb_pii),
         "openai_chat": _pii_dict(pii_openai),
     }
-    manifest = SampleManifest(GENERATOR_VERSION, spec.to_dict(), stats, interactions, feedback,
-                              openai_counts, pii)
+    manifest = SampleManifest(
+        GENERATOR_VERSION, spec.to_dict(), stats, interactions, feedback, openai_counts, pii
+    )
     (out_dir / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")
     return manifest
 
@@ -1179,7 +1558,9 @@ def _pii_dict(c: Counter[str]) -> dict[str, int]:
     return {t: c[t] for t in PII_TYPES}
 
 
-def _feedback_counts(all_events: list[tuple[_Built, dict[str, Any], int, bool]], weeks: int) -> dict[str, Any]:
+def _feedback_counts(
+    all_events: list[tuple[_Built, dict[str, Any], int, bool]], weeks: int
+) -> dict[str, Any]:
     ratings: Counter[str] = Counter()
     by_source: Counter[str] = Counter()
     chains: dict[tuple[str, str, str, str | None], int] = {}
@@ -1206,19 +1587,37 @@ def _feedback_counts(all_events: list[tuple[_Built, dict[str, Any], int, bool]],
         chains[key] = chains.get(key, 0) + 1
         verdicts.setdefault((b.agent, ev["interaction_id"]), {})[ev["source"]] = _verdict(ev)
     c["superseded"] = sum(k - 1 for k in chains.values())
-    c["disagreements"] = sum(1 for v in verdicts.values()
-                             if "user" in v and "expert" in v and v["user"] * v["expert"] < 0)
-    out: dict[str, Any] = {k: c[k] for k in ("events_total", "in_files", "inline", "without_feedback_id",
-                                             "thumb_up", "thumb_down", "with_correction", "with_comment",
-                                             "with_aspects", "late", "superseded", "disagreements")}
+    c["disagreements"] = sum(
+        1
+        for v in verdicts.values()
+        if "user" in v and "expert" in v and v["user"] * v["expert"] < 0
+    )
+    out: dict[str, Any] = {
+        k: c[k]
+        for k in (
+            "events_total",
+            "in_files",
+            "inline",
+            "without_feedback_id",
+            "thumb_up",
+            "thumb_down",
+            "with_correction",
+            "with_comment",
+            "with_aspects",
+            "late",
+            "superseded",
+            "disagreements",
+        )
+    }
     out["interactions_with_feedback"] = len(verdicts)
     out["by_source"] = {s: by_source[s] for s in ("user", "expert", "system")}
     out["ratings"] = {str(r): ratings[str(r)] for r in range(1, 6)}
     return out
 
 
-def _write_openai(rng: random.Random, sim: _Simulator, spec: SampleSpec, path: Path,
-                  stats: list[FileStats]) -> tuple[dict[str, Any], Counter[str]]:
+def _write_openai(
+    rng: random.Random, sim: _Simulator, spec: SampleSpec, path: Path, stats: list[FileStats]
+) -> tuple[dict[str, Any], Counter[str]]:
     out = _Out(path, "openai_chat", None, spec.compress)
     pii: Counter[str] = Counter()
     c: Counter[str] = Counter()
@@ -1230,9 +1629,13 @@ def _write_openai(rng: random.Random, sim: _Simulator, spec: SampleSpec, path: P
         b = sim.build(_pick(rng, spec.agents), ts, w)
         rec = b.record
         if b.pii:  # the record's metadata is not logged in this format
-            pii.update(_sum_counters(b.pii["user"], b.pii["args"], b.pii["tool"], b.pii["response"]))
+            pii.update(
+                _sum_counters(b.pii["user"], b.pii["args"], b.pii["tool"], b.pii["response"])
+            )
         msgs = rec["messages"]
-        tools = [_TOOL_SCHEMAS[t] for t in _AGENT_TOOLS.get(b.agent, _AGENT_TOOLS["shop-assistant"])]
+        tools = [
+            _TOOL_SCHEMAS[t] for t in _AGENT_TOOLS.get(b.agent, _AGENT_TOOLS["shop-assistant"])
+        ]
         in_meta = rng.random() < 0.4
         steps: list[tuple[list[dict[str, Any]], dict[str, Any], str]] = []
         call_at = next((i for i, m in enumerate(msgs) if m.get("tool_calls")), None)
@@ -1243,15 +1646,30 @@ def _write_openai(rng: random.Random, sim: _Simulator, spec: SampleSpec, path: P
             created = int(ts) - (len(steps) - 1 - k) * 2
             p_tok = sum(len(m.get("content") or "") for m in req_msgs) // 4 + 12
             c_tok = len(message.get("content") or "") // 4 + (20 if finish == "tool_calls" else 1)
-            meta: dict[str, Any] = {"conversation_id": rec["conversation_id"], "topic": rec["metadata"]["topic"]}
+            meta: dict[str, Any] = {
+                "conversation_id": rec["conversation_id"],
+                "topic": rec["metadata"]["topic"],
+            }
             line: dict[str, Any] = {
-                "request": {"model": "gpt-4o-mini", "messages": req_msgs, "tools": tools, "user": rec["user_id"],
-                            "metadata": meta},
-                "response": {"id": "chatcmpl-" + _alnum(rng, 29),
-                             "object": "chat.completion", "created": created, "model": "gpt-4o-mini-2024-07-18",
-                             "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-                             "usage": {"prompt_tokens": p_tok, "completion_tokens": c_tok,
-                                       "total_tokens": p_tok + c_tok}},
+                "request": {
+                    "model": "gpt-4o-mini",
+                    "messages": req_msgs,
+                    "tools": tools,
+                    "user": rec["user_id"],
+                    "metadata": meta,
+                },
+                "response": {
+                    "id": "chatcmpl-" + _alnum(rng, 29),
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": "gpt-4o-mini-2024-07-18",
+                    "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                    "usage": {
+                        "prompt_tokens": p_tok,
+                        "completion_tokens": c_tok,
+                        "total_tokens": p_tok + c_tok,
+                    },
+                },
             }
             if in_meta:
                 meta["agent_id"] = b.agent
@@ -1263,14 +1681,21 @@ def _write_openai(rng: random.Random, sim: _Simulator, spec: SampleSpec, path: P
             c["lines"] += 1
             c["finish_" + finish] += 1
             c["agent_id_in_metadata" if in_meta else "agent_id_top_level"] += 1
-        if len(steps) == 2 and b.pii:  # the tool-call step: the user's text and the call's arguments again
+        if (
+            len(steps) == 2 and b.pii
+        ):  # the tool-call step: the user's text and the call's arguments again
             pii.update(_sum_counters(b.pii["user"], b.pii["args"]))
     for _, _, line in sorted(rows, key=lambda t: (t[0], t[1])):
         out.add(_dumps(line))
     stats.append(out.close())
-    counts = {"interactions": spec.openai_interactions, "lines": c["lines"],
-              "finish_stop": c["finish_stop"], "finish_tool_calls": c["finish_tool_calls"],
-              "agent_id_top_level": c["agent_id_top_level"], "agent_id_in_metadata": c["agent_id_in_metadata"]}
+    counts = {
+        "interactions": spec.openai_interactions,
+        "lines": c["lines"],
+        "finish_stop": c["finish_stop"],
+        "finish_tool_calls": c["finish_tool_calls"],
+        "agent_id_top_level": c["agent_id_top_level"],
+        "agent_id_in_metadata": c["agent_id_in_metadata"],
+    }
     return counts, pii
 
 
@@ -1295,8 +1720,15 @@ class _StreamJob:
 def _stream_chunk(job: _StreamJob) -> bytes:
     """Lines ``[chunk * _STREAM_CHUNK, ...)`` of a stream. Each chunk has its own seed, so the
     output does not depend on how many processes made it."""
-    spec = SampleSpec(seed=job.seed, agents=job.agents, start=job.start, weeks=max(1, -(-job.days // 7)),
-                      interactions=max(1, job.n), pii_rate=job.pii_rate, noise=NoiseSpec.off())
+    spec = SampleSpec(
+        seed=job.seed,
+        agents=job.agents,
+        start=job.start,
+        weeks=max(1, -(-job.days // 7)),
+        interactions=max(1, job.n),
+        pii_rate=job.pii_rate,
+        noise=NoiseSpec.off(),
+    )
     rng = random.Random(job.seed * 1_000_003 + job.chunk)
     sim = _Simulator(rng, spec)
     step = job.days * 86400 / max(job.n, 1)
@@ -1307,24 +1739,43 @@ def _stream_chunk(job: _StreamJob) -> bytes:
         b = sim.build(_pick(rng, job.agents), ts, int((ts - sim.start_ts) // WEEK_S))
         if job.feedback_share and rng.random() < job.feedback_share:
             up = not b.wrong if rng.random() < 0.8 else b.wrong
-            b.record["feedback"] = {"timestamp": _fmt_utc(ts + 60, False) + "Z", "source": "user",
-                                    "thumb": 1 if up else -1}
+            b.record["feedback"] = {
+                "timestamp": _fmt_utc(ts + 60, False) + "Z",
+                "source": "user",
+                "thumb": 1 if up else -1,
+            }
         out.append(_encode(b.record).encode())
     out.append(b"")
     return b"\n".join(out)
 
 
-def _stream_jobs(n: int, seed: int, agents: Sequence[str], start: date, days: int, pii_rate: float,
-                 feedback_share: float) -> list[_StreamJob]:
+def _stream_jobs(
+    n: int,
+    seed: int,
+    agents: Sequence[str],
+    start: date,
+    days: int,
+    pii_rate: float,
+    feedback_share: float,
+) -> list[_StreamJob]:
     if n < 0 or days < 1 or not agents:
         raise SampleSpecError("n must be >= 0, days >= 1, and agents not empty")
-    return [_StreamJob(seed, c, n, tuple(agents), start, days, pii_rate, feedback_share)
-            for c in range(-(-n // _STREAM_CHUNK))]
+    return [
+        _StreamJob(seed, c, n, tuple(agents), start, days, pii_rate, feedback_share)
+        for c in range(-(-n // _STREAM_CHUNK))
+    ]
 
 
-def iter_interaction_lines(n: int, seed: int = 0, *, agents: Sequence[str] = DEFAULT_AGENTS,
-                           start: date = date(2026, 1, 5), days: int = 28,
-                           pii_rate: float = 0.08, feedback_share: float = 0.0) -> Iterator[bytes]:
+def iter_interaction_lines(
+    n: int,
+    seed: int = 0,
+    *,
+    agents: Sequence[str] = DEFAULT_AGENTS,
+    start: date = date(2026, 1, 5),
+    days: int = 28,
+    pii_rate: float = 0.08,
+    feedback_share: float = 0.0,
+) -> Iterator[bytes]:
     """Yield ``n`` valid canonical interaction lines (bytes, ``\\n``-terminated), ~1.3 KB each.
 
     Timestamps rise through ``days`` days from ``start``; no noise and no duplicates; PII at
@@ -1335,10 +1786,19 @@ def iter_interaction_lines(n: int, seed: int = 0, *, agents: Sequence[str] = DEF
         yield from _stream_chunk(job).splitlines(keepends=True)
 
 
-def write_interactions(path: Path, n: int, seed: int = 0, *, agents: Sequence[str] = DEFAULT_AGENTS,
-                       start: date = date(2026, 1, 5), days: int = 28, pii_rate: float = 0.08,
-                       feedback_share: float = 0.0, compress: bool | None = None,
-                       workers: int | None = None) -> int:
+def write_interactions(
+    path: Path,
+    n: int,
+    seed: int = 0,
+    *,
+    agents: Sequence[str] = DEFAULT_AGENTS,
+    start: date = date(2026, 1, 5),
+    days: int = 28,
+    pii_rate: float = 0.08,
+    feedback_share: float = 0.0,
+    compress: bool | None = None,
+    workers: int | None = None,
+) -> int:
     """Stream ``n`` valid interactions (~1.3 KB each) into one JSONL file; return the bytes written
     (uncompressed).
 
@@ -1380,47 +1840,108 @@ def write_interactions(path: Path, n: int, seed: int = 0, *, agents: Sequence[st
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m ratchet.sample --out DIR [options]``: write a sample and print its counts."""
     d = SampleSpec()
-    p = argparse.ArgumentParser(prog="ratchet sample", description="Write a seeded sample of agent logs and feedback.")
+    p = argparse.ArgumentParser(
+        prog="ratchet sample", description="Write a seeded sample of agent logs and feedback."
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder (or file with --stream)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--agents", default=",".join(d.agents), help="comma-separated agent ids")
-    p.add_argument("--start", type=date.fromisoformat, default=d.start, help="first day (YYYY-MM-DD)")
+    p.add_argument(
+        "--start", type=date.fromisoformat, default=d.start, help="first day (YYYY-MM-DD)"
+    )
     p.add_argument("--weeks", type=int, default=d.weeks)
-    p.add_argument("--interactions", type=int, default=d.interactions, help="distinct valid interactions")
-    p.add_argument("--openai", type=int, default=d.openai_interactions, help="conversations in openai-chat.jsonl")
+    p.add_argument(
+        "--interactions", type=int, default=d.interactions, help="distinct valid interactions"
+    )
+    p.add_argument(
+        "--openai",
+        type=int,
+        default=d.openai_interactions,
+        help="conversations in openai-chat.jsonl",
+    )
     p.add_argument("--feedback-share", type=float, default=d.feedback_share)
     p.add_argument("--pii-rate", type=float, default=d.pii_rate)
     p.add_argument("--no-noise", action="store_true", help="no duplicates and no malformed lines")
     p.add_argument("--too-large", type=int, default=0, help="lines over --max-line-bytes")
     p.add_argument("--max-line-bytes", type=int, default=d.max_line_bytes)
     p.add_argument("--gzip", action="store_true", help="write .jsonl.gz")
-    p.add_argument("--stream", type=int, metavar="N", default=0,
-                   help="instead: write N valid interactions to the single file --out")
-    p.add_argument("--workers", type=int, default=None, help="processes for --stream (default: CPUs)")
+    p.add_argument(
+        "--stream",
+        type=int,
+        metavar="N",
+        default=0,
+        help="instead: write N valid interactions to the single file --out",
+    )
+    p.add_argument(
+        "--workers", type=int, default=None, help="processes for --stream (default: CPUs)"
+    )
     a = p.parse_args(argv)
     agents = tuple(x.strip() for x in a.agents.split(",") if x.strip())
     try:
         if a.stream:
             t0 = time.perf_counter()
-            size = write_interactions(a.out, a.stream, a.seed, agents=agents, start=a.start, days=7 * a.weeks,
-                                      pii_rate=a.pii_rate, compress=a.gzip or None, workers=a.workers)
+            size = write_interactions(
+                a.out,
+                a.stream,
+                a.seed,
+                agents=agents,
+                start=a.start,
+                days=7 * a.weeks,
+                pii_rate=a.pii_rate,
+                compress=a.gzip or None,
+                workers=a.workers,
+            )
             dt = time.perf_counter() - t0
-            print(json.dumps({"file": str(a.out), "lines": a.stream, "bytes": size,
-                              "seconds": round(dt, 2), "per_second": round(a.stream / dt)}))
+            print(
+                json.dumps(
+                    {
+                        "file": str(a.out),
+                        "lines": a.stream,
+                        "bytes": size,
+                        "seconds": round(dt, 2),
+                        "per_second": round(a.stream / dt),
+                    }
+                )
+            )
             return 0
         noise = NoiseSpec.off() if a.no_noise else NoiseSpec()
         noise = NoiseSpec(**{**asdict(noise), "too_large": a.too_large})
-        spec = SampleSpec(seed=a.seed, agents=agents, start=a.start, weeks=a.weeks, interactions=a.interactions,
-                          openai_interactions=a.openai, feedback_share=a.feedback_share, pii_rate=a.pii_rate,
-                          noise=noise, max_line_bytes=a.max_line_bytes, compress=a.gzip)
+        spec = SampleSpec(
+            seed=a.seed,
+            agents=agents,
+            start=a.start,
+            weeks=a.weeks,
+            interactions=a.interactions,
+            openai_interactions=a.openai,
+            feedback_share=a.feedback_share,
+            pii_rate=a.pii_rate,
+            noise=noise,
+            max_line_bytes=a.max_line_bytes,
+            compress=a.gzip,
+        )
     except SampleSpecError as e:
         p.error(str(e))
     m = generate(spec, a.out)
-    print(json.dumps({"out": str(a.out), "files": {f.name: f.lines for f in m.files},
-                      "interactions": {k: m.interactions[k] for k in ("lines_total", "valid_distinct",
-                                                                      "exact_duplicates", "conflicting_duplicates",
-                                                                      "malformed_total")},
-                      "feedback_events": m.feedback["events_total"]}, indent=2))
+    print(
+        json.dumps(
+            {
+                "out": str(a.out),
+                "files": {f.name: f.lines for f in m.files},
+                "interactions": {
+                    k: m.interactions[k]
+                    for k in (
+                        "lines_total",
+                        "valid_distinct",
+                        "exact_duplicates",
+                        "conflicting_duplicates",
+                        "malformed_total",
+                    )
+                },
+                "feedback_events": m.feedback["events_total"],
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -215,7 +215,9 @@ REVIEW_QUEUE = pa.schema(
         pa.field("review_id", pa.string(), nullable=False),
         pa.field("agent_id", pa.string(), nullable=False),
         pa.field("interaction_id", pa.string(), nullable=False),
-        pa.field("reason", pa.string(), nullable=False),  # thumbs_down_no_correction | conflict | ...
+        pa.field(
+            "reason", pa.string(), nullable=False
+        ),  # thumbs_down_no_correction | conflict | ...
         pa.field("input", MESSAGES, nullable=False),
         pa.field("response", pa.string(), nullable=False),
         pa.field("feedback_ids", pa.list_(pa.string())),
@@ -276,7 +278,13 @@ TABLES: dict[str, pa.Schema] = {
     "eval_answer_cache": EVAL_ANSWER_CACHE,
 }
 
-CURATED_KINDS = ("eval_cases", "sft_examples", "preference_pairs", "binary_feedback", "review_queue")
+CURATED_KINDS = (
+    "eval_cases",
+    "sft_examples",
+    "preference_pairs",
+    "binary_feedback",
+    "review_queue",
+)
 
 
 def schema_for(table: str) -> pa.Schema:

@@ -328,8 +328,9 @@ class SecondOpinion:
         columns = text_columns(table.schema)
         if not columns or not table.num_rows:
             return result
-        idx = sample_indices(table.num_rows, cfg.second_opinion_sample_rows,
-                             cfg.second_opinion_seed, name)
+        idx = sample_indices(
+            table.num_rows, cfg.second_opinion_sample_rows, cfg.second_opinion_seed, name
+        )
         sample = table.select(columns).take(pa.array(idx, pa.int64()))
         rows: list[list[str]] = []
         for record in sample.to_pylist():
@@ -341,7 +342,10 @@ class SecondOpinion:
         if result.rows_with_hits:
             log.warning(
                 "second opinion: %s: %d of %d sampled rows hold PII by Presidio: %s",
-                name, result.rows_with_hits, result.rows_scanned, dict(result.hits_by_type),
+                name,
+                result.rows_with_hits,
+                result.rows_scanned,
+                dict(result.hits_by_type),
             )
         return result
 

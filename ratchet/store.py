@@ -230,9 +230,7 @@ class Store:
         except OSError as exc:
             raise StoreError(f"cannot read {rel}: {exc}") from exc
 
-    def read_table(
-        self, rel: str, schema: pa.Schema, columns: list[str] | None = None
-    ) -> pa.Table:
+    def read_table(self, rel: str, schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
         """Read one Parquet file and conform it to the schema (older files gain new columns)."""
         try:
             with self.fs.open_input_file(self.full(rel)) as src:

@@ -157,8 +157,9 @@ def resolve_base(session: Session, agent_id: str, base: str) -> ModelVersion:
     try:
         row = repo.get_model_version(session, base)
     except NotFoundError:
-        raise TrainingError(f"--base: no model version {base!r} (see: ratchet models list)"
-                            ) from None
+        raise TrainingError(
+            f"--base: no model version {base!r} (see: ratchet models list)"
+        ) from None
     if row.agent_id != agent_id:
         raise TrainingError(f"--base: model version {base!r} belongs to another agent")
     return row
@@ -172,41 +173,69 @@ def plan_training(ctx: TrainingContext, req: TrainRequest) -> Plan:
         try:
             dv = repo.get_dataset_version(s, req.dataset_version_id)
         except NotFoundError:
-            raise TrainingError(f"--dataset: no dataset version {req.dataset_version_id!r} "
-                                "(see: ratchet datasets list)") from None
+            raise TrainingError(
+                f"--dataset: no dataset version {req.dataset_version_id!r} "
+                "(see: ratchet datasets list)"
+            ) from None
         if req.agent_id is not None and dv.agent_id != req.agent_id:
-            raise TrainingError(f"--dataset: version {dv.id} belongs to another agent than "
-                                f"{req.agent_id!r}")
+            raise TrainingError(
+                f"--dataset: version {dv.id} belongs to another agent than {req.agent_id!r}"
+            )
         kinds = STRATEGY_KINDS[req.strategy]
         if dv.kind not in kinds:
-            raise TrainingError(f"strategy {req.strategy} needs a dataset of kind "
-                                f"{' or '.join(kinds)}; {dv.id} is {dv.kind}")
-        if req.strategy == "prompt" and dv.kind != "eval_cases" and not req.params.get(
-                "system_prompt"):
-            raise TrainingError("strategy prompt needs --param system_prompt=... or an "
-                                "eval_cases dataset whose regression corrections become rules")
+            raise TrainingError(
+                f"strategy {req.strategy} needs a dataset of kind "
+                f"{' or '.join(kinds)}; {dv.id} is {dv.kind}"
+            )
+        if (
+            req.strategy == "prompt"
+            and dv.kind != "eval_cases"
+            and not req.params.get("system_prompt")
+        ):
+            raise TrainingError(
+                "strategy prompt needs --param system_prompt=... or an "
+                "eval_cases dataset whose regression corrections become rules"
+            )
         base = resolve_base(s, dv.agent_id, req.base)
         params = _params(ctx.config, req)
-        same = [r for r in repo.find_training_runs(
-            s, agent_id=dv.agent_id, dataset_version_id=dv.id, training_type=req.strategy,
-            backend=req.backend, base_model_version=base.id) if r.parameters == params]
+        same = [
+            r
+            for r in repo.find_training_runs(
+                s,
+                agent_id=dv.agent_id,
+                dataset_version_id=dv.id,
+                training_type=req.strategy,
+                backend=req.backend,
+                base_model_version=base.id,
+            )
+            if r.parameters == params
+        ]
         common = {"agent_id": dv.agent_id, "strategy": req.strategy, "backend": req.backend}
         for run in same:
             if run.status == "completed":
                 mv = repo.model_version_of_run(s, run.id)
                 if mv is not None:
-                    log.info("training run %s already made model version %s: reused",
-                             run.id, mv.id)
-                    return Plan("reuse", run.id, model_version_id=mv.id,
-                                external_job_id=run.external_job_id, **common)
+                    log.info("training run %s already made model version %s: reused", run.id, mv.id)
+                    return Plan(
+                        "reuse",
+                        run.id,
+                        model_version_id=mv.id,
+                        external_job_id=run.external_job_id,
+                        **common,
+                    )
             if run.status in ("pending", "in_progress"):
-                log.info("training run %s is %s: resumed, not submitted again", run.id,
-                         run.status)
+                log.info("training run %s is %s: resumed, not submitted again", run.id, run.status)
                 return Plan("resume", run.id, external_job_id=run.external_job_id, **common)
         run = repo.create_training_run(
-            s, agent_id=dv.agent_id, training_type=req.strategy, backend=req.backend,
-            base_model_version=base.id, created_by=req.created_by, dataset_version_id=dv.id,
-            parameters=params, notes=req.notes,
+            s,
+            agent_id=dv.agent_id,
+            training_type=req.strategy,
+            backend=req.backend,
+            base_model_version=base.id,
+            created_by=req.created_by,
+            dataset_version_id=dv.id,
+            parameters=params,
+            notes=req.notes,
         )
         action = "no_job" if req.strategy in NO_JOB_STRATEGIES else "submit"
         return Plan(action, run.id, **common)
@@ -215,21 +244,36 @@ def plan_training(ctx: TrainingContext, req: TrainRequest) -> Plan:
 def job_spec(session: Session, run: TrainingRun) -> JobSpec:
     """The job a training record stands for, rebuilt from the database alone."""
     base = repo.get_model_version(session, run.base_model_version)
-    dv = repo.get_dataset_version(session, run.dataset_version_id) if run.dataset_version_id \
+    dv = (
+        repo.get_dataset_version(session, run.dataset_version_id)
+        if run.dataset_version_id
         else None
+    )
     data = TrainingData(
-        agent_id=run.agent_id, dataset_version_id=dv.id if dv else "", kind=dv.kind if dv else "",
-        train_path=dv.path if dv else "", validation_path=None, rows=dv.rows if dv else 0,
+        agent_id=run.agent_id,
+        dataset_version_id=dv.id if dv else "",
+        kind=dv.kind if dv else "",
+        train_path=dv.path if dv else "",
+        validation_path=None,
+        rows=dv.rows if dv else 0,
     )
     return JobSpec(
-        training_run_id=run.id, agent_id=run.agent_id, strategy=run.training_type,  # type: ignore[arg-type]
-        base=model_spec_of(base), data=data, params=dict(run.parameters),
+        training_run_id=run.id,
+        agent_id=run.agent_id,
+        strategy=run.training_type,  # type: ignore[arg-type]
+        base=model_spec_of(base),
+        data=data,
+        params=dict(run.parameters),
     )
 
 
 def model_spec_of(row: ModelVersion) -> ModelSpec:
-    return ModelSpec(backend=row.backend, model_ref=row.model_ref,
-                     system_prompt=row.system_prompt, parameters=dict(row.parameters))
+    return ModelSpec(
+        backend=row.backend,
+        model_ref=row.model_ref,
+        system_prompt=row.system_prompt,
+        parameters=dict(row.parameters),
+    )
 
 
 def _fail(ctx: TrainingContext, run_id: str, status: str, reason: str) -> None:
@@ -273,11 +317,20 @@ def submit_job(ctx: TrainingContext, run_id: str) -> str:
         raise
     with ctx.sessions() as s, s.begin():
         repo.update_training_run(
-            s, run_id, status="in_progress", external_job_id=external_id, cost_usd=estimate,
+            s,
+            run_id,
+            status="in_progress",
+            external_job_id=external_id,
+            cost_usd=estimate,
             artifacts={"cost_estimate_usd": estimate, "cost_basis": "estimate"},
         )
-    log.info("training run %s: job %s submitted on %s (estimate %.2f USD)", run_id,
-             external_id, backend, estimate)
+    log.info(
+        "training run %s: job %s submitted on %s (estimate %.2f USD)",
+        run_id,
+        external_id,
+        backend,
+        estimate,
+    )
     return external_id
 
 
@@ -286,8 +339,9 @@ def _event_key(e: JobEvent) -> tuple[str, str, int | None]:
     return (e.at, e.message, e.step)
 
 
-def wait_for_job(ctx: TrainingContext, run_id: str, on_status: StatusCallback | None = None
-                 ) -> JobStatus:
+def wait_for_job(
+    ctx: TrainingContext, run_id: str, on_status: StatusCallback | None = None
+) -> JobStatus:
     """Poll the record's job until it ends; return its final (completed) status.
 
     Waits ``poll_interval_s``, growing by ``poll_backoff`` up to ``poll_max_interval_s``. A
@@ -312,8 +366,9 @@ def wait_for_job(ctx: TrainingContext, run_id: str, on_status: StatusCallback | 
         except BackendError as exc:
             if not exc.retryable:
                 raise
-            log.warning("training run %s: poll of job %s failed, retrying: %s", run_id,
-                        external_id, exc)
+            log.warning(
+                "training run %s: poll of job %s failed, retrying: %s", run_id, external_id, exc
+            )
             status = None
         if status is not None:
             new = [e for e in status.events if _event_key(e) not in seen]
@@ -335,8 +390,10 @@ def wait_for_job(ctx: TrainingContext, run_id: str, on_status: StatusCallback | 
                 trainer.cancel(external_id)
             except BackendError as exc:
                 log.warning("training run %s: cancel after timeout failed: %s", run_id, exc)
-            reason = (f"job {external_id} timed out after {t.timeout_s:.0f} s "
-                      "(training.timeout_s); it was cancelled")
+            reason = (
+                f"job {external_id} timed out after {t.timeout_s:.0f} s "
+                "(training.timeout_s); it was cancelled"
+            )
             _fail(ctx, run_id, "failed", reason)
             raise TrainingTimeout(f"training run {run_id}: {reason}")
         ctx.sleep(interval)
@@ -357,8 +414,14 @@ class Collected:
     reused: bool = False
 
 
-def _finish(ctx: TrainingContext, run_id: str, model: ModelSpec, cost: float, basis: str,
-            metrics: Mapping[str, float]) -> Collected:
+def _finish(
+    ctx: TrainingContext,
+    run_id: str,
+    model: ModelSpec,
+    cost: float,
+    basis: str,
+    metrics: Mapping[str, float],
+) -> Collected:
     from ratchet.model_card import model_card_path, render_model_card
 
     with ctx.sessions() as s, s.begin():
@@ -366,13 +429,22 @@ def _finish(ctx: TrainingContext, run_id: str, model: ModelSpec, cost: float, ba
         mv = repo.model_version_of_run(s, run_id)
         if mv is None:
             mv = repo.create_model_version(
-                s, agent_id=run.agent_id, backend=model.backend, model_ref=model.model_ref,
-                system_prompt=model.system_prompt, parameters=dict(model.parameters),
-                parent_id=run.base_model_version, training_run_id=run_id, version_id=run_id,
+                s,
+                agent_id=run.agent_id,
+                backend=model.backend,
+                model_ref=model.model_ref,
+                system_prompt=model.system_prompt,
+                parameters=dict(model.parameters),
+                parent_id=run.base_model_version,
+                training_run_id=run_id,
+                version_id=run_id,
             )  # the run's id: one run makes one version, and models/<id>/ holds both
         path = model_card_path(mv.id)
         repo.update_training_run(
-            s, run_id, metrics=dict(metrics), cost_usd=cost,
+            s,
+            run_id,
+            metrics=dict(metrics),
+            cost_usd=cost,
             artifacts={"model_version": mv.id, "model_card": path, "cost_basis": basis},
         )
         card = render_model_card(s, run, mv, run_status="completed")
@@ -395,8 +467,10 @@ def collect_model(ctx: TrainingContext, run_id: str) -> Collected:
     trainer = ctx.trainer(backend)
     status = trainer.poll(external_id)
     if status.state != "completed":
-        raise TrainingError(f"training run {run_id}: job {external_id} is {status.state}, "
-                            "not completed; nothing to collect")
+        raise TrainingError(
+            f"training run {run_id}: job {external_id} is {status.state}, "
+            "not completed; nothing to collect"
+        )
     try:
         model = trainer.collect(spec, status)
     except BackendError as exc:
@@ -418,14 +492,18 @@ def make_candidate(ctx: TrainingContext, run_id: str) -> Collected:
         repo.update_training_run(s, run_id, status="in_progress")
     base, params = spec.base, dict(spec.params)
     if spec.strategy == "few_shot":
-        model = ModelSpec(base.backend, base.model_ref, base.system_prompt,
-                          {**base.parameters, "few_shot_dataset": params["few_shot_dataset"],
-                           "k": params["k"]})
+        model = ModelSpec(
+            base.backend,
+            base.model_ref,
+            base.system_prompt,
+            {**base.parameters, "few_shot_dataset": params["few_shot_dataset"], "k": params["k"]},
+        )
         metrics = {"examples": float(spec.data.rows)}
     elif spec.strategy == "prompt":
         try:
-            prompt, rules = build_system_prompt(ctx.store, spec, base.system_prompt,
-                                                ctx.config.training.prompt_max_rules)
+            prompt, rules = build_system_prompt(
+                ctx.store, spec, base.system_prompt, ctx.config.training.prompt_max_rules
+            )
         except (ValueError, OSError) as exc:
             _fail(ctx, run_id, "failed", str(exc))
             raise TrainingError(f"training run {run_id}: {exc}") from exc
@@ -447,8 +525,9 @@ def reused(ctx: TrainingContext, plan: Plan) -> Collected:
         run = repo.get_training_run(s, plan.training_run_id)
         cost, basis = run.cost_usd or 0.0, str(run.artifacts.get("cost_basis", ""))
     card = ctx.store.read_bytes(path).decode("utf-8") if ctx.store.exists(path) else ""
-    return Collected(plan.training_run_id, plan.model_version_id, cost, basis, path, card,
-                     reused=True)
+    return Collected(
+        plan.training_run_id, plan.model_version_id, cost, basis, path, card, reused=True
+    )
 
 
 # --- cancel and the whole lifecycle -------------------------------------------------------------
@@ -466,8 +545,9 @@ def cancel_training(ctx: TrainingContext, run_id: str) -> str:
     return "cancelled"
 
 
-def train(ctx: TrainingContext, req: TrainRequest, on_status: StatusCallback | None = None
-          ) -> Collected:
+def train(
+    ctx: TrainingContext, req: TrainRequest, on_status: StatusCallback | None = None
+) -> Collected:
     """The whole lifecycle in one call (the flow runs the same steps as separate tasks)."""
     plan = plan_training(ctx, req)
     if plan.action == "reuse":

@@ -24,9 +24,13 @@ from tasks import runtime
 
 
 @task(
-    name="curate-agent", task_run_name="curate-{agent}", cache_policy=NO_CACHE,
-    retries=runtime.RETRIES, retry_delay_seconds=runtime.RETRY_DELAYS,
-    retry_jitter_factor=runtime.RETRY_JITTER, retry_condition_fn=runtime.retry_transient,
+    name="curate-agent",
+    task_run_name="curate-{agent}",
+    cache_policy=NO_CACHE,
+    retries=runtime.RETRIES,
+    retry_delay_seconds=runtime.RETRY_DELAYS,
+    retry_jitter_factor=runtime.RETRY_JITTER,
+    retry_condition_fn=runtime.retry_transient,
 )
 def curate_agent_task(
     agent: str,

@@ -21,9 +21,13 @@ from tasks import runtime
 
 
 @task(
-    name="evaluate-models", task_run_name="evaluate-{candidate}", cache_policy=NO_CACHE,
-    retries=runtime.RETRIES, retry_delay_seconds=runtime.RETRY_DELAYS,
-    retry_jitter_factor=runtime.RETRY_JITTER, retry_condition_fn=runtime.retry_transient,
+    name="evaluate-models",
+    task_run_name="evaluate-{candidate}",
+    cache_policy=NO_CACHE,
+    retries=runtime.RETRIES,
+    retry_delay_seconds=runtime.RETRY_DELAYS,
+    retry_jitter_factor=runtime.RETRY_JITTER,
+    retry_condition_fn=runtime.retry_transient,
 )
 def evaluate_task(
     candidate: str,

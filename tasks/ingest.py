@@ -27,9 +27,13 @@ def _task_run_name() -> str:
 
 
 @task(
-    name="ingest-file", task_run_name=_task_run_name, cache_policy=NO_CACHE,
-    retries=runtime.RETRIES, retry_delay_seconds=runtime.RETRY_DELAYS,
-    retry_jitter_factor=runtime.RETRY_JITTER, retry_condition_fn=runtime.retry_transient,
+    name="ingest-file",
+    task_run_name=_task_run_name,
+    cache_policy=NO_CACHE,
+    retries=runtime.RETRIES,
+    retry_delay_seconds=runtime.RETRY_DELAYS,
+    retry_jitter_factor=runtime.RETRY_JITTER,
+    retry_condition_fn=runtime.retry_transient,
 )
 def ingest_file_task(
     inputs: str,

@@ -28,8 +28,9 @@ log = logging.getLogger("ratchet.tasks.promote")
 
 
 @task(name="gate-candidate", task_run_name="gate-{candidate}", cache_policy=NO_CACHE)
-def gate_candidate_task(candidate: str, gates: GatesConfig, eval_run: str | None = None,
-                        required: bool = True) -> dict[str, Any] | None:
+def gate_candidate_task(
+    candidate: str, gates: GatesConfig, eval_run: str | None = None, required: bool = True
+) -> dict[str, Any] | None:
     """Every gate rule with its numbers, and the comparison table; None when the candidate has
     no evaluation against production and ``required`` is False (a forced promotion)."""
     s = runtime.settings()
@@ -39,19 +40,32 @@ def gate_candidate_task(candidate: str, gates: GatesConfig, eval_run: str | None
         if required:
             raise PromotionError(
                 f"candidate {candidate!r} has no completed evaluation against the current "
-                f"production (run: ratchet evaluate --candidate {candidate})")
+                f"production (run: ratchet evaluate --candidate {candidate})"
+            )
         return None
     report = evaluate_gate(found.comparison, gates)
-    return {"gate": report.as_dict(), "candidate_eval_run": found.candidate_eval_run,
-            "baseline_eval_run": found.baseline_eval_run, "table": found.table,
-            "n_cases": found.comparison.n_cases}
+    return {
+        "gate": report.as_dict(),
+        "candidate_eval_run": found.candidate_eval_run,
+        "baseline_eval_run": found.baseline_eval_run,
+        "table": found.table,
+        "n_cases": found.comparison.n_cases,
+    }
 
 
 @task(name="decide-promotion", task_run_name="decide-{candidate}", cache_policy=NO_CACHE)
-def decide_promotion_task(candidate: str, gated: dict[str, Any] | None, gates: GatesConfig, *,
-                          decided_by: str, force: bool = False, reason: str | None = None,
-                          rollout: bool = False, dry_run: bool = False,
-                          flow_run_id: str | None = None) -> dict[str, Any]:
+def decide_promotion_task(
+    candidate: str,
+    gated: dict[str, Any] | None,
+    gates: GatesConfig,
+    *,
+    decided_by: str,
+    force: bool = False,
+    reason: str | None = None,
+    rollout: bool = False,
+    dry_run: bool = False,
+    flow_run_id: str | None = None,
+) -> dict[str, Any]:
     """Promote, reject, force or step the rollout, with the audit record, in one transaction."""
     from ratchet.gates import GateReport, RuleResult
 
@@ -59,24 +73,42 @@ def decide_promotion_task(candidate: str, gated: dict[str, Any] | None, gates: G
     eval_runs: list[str] = []
     if gated is not None:
         g = gated["gate"]
-        report = GateReport(g["candidate"], g["baseline"],
-                            [RuleResult(**r) for r in g["rules"]])
+        report = GateReport(g["candidate"], g["baseline"], [RuleResult(**r) for r in g["rules"]])
         eval_runs = [gated["candidate_eval_run"], gated["baseline_eval_run"]]
     s = runtime.settings()
     with runtime.sessions(s)() as session, session.begin():
         if force:
             if dry_run:
                 raise PromotionError("--force and --dry-run together: nothing to do")
-            out = force_promote(session, candidate, reason=reason or "", decided_by=decided_by,
-                                report=report, flow_run_id=flow_run_id, eval_runs=eval_runs)
+            out = force_promote(
+                session,
+                candidate,
+                reason=reason or "",
+                decided_by=decided_by,
+                report=report,
+                flow_run_id=flow_run_id,
+                eval_runs=eval_runs,
+            )
         elif report is None:
             raise PromotionError(f"candidate {candidate!r} has no gate result")
         elif rollout and not dry_run:
-            out = advance_rollout(session, report, gates.rollout_shares, decided_by=decided_by,
-                                  flow_run_id=flow_run_id, eval_runs=eval_runs)
+            out = advance_rollout(
+                session,
+                report,
+                gates.rollout_shares,
+                decided_by=decided_by,
+                flow_run_id=flow_run_id,
+                eval_runs=eval_runs,
+            )
         else:
-            out = decide(session, report, decided_by=decided_by, flow_run_id=flow_run_id,
-                         eval_runs=eval_runs, dry_run=dry_run)
+            out = decide(
+                session,
+                report,
+                decided_by=decided_by,
+                flow_run_id=flow_run_id,
+                eval_runs=eval_runs,
+                dry_run=dry_run,
+            )
     return out.as_dict()
 
 
@@ -92,10 +124,12 @@ def ensure_production_task(agent: str, config: Any) -> dict[str, Any]:
         prod = repo.production_version(session, agent)
         if prod is not None:
             return {"version": prod.id, "registered": False}
-        model = register_logs_model(session, runtime.store(s), agent, config.backends,
-                                    created_by=s.user or "ratchet")
-    log.info("agent %s had no production version: the logs model %s now serves", agent,
-             model.version_id)
+        model = register_logs_model(
+            session, runtime.store(s), agent, config.backends, created_by=s.user or "ratchet"
+        )
+    log.info(
+        "agent %s had no production version: the logs model %s now serves", agent, model.version_id
+    )
     return {"version": model.version_id, "registered": True}
 
 

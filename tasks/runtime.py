@@ -66,7 +66,7 @@ def _secret_block_value() -> str | None:
             if isinstance(exc.__cause__, ObjectNotFound):  # no such block: the next source
                 return None
             raise _unavailable(exc) from None
-        except Exception as exc:  # noqa: BLE001 - whatever it is, the block could not be read
+        except Exception as exc:
             raise _unavailable(exc) from None
     return _block_value
 
@@ -103,8 +103,9 @@ _TRANSIENT_TEXT = re.compile(
     re.IGNORECASE,
 )
 # an OperationalError that names the schema is a bug or a missing migration, not a blip
-_PERMANENT_OPERATIONAL = re.compile(r"no such (?:table|column)|syntax error|has no column",
-                                    re.IGNORECASE)
+_PERMANENT_OPERATIONAL = re.compile(
+    r"no such (?:table|column)|syntax error|has no column", re.IGNORECASE
+)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -43,8 +43,9 @@ MAX_EVENT_ROWS = 500  # the events table keeps the newest rows (a long job has t
 
 def context(config: PipelineConfig) -> TrainingContext:
     s = runtime.settings()
-    return TrainingContext(sessions=runtime.sessions(s), store=runtime.store(s), config=config,
-                           settings=s)
+    return TrainingContext(
+        sessions=runtime.sessions(s), store=runtime.store(s), config=config, settings=s
+    )
 
 
 def retry_backend(task: Any, task_run: Any, state: Any) -> bool:
@@ -53,16 +54,22 @@ def retry_backend(task: Any, task_run: Any, state: Any) -> bool:
         state.result()
     except BackendError as exc:
         return exc.retryable
-    except Exception:  # noqa: BLE001  (runtime decides for everything else)
+    except Exception:
         return runtime.retry_transient(task, task_run, state)
     return False
 
 
 def _step(name: str, run_name: str | None = None) -> Any:
     """The train steps' task decorator: no cache, retries decided by :func:`retry_backend`."""
-    return task(name=name, task_run_name=run_name, cache_policy=NO_CACHE,
-                retries=runtime.RETRIES, retry_delay_seconds=[float(d) for d in runtime.RETRY_DELAYS],
-                retry_jitter_factor=runtime.RETRY_JITTER, retry_condition_fn=retry_backend)
+    return task(
+        name=name,
+        task_run_name=run_name,
+        cache_policy=NO_CACHE,
+        retries=runtime.RETRIES,
+        retry_delay_seconds=[float(d) for d in runtime.RETRY_DELAYS],
+        retry_jitter_factor=runtime.RETRY_JITTER,
+        retry_condition_fn=retry_backend,
+    )
 
 
 @_step("plan-training")
@@ -86,10 +93,18 @@ class EventTable:
 
     def add(self, events: list[JobEvent]) -> bool:
         for e in events:
-            row: dict[str, Any] = {"step": e.step if e.step is not None else "", "at": e.at,
-                                   "message": e.message[:300]}
-            for name in ("train_loss", "valid_loss", "validation_loss", "train_mean_token_accuracy",
-                         "valid_mean_token_accuracy"):
+            row: dict[str, Any] = {
+                "step": e.step if e.step is not None else "",
+                "at": e.at,
+                "message": e.message[:300],
+            }
+            for name in (
+                "train_loss",
+                "valid_loss",
+                "validation_loss",
+                "train_mean_token_accuracy",
+                "valid_mean_token_accuracy",
+            ):
                 if name in e.metrics:
                     row[name] = round(float(e.metrics[name]), 6)
             for k, v in e.metrics.items():
@@ -119,16 +134,27 @@ def wait_training_task(run_id: str, config: PipelineConfig) -> dict[str, Any]:
         if events.add(new) and runtime._in_a_run():
             from prefect.artifacts import create_table_artifact
 
-            create_table_artifact(key="train-events", table=events.table(),
-                                  description=f"Training run {run_id}: job events and metrics")
+            create_table_artifact(
+                key="train-events",
+                table=events.table(),
+                description=f"Training run {run_id}: job events and metrics",
+            )
         for e in new:
-            log.info("training run %s: %s%s", run_id, e.message,
-                     f" {dict(e.metrics)}" if e.metrics else "")
+            log.info(
+                "training run %s: %s%s",
+                run_id,
+                e.message,
+                f" {dict(e.metrics)}" if e.metrics else "",
+            )
 
     status = wait_for_job(context(config), run_id, on_status)
     progress.update(100.0, f"train {run_id}: completed")
-    return {"state": status.state, "metrics": dict(status.metrics),
-            "trained_tokens": status.trained_tokens, "events": len(events.rows)}
+    return {
+        "state": status.state,
+        "metrics": dict(status.metrics),
+        "trained_tokens": status.trained_tokens,
+        "events": len(events.rows),
+    }
 
 
 def _collected(out: Any) -> dict[str, Any]:

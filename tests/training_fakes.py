@@ -76,15 +76,21 @@ class FakeTrainer:
         n = self.polls[external_id]
         self.polls[external_id] = n + 1
         events = tuple(
-            JobEvent(at=f"2026-11-30T00:00:{i:02d}Z", message=f"step {i}", step=i,
-                     metrics={"train_loss": 2.0 / (i + 1), "valid_loss": 2.5 / (i + 1)})
+            JobEvent(
+                at=f"2026-11-30T00:00:{i:02d}Z",
+                message=f"step {i}",
+                step=i,
+                metrics={"train_loss": 2.0 / (i + 1), "valid_loss": 2.5 / (i + 1)},
+            )
             for i in range(n + 1)
         )
         done = state == "completed"
         return JobStatus(
-            external_id=external_id, state=state,  # type: ignore[arg-type]
+            external_id=external_id,
+            state=state,  # type: ignore[arg-type]
             progress=1.0 if done else min(0.9, (n + 1) / len(self.script)),
-            events=events, metrics={"train_loss": 2.0 / (n + 1)},
+            events=events,
+            metrics={"train_loss": 2.0 / (n + 1)},
             trained_tokens=self.trained_tokens if done else None,
             error=self.error if state == "failed" else None,
             result_ref=f"fake-model-{external_id}" if done else None,
@@ -95,8 +101,12 @@ class FakeTrainer:
         return self.poll(external_id)
 
     def collect(self, spec: JobSpec, status: JobStatus) -> ModelSpec:
-        return ModelSpec(backend="fake", model_ref=status.result_ref or "",
-                         system_prompt=spec.base.system_prompt, parameters={"tuned": True})
+        return ModelSpec(
+            backend="fake",
+            model_ref=status.result_ref or "",
+            system_prompt=spec.base.system_prompt,
+            parameters={"tuned": True},
+        )
 
 
 class EchoAnswerer:
@@ -123,8 +133,14 @@ def _register(session: Any, store: Any, kind: str, table: pa.Table, schema: pa.S
     rel = f"datasets/{AGENT}/{kind}/{version}/data.parquet"
     written = store.write_table_at(rel, table, schema)
     repo.register_dataset_version(
-        session, version_id=version, agent_id=AGENT, kind=kind, path=rel, rows=table.num_rows,
-        schema_fingerprint=written.schema_fingerprint, config_hash="0" * 64,
+        session,
+        version_id=version,
+        agent_id=AGENT,
+        kind=kind,
+        path=rel,
+        rows=table.num_rows,
+        schema_fingerprint=written.schema_fingerprint,
+        config_hash="0" * 64,
         stats={"signal_golden": 2, "signal_regression": 1, "rows_sft_examples": table.num_rows},
         lineage=[("feedback_file", "f" * 64), ("part", "feedback/agent=support-bot/p1")],
     )
@@ -140,33 +156,81 @@ class Seeded:
 
 def seed(sessions: Any, store: Any) -> Seeded:
     """A production (logs) base version, an sft_examples version and an eval_cases version."""
-    sft = pa.Table.from_pylist([
-        {"example_id": f"e{i}", "agent_id": AGENT, "case_id": f"c{i}", "origin": "correction",
-         "split": split, "messages": _msgs(q, a), "topic": None, "pii_residual": 0}
-        for i, (q, a, split) in enumerate([
-            ("how do I reset my password", "Use Settings > Security > Reset.", "train"),
-            ("what are your opening hours", "We are open 9 to 5, Monday to Friday.", "train"),
-            ("can I get a refund", "Refunds within 30 days from the Orders page.", "train"),
-            ("where is my parcel", "Track it under Orders > Tracking.", "validation"),
-        ])
-    ], schema=SFT_EXAMPLES)
-    cases = pa.Table.from_pylist([
-        {"case_id": cid, "agent_id": AGENT, "interaction_id": f"i-{cid}", "kind": kind,
-         "split": split, "fix_check": split == "train", "input": _msgs(q), "expected": exp,
-         "expected_tool_calls": None, "production_answer": "wrong", "status": "active",
-         "retired_reason": None, "feedback_ids": ["fb"], "topic": None, "first_seen": None,
-         "pii_residual": 0}
-        for cid, kind, split, q, exp in [
-            ("c1", "regression", "train", "can I pay by invoice", "Yes, for business accounts."),
-            ("c2", "regression", "holdout", "do you ship abroad", "HOLDOUT-ANSWER"),
-            ("c3", "golden", "train", "hello", "Hi!"),
-        ]
-    ], schema=EVAL_CASES)
+    sft = pa.Table.from_pylist(
+        [
+            {
+                "example_id": f"e{i}",
+                "agent_id": AGENT,
+                "case_id": f"c{i}",
+                "origin": "correction",
+                "split": split,
+                "messages": _msgs(q, a),
+                "topic": None,
+                "pii_residual": 0,
+            }
+            for i, (q, a, split) in enumerate(
+                [
+                    ("how do I reset my password", "Use Settings > Security > Reset.", "train"),
+                    (
+                        "what are your opening hours",
+                        "We are open 9 to 5, Monday to Friday.",
+                        "train",
+                    ),
+                    ("can I get a refund", "Refunds within 30 days from the Orders page.", "train"),
+                    ("where is my parcel", "Track it under Orders > Tracking.", "validation"),
+                ]
+            )
+        ],
+        schema=SFT_EXAMPLES,
+    )
+    cases = pa.Table.from_pylist(
+        [
+            {
+                "case_id": cid,
+                "agent_id": AGENT,
+                "interaction_id": f"i-{cid}",
+                "kind": kind,
+                "split": split,
+                "fix_check": split == "train",
+                "input": _msgs(q),
+                "expected": exp,
+                "expected_tool_calls": None,
+                "production_answer": "wrong",
+                "status": "active",
+                "retired_reason": None,
+                "feedback_ids": ["fb"],
+                "topic": None,
+                "first_seen": None,
+                "pii_residual": 0,
+            }
+            for cid, kind, split, q, exp in [
+                (
+                    "c1",
+                    "regression",
+                    "train",
+                    "can I pay by invoice",
+                    "Yes, for business accounts.",
+                ),
+                ("c2", "regression", "holdout", "do you ship abroad", "HOLDOUT-ANSWER"),
+                ("c3", "golden", "train", "hello", "Hi!"),
+            ]
+        ],
+        schema=EVAL_CASES,
+    )
     with sessions() as s, s.begin():
-        base = repo.create_model_version(s, agent_id=AGENT, backend="logs", model_ref="logs",
-                                         system_prompt="You are helpful.", status="production")
-        ids = Seeded(base.id, _register(s, store, "sft_examples", sft, SFT_EXAMPLES),
-                     _register(s, store, "eval_cases", cases, EVAL_CASES))
+        base = repo.create_model_version(
+            s,
+            agent_id=AGENT,
+            backend="logs",
+            model_ref="logs",
+            system_prompt="You are helpful.",
+            status="production",
+        )
+        ids = Seeded(
+            base.id,
+            _register(s, store, "sft_examples", sft, SFT_EXAMPLES),
+            _register(s, store, "eval_cases", cases, EVAL_CASES),
+        )
     return ids
 
 

@@ -48,7 +48,11 @@ class JobRefused(BackendError):
     """
 
     def __init__(self, message: str, *, alternatives: Sequence[str] = ()) -> None:
-        hint = f" Other backends that can train this: {', '.join(alternatives)}." if alternatives else ""
+        hint = (
+            f" Other backends that can train this: {', '.join(alternatives)}."
+            if alternatives
+            else ""
+        )
         super().__init__(message + hint, retryable=False)
         self.alternatives = tuple(alternatives)
 

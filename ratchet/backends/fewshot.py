@@ -50,8 +50,10 @@ class ExampleIndex:
 
     def nearest(self, question: str, k: int) -> list[list[Mapping[str, Any]]]:
         q = self._weigh(_tokens(question))
-        scored = [(sum(q.get(w, 0.0) * v for w, v in vec.items()), i)
-                  for i, vec in enumerate(self.vectors)]
+        scored = [
+            (sum(q.get(w, 0.0) * v for w, v in vec.items()), i)
+            for i, vec in enumerate(self.vectors)
+        ]
         scored = [(s, i) for s, i in scored if s > 0.0]
         scored.sort(key=lambda t: (-t[0], t[1]))
         return [self.examples[i] for _, i in scored[:k]]
@@ -71,11 +73,15 @@ class FewShotAnswerer:
         turns: list[Mapping[str, Any]] = []
         for example in shots:
             question = _last_user(example)
-            answer = next((m.get("content") or "" for m in reversed(example)
-                           if m.get("role") == "assistant"), "")
+            answer = next(
+                (m.get("content") or "" for m in reversed(example) if m.get("role") == "assistant"),
+                "",
+            )
             if question and answer:
-                turns += [{"role": "user", "content": question},
-                          {"role": "assistant", "content": answer}]
+                turns += [
+                    {"role": "user", "content": question},
+                    {"role": "assistant", "content": answer},
+                ]
         return [*system, *turns, *rest]
 
     def answer(self, messages: Sequence[Mapping[str, Any]]) -> Answer:

@@ -86,13 +86,19 @@ EVENT_PAGES = 10  # pages of 100 events read back to the last one seen, per poll
 
 #: OpenAI job status -> training-run state.
 STATES: dict[str, str] = {
-    "validating_files": "pending", "queued": "pending", "running": "in_progress",
-    "paused": "in_progress", "succeeded": "completed", "failed": "failed",
+    "validating_files": "pending",
+    "queued": "pending",
+    "running": "in_progress",
+    "paused": "in_progress",
+    "succeeded": "completed",
+    "failed": "failed",
     "cancelled": "cancelled",
 }
 METHODS = {"sft": "supervised", "dpo": "dpo"}
-HYPERPARAMETERS = {"supervised": ("n_epochs", "batch_size", "learning_rate_multiplier"),
-                   "dpo": ("n_epochs", "batch_size", "learning_rate_multiplier", "beta")}
+HYPERPARAMETERS = {
+    "supervised": ("n_epochs", "batch_size", "learning_rate_multiplier"),
+    "dpo": ("n_epochs", "batch_size", "learning_rate_multiplier", "beta"),
+}
 _KEYISH = re.compile(r"\b(sk|sess|org)-[A-Za-z0-9_*\-]{4,}")
 
 
@@ -120,14 +126,20 @@ def make_client(context: BackendContext, base_url: str | None = None) -> openai.
     own_endpoint = base_url is None or base_url.rstrip("/") == (default_url or "").rstrip("/")
     if own_endpoint:
         if key is None or not key.get_secret_value():
-            raise BackendError("openai: no API key: set RATCHET_OPENAI_API_KEY (or "
-                               "OPENAI_API_KEY), or resolve a Secret block into the settings")
+            raise BackendError(
+                "openai: no API key: set RATCHET_OPENAI_API_KEY (or "
+                "OPENAI_API_KEY), or resolve a Secret block into the settings"
+            )
         secret = key.get_secret_value()
         url = default_url
     else:
         secret, url = KEYLESS, base_url
-    return openai.OpenAI(api_key=secret, base_url=url, timeout=cfg.openai_timeout_s,
-                         max_retries=cfg.openai_max_retries)
+    return openai.OpenAI(
+        api_key=secret,
+        base_url=url,
+        timeout=cfg.openai_timeout_s,
+        max_retries=cfg.openai_max_retries,
+    )
 
 
 def _scrub(text: str, client: openai.OpenAI | None) -> str:
@@ -145,8 +157,9 @@ def _provider_message(exc: openai.APIStatusError) -> str:
     return exc.response.reason_phrase or "no message"
 
 
-def _translate(exc: openai.OpenAIError, what: str, client: openai.OpenAI | None, *,
-               refusal: bool = False) -> BackendError:
+def _translate(
+    exc: openai.OpenAIError, what: str, client: openai.OpenAI | None, *, refusal: bool = False
+) -> BackendError:
     """One SDK error as a :class:`BackendError` (raise it ``from None``: the SDK exception
     carries the request, whose headers hold the key)."""
     if isinstance(exc, openai.APITimeoutError):
@@ -158,24 +171,28 @@ def _translate(exc: openai.OpenAIError, what: str, client: openai.OpenAI | None,
     code = exc.status_code
     message = _scrub(_provider_message(exc), client)
     if code == 429 or code >= 500 or code in (408, 409):
-        return BackendError(f"openai: {what}: HTTP {code} (after the SDK's retries): "
-                            f"{message}", retryable=True)
+        return BackendError(
+            f"openai: {what}: HTTP {code} (after the SDK's retries): {message}", retryable=True
+        )
     if code == 401:
         return BackendError(f"openai: {what}: HTTP 401, the API key was not accepted: {message}")
     if refusal and code in (400, 403, 404, 422):
-        return JobRefused(f"openai: {what} refused (HTTP {code}): {message}",
-                          alternatives=ALTERNATIVES)
+        return JobRefused(
+            f"openai: {what} refused (HTTP {code}): {message}", alternatives=ALTERNATIVES
+        )
     return BackendError(f"openai: {what}: HTTP {code}: {message}")
 
 
 # --- training files ---------------------------------------------------------------------------
 def _jsonl(records: list[dict[str, Any]]) -> bytes:
-    return "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n"
-                   for r in records).encode("utf-8")
+    return "".join(
+        json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in records
+    ).encode("utf-8")
 
 
-def training_records(store: Any, config: PipelineConfig, spec: JobSpec
-                     ) -> dict[str, list[dict[str, Any]]]:
+def training_records(
+    store: Any, config: PipelineConfig, spec: JobSpec
+) -> dict[str, list[dict[str, Any]]]:
     """``{"train": [...], "validation": [...]}`` OpenAI records of the dataset version, each
     validated (line numbers and rules, no text, on failure: :class:`JobRefused`)."""
     method = _method(spec)
@@ -196,13 +213,16 @@ def training_records(store: Any, config: PipelineConfig, spec: JobSpec
     for split, records in splits.items():
         if split == "validation" and not records:
             continue
-        violations, _, _ = validate_records(records, fmt, config.export,
-                                            min_examples=min_examples_for(split, config.export))
+        violations, _, _ = validate_records(
+            records, fmt, config.export, min_examples=min_examples_for(split, config.export)
+        )
         if violations:
             head = "; ".join(v.describe() for v in violations[:5])
-            raise JobRefused(f"openai: the {split} split of dataset version "
-                             f"{spec.data.dataset_version_id} is not a valid {fmt} file "
-                             f"({len(violations)} violation(s): {head})")
+            raise JobRefused(
+                f"openai: the {split} split of dataset version "
+                f"{spec.data.dataset_version_id} is not a valid {fmt} file "
+                f"({len(violations)} violation(s): {head})"
+            )
         out[split] = records
     return out
 
@@ -221,14 +241,19 @@ def _read_jsonl(store: Any, path: str) -> list[Any]:
 def _record_messages(record: Mapping[str, Any]) -> list[Any]:
     if "messages" in record:
         return list(record["messages"])
-    return list(record["input"]["messages"]) + list(record["preferred_output"]) \
+    return (
+        list(record["input"]["messages"])
+        + list(record["preferred_output"])
         + list(record["non_preferred_output"])
+    )
 
 
 def _method(spec: JobSpec) -> str:
     if spec.strategy == "kto":
-        raise JobRefused("openai: strategy kto is not offered by OpenAI fine-tuning (supervised "
-                         "and dpo only)", alternatives=("trl",))
+        raise JobRefused(
+            "openai: strategy kto is not offered by OpenAI fine-tuning (supervised and dpo only)",
+            alternatives=("trl",),
+        )
     if spec.strategy not in METHODS:
         raise JobRefused(f"openai: strategy {spec.strategy} needs no training job")
     return METHODS[spec.strategy]
@@ -284,8 +309,11 @@ class OpenAITrainer:
         per = self.config.export.tokens_per_message
         tokens = sum(_message_tokens(_record_messages(r), count, per) for r in records)
         epochs = spec.params.get("n_epochs", "auto")
-        n = self.cfg.openai_estimate_epochs if epochs == "auto" else int(_number("n_epochs",
-                                                                                  epochs))
+        n = (
+            self.cfg.openai_estimate_epochs
+            if epochs == "auto"
+            else int(_number("n_epochs", epochs))
+        )
         return tokens * n / 1e6 * self._price(spec.base.model_ref)
 
     # -- find before create
@@ -298,8 +326,10 @@ class OpenAITrainer:
             for _ in range(SCAN_PAGES):
                 for job in page.data:
                     if (job.metadata or {}).get(TAG) == training_run_id or (
-                            not job.metadata and job.fine_tuned_model
-                            and f":{suffix_of(training_run_id)}:" in job.fine_tuned_model):
+                        not job.metadata
+                        and job.fine_tuned_model
+                        and f":{suffix_of(training_run_id)}:" in job.fine_tuned_model
+                    ):
                         return job.id
                 if not page.has_next_page():
                     break
@@ -311,15 +341,16 @@ class OpenAITrainer:
     def _upload(self, records: list[dict[str, Any]], run_id: str, split: str) -> str:
         client = self.client
         try:
-            f = client.files.create(file=(f"ratchet-{run_id}-{split}.jsonl", _jsonl(records),
-                                          "application/jsonl"), purpose="fine-tune")
+            f = client.files.create(
+                file=(f"ratchet-{run_id}-{split}.jsonl", _jsonl(records), "application/jsonl"),
+                purpose="fine-tune",
+            )
         except openai.OpenAIError as exc:
             raise _translate(exc, f"upload of the {split} file", client, refusal=True) from None
         return f.id
 
     def _create_args(self, spec: JobSpec, method: str) -> dict[str, Any]:
-        hyper = {k: _number(k, spec.params[k]) for k in HYPERPARAMETERS[method]
-                 if k in spec.params}
+        hyper = {k: _number(k, spec.params[k]) for k in HYPERPARAMETERS[method] if k in spec.params}
         args: dict[str, Any] = {
             "model": spec.base.model_ref,
             "method": {"type": method, method: {"hyperparameters": hyper}},
@@ -335,15 +366,19 @@ class OpenAITrainer:
         method = _method(spec)
         found = self.find(spec.training_run_id)
         if found is not None:
-            log.info("openai: job %s of training run %s found by its tag; not created again",
-                     found, spec.training_run_id)
+            log.info(
+                "openai: job %s of training run %s found by its tag; not created again",
+                found,
+                spec.training_run_id,
+            )
             return found
         data = training_records(self.context.store, self.config, spec)
         args = self._create_args(spec, method)
         args["training_file"] = self._upload(data["train"], spec.training_run_id, "train")
         if "validation" in data:
-            args["validation_file"] = self._upload(data["validation"], spec.training_run_id,
-                                                   "validation")
+            args["validation_file"] = self._upload(
+                data["validation"], spec.training_run_id, "validation"
+            )
         once = self.client.with_options(max_retries=0, timeout=self.cfg.openai_create_timeout_s)
         try:
             job = once.fine_tuning.jobs.create(**args)
@@ -355,12 +390,22 @@ class OpenAITrainer:
             # create again here; not there yet -> the caller's next attempt looks again
             found = self.find(spec.training_run_id)
             if found is not None:
-                log.warning("openai: job creation for training run %s failed (%s) but the job "
-                            "%s exists; using it", spec.training_run_id, error, found)
+                log.warning(
+                    "openai: job creation for training run %s failed (%s) but the job "
+                    "%s exists; using it",
+                    spec.training_run_id,
+                    error,
+                    found,
+                )
                 return found
             raise error from None
-        log.info("openai: job %s created for training run %s (%s, %s)", job.id,
-                 spec.training_run_id, method, spec.base.model_ref)
+        log.info(
+            "openai: job %s created for training run %s (%s, %s)",
+            job.id,
+            spec.training_run_id,
+            method,
+            spec.base.model_ref,
+        )
         return job.id
 
     # -- poll, cancel, collect
@@ -392,32 +437,53 @@ class OpenAITrainer:
         progress = self._progress.get(job.id)
         for e in events:
             data = e.data if isinstance(e.data, Mapping) else {}
-            numbers = {k: float(v) for k, v in data.items()
-                       if isinstance(v, int | float) and not isinstance(v, bool)}
+            numbers = {
+                k: float(v)
+                for k, v in data.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            }
             step = int(numbers.pop("step")) if "step" in numbers else None
             total = numbers.pop("total_steps", None)
             if e.type == "metrics" or (step is not None and numbers):
                 metrics.update(numbers)
                 if step is not None and total:
                     progress = min(1.0, step / total)
-            mapped.append(JobEvent(at=datetime.fromtimestamp(e.created_at, UTC).isoformat(),
-                                   message=e.message, step=step,
-                                   metrics=numbers if e.type == "metrics" else {}))
+            mapped.append(
+                JobEvent(
+                    at=datetime.fromtimestamp(e.created_at, UTC).isoformat(),
+                    message=e.message,
+                    step=step,
+                    metrics=numbers if e.type == "metrics" else {},
+                )
+            )
         for cp in sorted(checkpoints, key=lambda c: c.step_number):
-            metrics.update({k: float(v) for k, v in cp.metrics.model_dump().items()
-                            if isinstance(v, int | float) and k != "step"})
+            metrics.update(
+                {
+                    k: float(v)
+                    for k, v in cp.metrics.model_dump().items()
+                    if isinstance(v, int | float) and k != "step"
+                }
+            )
         if state == "completed":
             progress = 1.0
         if progress is not None:
             self._progress[job.id] = progress
         error = None
         if state == "failed":
-            error = _scrub(job.error.message, self._client) if job.error else \
-                "the job failed (OpenAI gave no message)"
+            error = (
+                _scrub(job.error.message, self._client)
+                if job.error
+                else "the job failed (OpenAI gave no message)"
+            )
         return JobStatus(
-            external_id=job.id, state=state, progress=progress,  # type: ignore[arg-type]
-            events=tuple(mapped), metrics=dict(metrics), trained_tokens=job.trained_tokens,
-            error=error, result_ref=job.fine_tuned_model if state == "completed" else None,
+            external_id=job.id,
+            state=state,  # type: ignore[arg-type]
+            progress=progress,
+            events=tuple(mapped),
+            metrics=dict(metrics),
+            trained_tokens=job.trained_tokens,
+            error=error,
+            result_ref=job.fine_tuned_model if state == "completed" else None,
         )
 
     def poll(self, external_id: str) -> JobStatus:
@@ -425,8 +491,9 @@ class OpenAITrainer:
         try:
             job = client.fine_tuning.jobs.retrieve(external_id)
             events = self._events(external_id)
-            checkpoints = list(client.fine_tuning.jobs.checkpoints.list(external_id,
-                                                                        limit=100).data)
+            checkpoints = list(
+                client.fine_tuning.jobs.checkpoints.list(external_id, limit=100).data
+            )
         except openai.OpenAIError as exc:
             raise _translate(exc, f"poll of job {external_id}", client) from None
         return self._status(job, events, checkpoints)
@@ -444,23 +511,39 @@ class OpenAITrainer:
 
     def collect(self, spec: JobSpec, status: JobStatus) -> ModelSpec:
         if status.state != "completed" or not status.result_ref:
-            raise BackendError(f"openai: job {status.external_id} is {status.state} with no "
-                               "fine-tuned model; nothing to collect")
-        params = {k: v for k, v in spec.base.parameters.items()
-                  if k in ("temperature", "max_tokens", "top_p")}
-        params.update({"job_id": status.external_id,
-                       "dataset_version_id": spec.data.dataset_version_id,
-                       "base_model": spec.base.model_ref})
-        return ModelSpec(backend=NAME, model_ref=status.result_ref,
-                         system_prompt=spec.base.system_prompt, parameters=params)
+            raise BackendError(
+                f"openai: job {status.external_id} is {status.state} with no "
+                "fine-tuned model; nothing to collect"
+            )
+        params = {
+            k: v
+            for k, v in spec.base.parameters.items()
+            if k in ("temperature", "max_tokens", "top_p")
+        }
+        params.update(
+            {
+                "job_id": status.external_id,
+                "dataset_version_id": spec.data.dataset_version_id,
+                "base_model": spec.base.model_ref,
+            }
+        )
+        return ModelSpec(
+            backend=NAME,
+            model_ref=status.result_ref,
+            system_prompt=spec.base.system_prompt,
+            parameters=params,
+        )
 
 
 # --- the answerer -----------------------------------------------------------------------------
 def answer_price(config: BackendsConfig, model_ref: str) -> tuple[float, float]:
     """(input, output) USD per 1M tokens: the model, a fine-tune's base, else ``default``."""
     prices = config.openai_answer_price_per_1m_tokens_usd
-    base = model_ref.split(":")[1] if model_ref.startswith("ft:") and ":" in model_ref[3:] \
+    base = (
+        model_ref.split(":")[1]
+        if model_ref.startswith("ft:") and ":" in model_ref[3:]
         else model_ref
+    )
     price = prices.get(model_ref) or prices.get(base) or prices.get("default") or {}
     return float(price.get("input", 0.0)), float(price.get("output", 0.0))
 
@@ -477,36 +560,53 @@ class OpenAIAnswerer:
 
     def answer(self, messages: Sequence[Mapping[str, Any]]) -> Answer:
         sent: list[Any] = list(messages)
-        if self.spec.system_prompt and not (sent and sent[0].get("role") in ("system",
-                                                                             "developer")):
+        if self.spec.system_prompt and not (
+            sent and sent[0].get("role") in ("system", "developer")
+        ):
             sent = [{"role": "system", "content": self.spec.system_prompt}, *sent]
-        extra = {k: self.spec.parameters[k] for k in ("temperature", "max_tokens", "top_p",
-                                                      "tools", "seed")
-                 if k in self.spec.parameters}
+        extra = {
+            k: self.spec.parameters[k]
+            for k in ("temperature", "max_tokens", "top_p", "tools", "seed")
+            if k in self.spec.parameters
+        }
         started = time.perf_counter()
         try:
-            reply = self.client.chat.completions.create(model=self.spec.model_ref,
-                                                        messages=sent, **extra)
+            reply = self.client.chat.completions.create(
+                model=self.spec.model_ref, messages=sent, **extra
+            )
         except openai.OpenAIError as exc:
-            raise _translate(exc, f"chat completion of {self.spec.model_ref}", self.client
-                             ) from None
+            raise _translate(
+                exc, f"chat completion of {self.spec.model_ref}", self.client
+            ) from None
         latency = (time.perf_counter() - started) * 1000.0
         if not reply.choices:
-            raise BackendError(f"openai: chat completion of {self.spec.model_ref} returned no "
-                               "choice")
+            raise BackendError(
+                f"openai: chat completion of {self.spec.model_ref} returned no choice"
+            )
         message = reply.choices[0].message
-        calls = tuple({"id": c.id, "type": "function",
-                       "function": {"name": c.function.name, "arguments": c.function.arguments}}
-                      for c in (message.tool_calls or []) if getattr(c, "function", None))
+        calls = tuple(
+            {
+                "id": c.id,
+                "type": "function",
+                "function": {"name": c.function.name, "arguments": c.function.arguments},
+            }
+            for c in (message.tool_calls or [])
+            if getattr(c, "function", None)
+        )
         usage = reply.usage
         prompt = usage.prompt_tokens if usage else None
         completion = usage.completion_tokens if usage else None
         pin, pout = answer_price(self.cfg, self.spec.model_ref)
         cost = ((prompt or 0) * pin + (completion or 0) * pout) / 1e6
-        return Answer(text=message.content or "", tool_calls=calls, latency_ms=latency,
-                      prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost,
-                      details={"model": reply.model, "finish_reason":
-                               reply.choices[0].finish_reason})
+        return Answer(
+            text=message.content or "",
+            tool_calls=calls,
+            latency_ms=latency,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cost_usd=cost,
+            details={"model": reply.model, "finish_reason": reply.choices[0].finish_reason},
+        )
 
 
 def make_trainer(context: BackendContext) -> OpenAITrainer:

@@ -81,14 +81,23 @@ def build_tiny_model(
     )
     raw.train_from_iterator(_batches(corpus), trainer=trainer)
     tokenizer: Any = PreTrainedTokenizerFast(
-        tokenizer_object=raw, eos_token=EOS, bos_token=EOS, pad_token=PAD, unk_token=EOS,
+        tokenizer_object=raw,
+        eos_token=EOS,
+        bos_token=EOS,
+        pad_token=PAD,
+        unk_token=EOS,
         model_max_length=n_positions,
     )
     tokenizer.chat_template = CHAT_TEMPLATE
     torch.manual_seed(seed)
     config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
-        n_head=n_head, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        n_positions=n_positions,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     model = GPT2LMHeadModel(config)

@@ -87,8 +87,18 @@ NAME = "trl"
 MARKER = "job.json"
 KINDS = {"sft": "sft_examples", "dpo": "preference_pairs", "kto": "binary_feedback"}
 #: Job parameters that override ``backends.trl_<name>``.
-HYPER = ("lora_r", "lora_alpha", "lora_dropout", "epochs", "max_steps", "learning_rate",
-         "batch_size", "max_length", "beta", "eval_steps")
+HYPER = (
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "epochs",
+    "max_steps",
+    "learning_rate",
+    "batch_size",
+    "max_length",
+    "beta",
+    "eval_steps",
+)
 
 
 def _config(context: BackendContext) -> BackendsConfig:
@@ -146,7 +156,7 @@ def materialize(store: Store, ref: str, cache: Path) -> Path:
     if not files:
         raise BackendError(f"trl: model {ref} is neither a local folder nor in the store")
     for rel in files:
-        dest = target / rel[len(prefix):]
+        dest = target / rel[len(prefix) :]
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(store.read_bytes(rel))
     (target / ".complete").write_text(now(), encoding="utf-8")
@@ -164,8 +174,11 @@ def _alive(pid: int) -> bool:
     try:
         done, code = os.waitpid(pid, os.WNOHANG)
         if done == pid:
-            _EXITS[pid] = (f"signal {os.WTERMSIG(code)}" if os.WIFSIGNALED(code)
-                           else f"exit code {os.WEXITSTATUS(code)}")
+            _EXITS[pid] = (
+                f"signal {os.WTERMSIG(code)}"
+                if os.WIFSIGNALED(code)
+                else f"exit code {os.WEXITSTATUS(code)}"
+            )
             return False
         return True  # our own child, running (its /proc cmdline may not show the exec yet)
     except ChildProcessError:
@@ -203,19 +216,27 @@ class TrlTrainer:
     def hyper(self, spec: JobSpec) -> dict[str, Any]:
         """The job's hyperparameters: ``backends.trl_*`` overridden by its parameters."""
         c, p = self.config, spec.params
-        defaults = {"lora_r": c.trl_lora_r, "lora_alpha": c.trl_lora_alpha,
-                    "lora_dropout": c.trl_lora_dropout, "epochs": c.trl_epochs,
-                    "max_steps": c.trl_max_steps, "learning_rate": c.trl_learning_rate,
-                    "batch_size": c.trl_batch_size, "max_length": c.trl_max_length,
-                    "beta": c.trl_beta, "eval_steps": c.trl_eval_steps}
+        defaults = {
+            "lora_r": c.trl_lora_r,
+            "lora_alpha": c.trl_lora_alpha,
+            "lora_dropout": c.trl_lora_dropout,
+            "epochs": c.trl_epochs,
+            "max_steps": c.trl_max_steps,
+            "learning_rate": c.trl_learning_rate,
+            "batch_size": c.trl_batch_size,
+            "max_length": c.trl_max_length,
+            "beta": c.trl_beta,
+            "eval_steps": c.trl_eval_steps,
+        }
         hyper = {k: _number(p, k, v) for k, v in defaults.items()}
         hyper["seed"] = _number(p, "seed", 42)
         hyper["merge"] = _number(p, "merge", c.trl_merge_adapter)
         # TRL's default (memory for speed on a GPU); a tiny model on a CPU runs faster without
         hyper["gradient_checkpointing"] = _number(p, "gradient_checkpointing", True)
         threads = p.get("cpu_threads", c.trl_cpu_threads)
-        hyper["cpu_threads"] = None if threads is None else _number({"cpu_threads": threads},
-                                                                    "cpu_threads", 1)
+        hyper["cpu_threads"] = (
+            None if threads is None else _number({"cpu_threads": threads}, "cpu_threads", 1)
+        )
         return hyper
 
     def base_ref(self, spec: JobSpec) -> str:
@@ -233,12 +254,15 @@ class TrlTrainer:
     def _check(self, spec: JobSpec) -> None:
         kind = KINDS.get(spec.strategy)
         if kind is None:
-            raise JobRefused(f"trl: strategy {spec.strategy} is not a training job "
-                             "(trl trains sft, dpo and kto)")
+            raise JobRefused(
+                f"trl: strategy {spec.strategy} is not a training job (trl trains sft, dpo and kto)"
+            )
         if spec.data.kind != kind:
-            raise JobRefused(f"trl: strategy {spec.strategy} needs a dataset of kind {kind}; "
-                             f"dataset version {spec.data.dataset_version_id} is "
-                             f"{spec.data.kind or 'none'}")
+            raise JobRefused(
+                f"trl: strategy {spec.strategy} needs a dataset of kind {kind}; "
+                f"dataset version {spec.data.dataset_version_id} is "
+                f"{spec.data.kind or 'none'}"
+            )
         if not spec.data.train_path.endswith(".parquet"):
             raise BackendError("trl: the job's train file must be a dataset version's Parquet")
 
@@ -264,8 +288,9 @@ class TrlTrainer:
         run_id = spec.training_run_id
         job = self.job_dir(run_id)
         marker = _read_json(job / MARKER)
-        if marker is not None and (marker.get("pid") or (job / RESULT_FILE).exists()
-                                   or marker.get("in_process")):
+        if marker is not None and (
+            marker.get("pid") or (job / RESULT_FILE).exists() or marker.get("in_process")
+        ):
             log.info("trl: job %s found by its marker; not started again", run_id)
             return run_id
         hyper = self.hyper(spec)  # a bad parameter or base is refused before any marker
@@ -275,12 +300,27 @@ class TrlTrainer:
             (job / TRAIN_FILE).write_bytes(self.store.read_bytes(spec.data.train_path))
         except (StoreError, OSError) as exc:
             raise BackendError(f"trl: job {run_id}: {exc}", retryable=True) from exc
-        write_json(job / MARKER, {"backend": NAME, "training_run_id": run_id,
-                                  "strategy": spec.strategy, "created_at": now(), "pid": None})
+        write_json(
+            job / MARKER,
+            {
+                "backend": NAME,
+                "training_run_id": run_id,
+                "strategy": spec.strategy,
+                "created_at": now(),
+                "pid": None,
+            },
+        )
         if (base / "adapter_config.json").exists():
             hyper["merge"] = True  # an adapter over a merged base would not load on the base
-        write_json(job / SPEC_FILE, {"strategy": spec.strategy, "kind": spec.data.kind,
-                                     "base_model": str(base), "hyper": hyper})
+        write_json(
+            job / SPEC_FILE,
+            {
+                "strategy": spec.strategy,
+                "kind": spec.data.kind,
+                "base_model": str(base),
+                "hyper": hyper,
+            },
+        )
         if self.config.trl_in_process:
             from ratchet.backends.trl_job import run_job
 
@@ -293,7 +333,10 @@ class TrlTrainer:
         with (job / "log.txt").open("ab") as out:
             proc = subprocess.Popen(  # noqa: S603 - our own module, our own interpreter
                 [sys.executable, "-m", "ratchet.backends.trl_job", str(job)],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
                 start_new_session=True,
             )
         write_json(job / MARKER, (_read_json(job / MARKER) or {}) | {"pid": proc.pid})
@@ -320,8 +363,15 @@ class TrlTrainer:
             raise BackendError(f"trl: no job {external_id} (no {MARKER} under {self.root})")
         result = _read_json(job / RESULT_FILE)
         steps = self._progress(job)
-        events = tuple(JobEvent(at=s["at"], message=f"step {s['step']}", step=s["step"],
-                                metrics=s.get("metrics") or {}) for s in steps)
+        events = tuple(
+            JobEvent(
+                at=s["at"],
+                message=f"step {s['step']}",
+                step=s["step"],
+                metrics=s.get("metrics") or {},
+            )
+            for s in steps
+        )
         latest: dict[str, float] = {}
         for s in steps:
             latest |= s.get("metrics") or {}
@@ -338,13 +388,18 @@ class TrlTrainer:
         elif marker.get("pid") or marker.get("in_process"):
             state, metrics = "failed", latest
             how = _EXITS.get(int(marker.get("pid") or 0), "unknown exit")
-            error = (f"the training process exited without a result ({how}; see "
-                     f"{job / 'log.txt'})")
+            error = f"the training process exited without a result ({how}; see {job / 'log.txt'})"
         else:
             state, error, metrics = "pending", None, latest
-        return JobStatus(external_id=external_id, state=state,  # type: ignore[arg-type]
-                         progress=progress, events=events, metrics=metrics, error=error,
-                         result_ref=model_dir(external_id) if state == "completed" else None)
+        return JobStatus(
+            external_id=external_id,
+            state=state,  # type: ignore[arg-type]
+            progress=progress,
+            events=events,
+            metrics=metrics,
+            error=error,
+            result_ref=model_dir(external_id) if state == "completed" else None,
+        )
 
     def cancel(self, external_id: str) -> JobStatus:
         """Ask the job to stop, kill its process group, record ``cancelled``."""
@@ -366,16 +421,23 @@ class TrlTrainer:
                 if not _alive(int(pid)):
                     break
         if _read_json(job / RESULT_FILE) is None:
-            write_json(job / RESULT_FILE, {"state": "cancelled", "metrics": {},
-                                           "error": "cancelled by request",
-                                           "finished_at": now()})
+            write_json(
+                job / RESULT_FILE,
+                {
+                    "state": "cancelled",
+                    "metrics": {},
+                    "error": "cancelled by request",
+                    "finished_at": now(),
+                },
+            )
         return self.poll(external_id)
 
     def collect(self, spec: JobSpec, status: JobStatus) -> ModelSpec:
         """Copy the model, its metrics and progress into ``models/<run>/`` in the store."""
         if status.state != "completed":
-            raise BackendError(f"trl: job {status.external_id} is {status.state}; "
-                               "nothing to collect")
+            raise BackendError(
+                f"trl: job {status.external_id} is {status.state}; nothing to collect"
+            )
         job = self.job_dir(status.external_id)
         prefix = model_dir(spec.training_run_id)
         model = job / MODEL_DIR
@@ -386,16 +448,26 @@ class TrlTrainer:
         if (job / PROGRESS_FILE).exists():
             self.store.write_bytes(prefix + PROGRESS_FILE, (job / PROGRESS_FILE).read_bytes())
         result = _read_json(job / RESULT_FILE) or {}
-        self.store.write_bytes(prefix + "metrics.json", json.dumps(
-            {"metrics": dict(status.metrics), "merged": bool(result.get("merged"))},
-            sort_keys=True, indent=1).encode("utf-8"))
+        self.store.write_bytes(
+            prefix + "metrics.json",
+            json.dumps(
+                {"metrics": dict(status.metrics), "merged": bool(result.get("merged"))},
+                sort_keys=True,
+                indent=1,
+            ).encode("utf-8"),
+        )
         spec_json = _read_json(job / SPEC_FILE) or {}
-        params = {"dataset_version_id": spec.data.dataset_version_id,
-                  "strategy": spec.strategy, "adapter": not result.get("merged"),
-                  "base_model": spec_json.get("base_model"), "hyper": spec_json.get("hyper"),
-                  "base": asdict(spec.base) | {"parameters": dict(spec.base.parameters)}}
-        return ModelSpec(backend=NAME, model_ref=prefix, system_prompt=spec.base.system_prompt,
-                         parameters=params)
+        params = {
+            "dataset_version_id": spec.data.dataset_version_id,
+            "strategy": spec.strategy,
+            "adapter": not result.get("merged"),
+            "base_model": spec_json.get("base_model"),
+            "hyper": spec_json.get("hyper"),
+            "base": asdict(spec.base) | {"parameters": dict(spec.base.parameters)},
+        }
+        return ModelSpec(
+            backend=NAME, model_ref=prefix, system_prompt=spec.base.system_prompt, parameters=params
+        )
 
 
 def _cuda() -> bool:
@@ -419,8 +491,9 @@ class TrlAnswerer:
 
         from ratchet.backends.trl_job import load_model
 
-        folder = materialize(self.context.store, self.spec.model_ref,
-                             work_dir(self.context) / "models")
+        folder = materialize(
+            self.context.store, self.spec.model_ref, work_dir(self.context) / "models"
+        )
         threads = self.spec.parameters.get("cpu_threads", self.config.trl_cpu_threads)
         if threads:
             import torch
@@ -444,14 +517,21 @@ class TrlAnswerer:
         enc = tok(text, return_tensors="pt", add_special_tokens=False)
         max_new = int(self.spec.parameters.get("max_new_tokens", self.config.trl_max_new_tokens))
         with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=max_new, do_sample=False,
-                                 pad_token_id=tok.pad_token_id or tok.eos_token_id)
-        new = out[0][enc["input_ids"].shape[1]:]
-        return Answer(text=tok.decode(new, skip_special_tokens=True).strip(),
-                      latency_ms=(time.perf_counter() - started) * 1000.0,
-                      prompt_tokens=int(enc["input_ids"].shape[1]),
-                      completion_tokens=int(new.shape[0]), cost_usd=0.0,
-                      details={"source": "transformers", "at": datetime.now(UTC).isoformat()})
+            out = model.generate(
+                **enc,
+                max_new_tokens=max_new,
+                do_sample=False,
+                pad_token_id=tok.pad_token_id or tok.eos_token_id,
+            )
+        new = out[0][enc["input_ids"].shape[1] :]
+        return Answer(
+            text=tok.decode(new, skip_special_tokens=True).strip(),
+            latency_ms=(time.perf_counter() - started) * 1000.0,
+            prompt_tokens=int(enc["input_ids"].shape[1]),
+            completion_tokens=int(new.shape[0]),
+            cost_usd=0.0,
+            details={"source": "transformers", "at": datetime.now(UTC).isoformat()},
+        )
 
 
 def make_trainer(context: BackendContext) -> TrlTrainer:

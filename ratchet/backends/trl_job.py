@@ -68,8 +68,11 @@ def _template(tokenizer: Any, messages: list[dict[str, str]], generation_prompt:
 def build_rows(kind: str, rows: list[dict[str, Any]], tokenizer: Any) -> dict[str, list[Any]]:
     """Columns TRL trains on, in its standard (already templated) format."""
     if kind == "sft_examples":
-        texts = [_template(tokenizer, chat_messages(r["messages"]), False) for r in rows
-                 if r.get("messages")]
+        texts = [
+            _template(tokenizer, chat_messages(r["messages"]), False)
+            for r in rows
+            if r.get("messages")
+        ]
         return {"text": texts}
     if kind == "preference_pairs":
         return {
@@ -106,30 +109,53 @@ def _splits(job: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return train, validation
 
 
-def _trainer(spec: Mapping[str, Any], model: Any, tokenizer: Any, train: Any, validation: Any,
-             job: Path, callback: Any) -> Any:
+def _trainer(
+    spec: Mapping[str, Any],
+    model: Any,
+    tokenizer: Any,
+    train: Any,
+    validation: Any,
+    job: Path,
+    callback: Any,
+) -> Any:
     import torch
     from peft import LoraConfig
 
     p = spec["hyper"]
     common: dict[str, Any] = {
-        "output_dir": str(job / "checkpoints"), "learning_rate": p["learning_rate"],
-        "num_train_epochs": p["epochs"], "max_steps": p["max_steps"],
+        "output_dir": str(job / "checkpoints"),
+        "learning_rate": p["learning_rate"],
+        "num_train_epochs": p["epochs"],
+        "max_steps": p["max_steps"],
         "per_device_train_batch_size": p["batch_size"],
-        "per_device_eval_batch_size": p["batch_size"], "logging_steps": 1,
-        "save_strategy": "no", "report_to": [], "use_cpu": not torch.cuda.is_available(),
-        "seed": p["seed"], "disable_tqdm": True, "max_length": p["max_length"],
+        "per_device_eval_batch_size": p["batch_size"],
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": [],
+        "use_cpu": not torch.cuda.is_available(),
+        "seed": p["seed"],
+        "disable_tqdm": True,
+        "max_length": p["max_length"],
         "gradient_checkpointing": p.get("gradient_checkpointing", True),
     }
     if validation is not None:
         common |= {"eval_strategy": "steps", "eval_steps": p["eval_steps"]}
     peft_config = LoraConfig(
-        r=p["lora_r"], lora_alpha=p["lora_alpha"], lora_dropout=p["lora_dropout"],
-        target_modules="all-linear", task_type="CAUSAL_LM",
+        r=p["lora_r"],
+        lora_alpha=p["lora_alpha"],
+        lora_dropout=p["lora_dropout"],
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
     )
     strategy = spec["strategy"]
-    kwargs = {"model": model, "train_dataset": train, "eval_dataset": validation,
-              "processing_class": tokenizer, "peft_config": peft_config, "callbacks": [callback]}
+    kwargs = {
+        "model": model,
+        "train_dataset": train,
+        "eval_dataset": validation,
+        "processing_class": tokenizer,
+        "peft_config": peft_config,
+        "callbacks": [callback],
+    }
     if strategy == "sft":
         from trl import SFTConfig, SFTTrainer
 
@@ -151,8 +177,12 @@ def run_job(job: Path) -> dict[str, Any]:
     try:
         result = _run(job, started_wall, started_cpu)
     except Exception as exc:  # the job's outcome, for poll: type and message, no example
-        result = {"state": "failed", "error": f"{type(exc).__name__}: {str(exc)[:1000]}",
-                  "metrics": {}, "finished_at": now()}
+        result = {
+            "state": "failed",
+            "error": f"{type(exc).__name__}: {str(exc)[:1000]}",
+            "metrics": {},
+            "finished_at": now(),
+        }
     write_json(job / RESULT_FILE, result)
     return result
 
@@ -168,12 +198,18 @@ def _run(job: Path, started_wall: float, started_cpu: float) -> dict[str, Any]:
     class Progress(TrainerCallback):
         """Appends each log line's numbers to progress.jsonl; stops on a cancel request."""
 
-        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
-                   **kw: Any) -> None:
-            metrics = {k: float(v) for k, v in (logs or {}).items()
-                       if isinstance(v, int | float) and not isinstance(v, bool)}
-            line = {"at": now(), "step": int(state.global_step),
-                    "max_steps": int(state.max_steps), "metrics": metrics}
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            metrics = {
+                k: float(v)
+                for k, v in (logs or {}).items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            }
+            line = {
+                "at": now(),
+                "step": int(state.global_step),
+                "max_steps": int(state.max_steps),
+                "metrics": metrics,
+            }
             with progress.open("a", encoding="utf-8") as out:
                 out.write(json.dumps(line, sort_keys=True) + "\n")
 
@@ -195,13 +231,20 @@ def _run(job: Path, started_wall: float, started_cpu: float) -> dict[str, Any]:
     train = Dataset.from_dict(build_rows(spec["kind"], train_rows, tokenizer))
     if len(train) == 0:
         raise ValueError("trl: the dataset version has no train-split example")
-    validation = (Dataset.from_dict(build_rows(spec["kind"], validation_rows, tokenizer))
-                  if validation_rows else None)
+    validation = (
+        Dataset.from_dict(build_rows(spec["kind"], validation_rows, tokenizer))
+        if validation_rows
+        else None
+    )
     trainer = _trainer(spec, model, tokenizer, train, validation, job, Progress())
     output = trainer.train()
     if (job / CANCEL_FILE).exists():
-        return {"state": "cancelled", "error": "cancelled by request", "metrics": {},
-                "finished_at": now()}
+        return {
+            "state": "cancelled",
+            "error": "cancelled by request",
+            "metrics": {},
+            "finished_at": now(),
+        }
     out = job / MODEL_DIR
     model = trainer.model
     merged = bool(spec["hyper"]["merge"])
@@ -211,17 +254,26 @@ def _run(job: Path, started_wall: float, started_cpu: float) -> dict[str, Any]:
     tokenizer.save_pretrained(str(out))
     wall = time.perf_counter() - started_wall
     gpu = torch.cuda.is_available()
-    metrics = {k: float(v) for k, v in (output.metrics or {}).items()
-               if isinstance(v, int | float) and not isinstance(v, bool)}
+    metrics = {
+        k: float(v)
+        for k, v in (output.metrics or {}).items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
     metrics |= {
-        "steps": float(output.global_step), "train_examples": float(len(train)),
+        "steps": float(output.global_step),
+        "train_examples": float(len(train)),
         "validation_examples": float(len(validation) if validation is not None else 0),
         "cpu_seconds": 0.0 if gpu else time.process_time() - started_cpu,
         "gpu_seconds": wall * torch.cuda.device_count() if gpu else 0.0,
         "wall_seconds": wall,
     }
-    return {"state": "completed", "error": None, "metrics": metrics, "merged": merged,
-            "finished_at": now()}
+    return {
+        "state": "completed",
+        "error": None,
+        "metrics": metrics,
+        "merged": merged,
+        "finished_at": now(),
+    }
 
 
 def main(argv: Sequence[str]) -> int:

@@ -191,9 +191,7 @@ def curate(
     stats: dict[str, int] = {"interactions_in": interactions.num_rows}
     rejects: list[pd.DataFrame] = []
 
-    def reject(
-        iids: Any, cids: Any, stage: str, reasons: Any, kept: Any = None
-    ) -> None:
+    def reject(iids: Any, cids: Any, stage: str, reasons: Any, kept: Any = None) -> None:
         if len(iids):
             rejects.append(
                 pd.DataFrame(

@@ -36,9 +36,7 @@ class _Auto:
 AUTO = _Auto()
 
 
-def latest_dataset_version(
-    session: Session, agent_id: str, kind: str
-) -> DatasetVersion | None:
+def latest_dataset_version(session: Session, agent_id: str, kind: str) -> DatasetVersion | None:
     """The most recently registered version of ``kind`` for ``agent_id``."""
     stmt = (
         select(DatasetVersion)
@@ -137,9 +135,7 @@ def list_dataset_versions(
         stmt = stmt.where(DatasetVersion.agent_id == agent_id)
     if kind is not None:
         stmt = stmt.where(DatasetVersion.kind == kind)
-    stmt = stmt.order_by(DatasetVersion.created_at.desc(), DatasetVersion.id).limit(
-        limit
-    )
+    stmt = stmt.order_by(DatasetVersion.created_at.desc(), DatasetVersion.id).limit(limit)
     return list(session.execute(stmt).scalars())
 
 

@@ -145,8 +145,15 @@ def add_eval_metrics(session: Session, run_id: str, metrics: Iterable[MetricValu
     baseline gives the candidate's run once the baseline has run too)."""
     _get(session, EvalRun, run_id)
     values = [
-        {"eval_run_id": run_id, "subset": m.subset, "metric": m.metric, "value": m.value,
-         "ci_low": m.ci_low, "ci_high": m.ci_high, "n": m.n}
+        {
+            "eval_run_id": run_id,
+            "subset": m.subset,
+            "metric": m.metric,
+            "value": m.value,
+            "ci_low": m.ci_low,
+            "ci_high": m.ci_high,
+            "n": m.n,
+        }
         for m in metrics
     ]
     if values:

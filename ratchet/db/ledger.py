@@ -160,9 +160,7 @@ class RecordKeyRow(TypedDict, total=False):
     first_seen_at: datetime
 
 
-def lookup_keys(
-    session: Session, kind: str, agent_id: str, ids: Iterable[str]
-) -> dict[str, str]:
+def lookup_keys(session: Session, kind: str, agent_id: str, ids: Iterable[str]) -> dict[str, str]:
     """Stored content hashes of the given record ids (``id -> content_hash``); unknown ids absent.
 
     Queried in chunks (see :func:`_member_chunks`), so any number of ids works on both engines.
@@ -193,15 +191,11 @@ def _sqlite_lookup(
             "SELECT record_id, content_hash FROM record_keys WHERE kind = ? AND agent_id = ? "  # noqa: S608
             f"AND record_id IN ({', '.join('?' * len(chunk))})"
         )
-        found.update(
-            (r, h) for r, h in conn.exec_driver_sql(sql, (kind, agent_id, *chunk))
-        )
+        found.update((r, h) for r, h in conn.exec_driver_sql(sql, (kind, agent_id, *chunk)))
     return found
 
 
-def insert_keys(
-    session: Session, rows: Iterable[RecordKeyRow | Mapping[str, Any]]
-) -> int:
+def insert_keys(session: Session, rows: Iterable[RecordKeyRow | Mapping[str, Any]]) -> int:
     """Bulk-insert record keys; returns how many.
 
     One executemany per :data:`INSERT_CHUNK` rows through SQLAlchemy's insertmanyvalues path (no
@@ -246,9 +240,7 @@ def insert_keys(
     return total
 
 
-_DUPLICATE_KEY_MESSAGE = (
-    "a record key is already stored (concurrent ingest of the same records?)"
-)
+_DUPLICATE_KEY_MESSAGE = "a record key is already stored (concurrent ingest of the same records?)"
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _KEY_COLUMNS = ("kind", "agent_id", "record_id", "content_hash", "part_id")
 
@@ -266,15 +258,10 @@ def _sqlite_keys(session: Session, batch: Sequence[Mapping[str, Any]]) -> None:
         value = value or utcnow()
         text = stamps.get(value)
         if text is None:
-            text = stamps[value] = value.astimezone(UTC).strftime(
-                "%Y-%m-%d %H:%M:%S.%f"
-            )
+            text = stamps[value] = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
         return text
 
-    rows = [
-        (*(row[c] for c in _KEY_COLUMNS), stamp(row.get("first_seen_at")))
-        for row in batch
-    ]
+    rows = [(*(row[c] for c in _KEY_COLUMNS), stamp(row.get("first_seen_at"))) for row in batch]
     session.connection().exec_driver_sql(
         "INSERT INTO record_keys (kind, agent_id, record_id, content_hash, part_id, first_seen_at)"
         " VALUES (?, ?, ?, ?, ?, ?)",
@@ -320,17 +307,11 @@ def record_part(
     kind = _PART_TABLE_TO_RECORD_KIND.get(part.table_name)
     agent_id = part.agent_id
     if keys and (kind is None or agent_id is None):
-        raise ValueError(
-            f"{part.table_name} parts carry no record keys (or agent_id is missing)"
-        )
-    existing = session.execute(
-        select(Part).where(Part.path == part.path)
-    ).scalar_one_or_none()
+        raise ValueError(f"{part.table_name} parts carry no record keys (or agent_id is missing)")
+    existing = session.execute(select(Part).where(Part.path == part.path)).scalar_one_or_none()
     if existing is not None:
         if existing.content_hash != part.content_hash:
-            raise ConflictError(
-                f"part {part.path!r} is already recorded with another content hash"
-            )
+            raise ConflictError(f"part {part.path!r} is already recorded with another content hash")
         return existing
     row = Part(
         id=part.part_id(),
@@ -416,9 +397,7 @@ def retire_parts(session: Session, part_ids: Iterable[str]) -> int:
     now = utcnow()
     for chunk in _chunks(ids, IN_CHUNK):
         result = session.execute(
-            update(Part)
-            .where(Part.id.in_(chunk), Part.retired_at.is_(None))
-            .values(retired_at=now)
+            update(Part).where(Part.id.in_(chunk), Part.retired_at.is_(None)).values(retired_at=now)
         )
         n += getattr(result, "rowcount", 0) or 0
     return n

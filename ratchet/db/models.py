@@ -54,7 +54,13 @@ SOURCE_FILE_KINDS = ("interactions", "feedback", "openai_chat")
 SOURCE_FILE_STATUSES = ("in_progress", "completed", "failed")
 PART_TABLES = ("interactions", "feedback", "quarantine")
 RECORD_KINDS = ("interaction", "feedback")
-DATASET_KINDS = ("eval_cases", "sft_examples", "preference_pairs", "binary_feedback", "review_queue")
+DATASET_KINDS = (
+    "eval_cases",
+    "sft_examples",
+    "preference_pairs",
+    "binary_feedback",
+    "review_queue",
+)
 LINEAGE_REF_KINDS = ("part", "dataset_version", "flow_run", "feedback_file")
 TRAINING_TYPES = ("sft", "dpo", "kto", "few_shot", "prompt")
 RUN_STATUSES = ("pending", "in_progress", "completed", "failed", "cancelled")

@@ -65,9 +65,7 @@ def add_tombstone(
     return row, created
 
 
-def tombstoned(
-    session: Session, agent_id: str, kind: str, values: Iterable[str]
-) -> set[str]:
+def tombstoned(session: Session, agent_id: str, kind: str, values: Iterable[str]) -> set[str]:
     """Which of ``values`` are tombstoned for ``agent_id`` (its own tombstones or global ones).
 
     Queried in chunks, so ingest can check a whole batch of user ids or interaction ids at once.
@@ -77,9 +75,7 @@ def tombstoned(
     applies = or_(Tombstone.agent_id == agent_id, Tombstone.agent_id.is_(None))
     any_stmt = select(Tombstone.id).where(Tombstone.kind == kind, applies).limit(1)
     if session.execute(any_stmt).first() is None:
-        return (
-            hits  # the common case: nothing to forget, so no per-value queries at all
-        )
+        return hits  # the common case: nothing to forget, so no per-value queries at all
     for member in _member_chunks(session, Tombstone.value, values):
         stmt = select(Tombstone.value).where(
             Tombstone.kind == kind,
@@ -90,15 +86,9 @@ def tombstoned(
     return hits
 
 
-def list_tombstones(
-    session: Session, *, agent_id: str | None = None
-) -> list[Tombstone]:
+def list_tombstones(session: Session, *, agent_id: str | None = None) -> list[Tombstone]:
     """Tombstones that apply to ``agent_id`` (all of them when None), oldest first."""
     stmt = select(Tombstone)
     if agent_id is not None:
-        stmt = stmt.where(
-            or_(Tombstone.agent_id == agent_id, Tombstone.agent_id.is_(None))
-        )
-    return list(
-        session.execute(stmt.order_by(Tombstone.created_at, Tombstone.id)).scalars()
-    )
+        stmt = stmt.where(or_(Tombstone.agent_id == agent_id, Tombstone.agent_id.is_(None)))
+    return list(session.execute(stmt.order_by(Tombstone.created_at, Tombstone.id)).scalars())

@@ -258,9 +258,7 @@ def list_model_versions(
     stmt = select(ModelVersion).where(ModelVersion.agent_id == agent_id)
     if status is not None:
         stmt = stmt.where(ModelVersion.status == status)
-    return list(
-        session.execute(stmt.order_by(ModelVersion.created_at.desc())).scalars()
-    )
+    return list(session.execute(stmt.order_by(ModelVersion.created_at.desc())).scalars())
 
 
 def set_traffic_share(session: Session, version_id: str, share: float) -> ModelVersion:
@@ -268,9 +266,7 @@ def set_traffic_share(session: Session, version_id: str, share: float) -> ModelV
     _check_share(share)
     row = _get(session, ModelVersion, version_id)
     if row.status not in ("candidate", "production"):
-        raise InvalidTransitionError(
-            f"model version {version_id!r} is {row.status}; no traffic"
-        )
+        raise InvalidTransitionError(f"model version {version_id!r} is {row.status}; no traffic")
     row.traffic_share = share
     session.flush()
     return row
@@ -313,9 +309,7 @@ def _record_decision(
     return row
 
 
-def promote(
-    session: Session, candidate_id: str, decision: Decision
-) -> PromotionDecision:
+def promote(session: Session, candidate_id: str, decision: Decision) -> PromotionDecision:
     """Make a candidate the agent's production version, retiring the current one, with an audit row.
 
     The previous production is retired first, then the candidate is promoted in the same
@@ -349,9 +343,7 @@ def promote(
     )
 
 
-def reject(
-    session: Session, candidate_id: str, decision: Decision
-) -> PromotionDecision:
+def reject(session: Session, candidate_id: str, decision: Decision) -> PromotionDecision:
     """Reject a candidate (it will never serve), with an audit row naming the baseline it lost to."""
     cand = _get(session, ModelVersion, candidate_id)
     if cand.status != "candidate":
@@ -384,9 +376,7 @@ def rollback(
     """
     current = production_version(session, agent_id, lock=True)
     if current is None:
-        raise InvalidTransitionError(
-            f"agent {agent_id!r} has no production version to roll back"
-        )
+        raise InvalidTransitionError(f"agent {agent_id!r} has no production version to roll back")
     if to is not None:
         target = _get(session, ModelVersion, to)
         if target.agent_id != agent_id or target.status != "retired":
@@ -409,8 +399,7 @@ def rollback(
         raise InvalidTransitionError(
             f"agent {agent_id!r}: production version {current.id!r} replaced nothing"
         )
-    return _restore(session, agent_id, current, _get(session, ModelVersion, previous_id),
-                    decision)
+    return _restore(session, agent_id, current, _get(session, ModelVersion, previous_id), decision)
 
 
 def _restore(
@@ -440,9 +429,7 @@ def _restore(
     )
 
 
-def list_decisions(
-    session: Session, agent_id: str, *, limit: int = 50
-) -> list[PromotionDecision]:
+def list_decisions(session: Session, agent_id: str, *, limit: int = 50) -> list[PromotionDecision]:
     """An agent's promotion decisions, newest first (the audit trail)."""
     stmt = (
         select(PromotionDecision)

@@ -86,8 +86,9 @@ class EvalContext:
 
 # --- inputs -------------------------------------------------------------------------------------
 def _spec(version: Any) -> ModelSpec:
-    return ModelSpec(version.backend, version.model_ref, version.system_prompt,
-                     dict(version.parameters or {}))
+    return ModelSpec(
+        version.backend, version.model_ref, version.system_prompt, dict(version.parameters or {})
+    )
 
 
 def _version(session: Session, version_id: str, what: str) -> Any:
@@ -163,96 +164,166 @@ class ModelRun:
     cost_usd: float
 
     def summary(self) -> dict[str, Any]:
-        return {"model_version_id": self.model_version_id, "eval_run_id": self.eval_run_id,
-                "results_path": results_path(self.eval_run_id), "cases": len(self.rows),
-                "cost_usd": round(self.cost_usd, 6), **self.counts}
+        return {
+            "model_version_id": self.model_version_id,
+            "eval_run_id": self.eval_run_id,
+            "results_path": results_path(self.eval_run_id),
+            "cases": len(self.rows),
+            "cost_usd": round(self.cost_usd, 6),
+            **self.counts,
+        }
 
 
 def run_model(
-    ctx: EvalContext, version: Any, cases: list[dict[str, Any]], suites: Sequence[str],
+    ctx: EvalContext,
+    version: Any,
+    cases: list[dict[str, Any]],
+    suites: Sequence[str],
     scorers: Sequence[sc.Scorer],
 ) -> ModelRun:
     """Answer (or replay) and score every case for one model version; write its results and
     its run with metrics. The eval run is marked failed if anything raises."""
     cfg = ctx.config.evaluation
     with ctx.sessions() as s, s.begin():
-        run = repo.create_eval_run(s, agent_id=version.agent_id, model_version_id=version.id,
-                                   dataset_version_id=suites[0] if suites else None,
-                                   flow_run_id=ctx.flow_run_id)
+        run = repo.create_eval_run(
+            s,
+            agent_id=version.agent_id,
+            model_version_id=version.id,
+            dataset_version_id=suites[0] if suites else None,
+            flow_run_id=ctx.flow_run_id,
+        )
         run_id = run.id
     try:
         return _run_model(ctx, version, run_id, cases, scorers, cfg)
     except Exception as exc:
         with ctx.sessions() as s, s.begin():
-            repo.finish_eval_run(s, run_id, status="failed", n_cases=0,
-                                 error=f"{type(exc).__name__}"[:500])
+            repo.finish_eval_run(
+                s, run_id, status="failed", n_cases=0, error=f"{type(exc).__name__}"[:500]
+            )
         raise
 
 
-def _run_model(ctx: EvalContext, version: Any, run_id: str, cases: list[dict[str, Any]],
-               scorers: Sequence[sc.Scorer], cfg: Any) -> ModelRun:
+def _run_model(
+    ctx: EvalContext,
+    version: Any,
+    run_id: str,
+    cases: list[dict[str, Any]],
+    scorers: Sequence[sc.Scorer],
+    cfg: Any,
+) -> ModelRun:
     versions = {s.name: s.version for s in scorers}
     prior = _prior_results(ctx, version.id)
     hashes = [input_hash(c["input"]) for c in cases]
-    replay = {i: prior[(c["case_id"], h)] for i, (c, h) in enumerate(zip(cases, hashes,
-                                                                           strict=True))
-              if (c["case_id"], h) in prior and dict(prior[(c["case_id"], h)]
-                                                     ["scorer_versions"] or {}) == versions}
+    replay = {
+        i: prior[(c["case_id"], h)]
+        for i, (c, h) in enumerate(zip(cases, hashes, strict=True))
+        if (c["case_id"], h) in prior
+        and dict(prior[(c["case_id"], h)]["scorer_versions"] or {}) == versions
+    }
     todo = [i for i in range(len(cases)) if i not in replay]
     outcomes: dict[int, Any] = {}
     cost = 0.0
     if todo:
-        answerer = ctx.answerers.get(version.id) or answerer_for(_spec(version),
-                                                                 ctx.backend_context())
+        answerer = ctx.answerers.get(version.id) or answerer_for(
+            _spec(version), ctx.backend_context()
+        )
         cache = AnswerCache(ctx.store, version.id)
         kw = {"sleep": ctx.sleep} if ctx.sleep else {}
-        got = answer_all(answerer, [cases[i]["input"] for i in todo], cache=cache,
-                         policy=CallPolicy.from_config(cfg), redact=ctx.redact, **kw)
+        got = answer_all(
+            answerer,
+            [cases[i]["input"] for i in todo],
+            cache=cache,
+            policy=CallPolicy.from_config(cfg),
+            redact=ctx.redact,
+            **kw,
+        )
         outcomes = dict(zip(todo, got, strict=True))
         cost = sum(o.answer.cost_usd for o in got if o.source == "answered")
         cache.flush()
     rows, counts = [], {"answered": 0, "cached": 0, "replayed": 0, "errors": 0}
     for i, case in enumerate(cases):
-        base = {"eval_run_id": run_id, "case_id": case["case_id"],
-                "model_version_id": version.id, "suite": case.get("suite"),
-                "kind": case["kind"], "split": case["split"], "fix_check": case["fix_check"],
-                "topic": case.get("topic"), "input_hash": hashes[i]}
+        base = {
+            "eval_run_id": run_id,
+            "case_id": case["case_id"],
+            "model_version_id": version.id,
+            "suite": case.get("suite"),
+            "kind": case["kind"],
+            "split": case["split"],
+            "fix_check": case["fix_check"],
+            "topic": case.get("topic"),
+            "input_hash": hashes[i],
+        }
         if i in replay:
             old = replay[i]
             scores = dict(old["scores"] or {})
-            row = {**base, "answer": old["answer"], "scores": scores,
-                   "latency_ms": old["latency_ms"], "cost_usd": old["cost_usd"],
-                   "tool_calls": old["tool_calls"], "source": "replayed", "error": None}
+            row = {
+                **base,
+                "answer": old["answer"],
+                "scores": scores,
+                "latency_ms": old["latency_ms"],
+                "cost_usd": old["cost_usd"],
+                "tool_calls": old["tool_calls"],
+                "source": "replayed",
+                "error": None,
+            }
             counts["replayed"] += 1
         else:
             o = outcomes[i]
             scores = sc.score(scorers, _case(case), o.answer)
-            calls = json.dumps([dict(c) for c in o.answer.tool_calls], sort_keys=True) \
-                if o.answer.tool_calls else None
-            row = {**base, "answer": o.answer.text if o.source != "error" else None,
-                   "scores": scores, "latency_ms": o.answer.latency_ms,
-                   "cost_usd": o.answer.cost_usd, "tool_calls": calls, "source": o.source,
-                   "error": o.error}
+            calls = (
+                json.dumps([dict(c) for c in o.answer.tool_calls], sort_keys=True)
+                if o.answer.tool_calls
+                else None
+            )
+            row = {
+                **base,
+                "answer": o.answer.text if o.source != "error" else None,
+                "scores": scores,
+                "latency_ms": o.answer.latency_ms,
+                "cost_usd": o.answer.cost_usd,
+                "tool_calls": calls,
+                "source": o.source,
+                "error": o.error,
+            }
             counts["errors" if o.source == "error" else o.source] += 1
         row["passed"] = _passed(scores, cfg)
         row["scorer_versions"] = versions
         rows.append(row)
     table = pa.Table.from_pylist(rows, schema=schemas.EVAL_RESULTS)
     ctx.store.write_table_at(results_path(run_id), table, schemas.EVAL_RESULTS)
-    metrics = [MetricValue(m.metric, m.interval.value, m.interval.n, m.interval.ci_low,
-                           m.interval.ci_high, m.subset)
-               for m in stats.summarise(rows, samples=cfg.bootstrap_samples,
-                                        confidence=cfg.confidence, seed=cfg.seed)]
+    metrics = [
+        MetricValue(
+            m.metric,
+            m.interval.value,
+            m.interval.n,
+            m.interval.ci_low,
+            m.interval.ci_high,
+            m.subset,
+        )
+        for m in stats.summarise(
+            rows, samples=cfg.bootstrap_samples, confidence=cfg.confidence, seed=cfg.seed
+        )
+    ]
     with ctx.sessions() as s, s.begin():
-        repo.finish_eval_run(s, run_id, n_cases=len(rows), cost_usd=cost,
-                             results_path=results_path(run_id), metrics=metrics)
+        repo.finish_eval_run(
+            s,
+            run_id,
+            n_cases=len(rows),
+            cost_usd=cost,
+            results_path=results_path(run_id),
+            metrics=metrics,
+        )
     logger.info("eval run %s (%s): %d case(s): %s", run_id, version.id, len(rows), counts)
     return ModelRun(version.id, run_id, rows, counts, cost)
 
 
 def _case(row: Mapping[str, Any]) -> sc.Case:
-    return sc.Case(row["case_id"], row["input"], row["expected"] or "",
-                   tuple(row.get("expected_tool_calls") or ()))
+    return sc.Case(
+        row["case_id"],
+        row["input"],
+        row["expected"] or "",
+        tuple(row.get("expected_tool_calls") or ()),
+    )
 
 
 def build_run_scorers(ctx: EvalContext) -> tuple[sc.Scorer, ...]:
@@ -264,8 +335,9 @@ def build_run_scorers(ctx: EvalContext) -> tuple[sc.Scorer, ...]:
             jv = _version(s, cfg.judge_model, "evaluation.judge_model")
             spec = _spec(jv)
         judge = sc.judge_scorer(answerer_for(spec, ctx.backend_context()), cfg.judge_model)
-    return sc.build_scorers(embedding=cfg.embedding,
-                            refusal_patterns=ctx.config.curation.refusal_patterns, judge=judge)
+    return sc.build_scorers(
+        embedding=cfg.embedding, refusal_patterns=ctx.config.curation.refusal_patterns, judge=judge
+    )
 
 
 # --- the whole evaluation -----------------------------------------------------------------------
@@ -291,35 +363,63 @@ def evaluate(ctx: EvalContext, request: EvalRequest) -> dict[str, Any]:
             if default is None:
                 raise EvaluationError(
                     f"agent {agent!r} has no eval_cases dataset version (run curate, or "
-                    "pass --suite)")
+                    "pass --suite)"
+                )
             suites = [default]
         cases = load_cases(ctx.store, s, agent, suites).to_pylist()
     if not cases:
         raise EvaluationError("the suites hold no active eval case")
     scorers = build_run_scorers(ctx)
-    logger.info("evaluating %s against %s on %d case(s) of %d suite(s)", cand.id,
-                base.id if base is not None else "no baseline", len(cases), len(suites))
+    logger.info(
+        "evaluating %s against %s on %d case(s) of %d suite(s)",
+        cand.id,
+        base.id if base is not None else "no baseline",
+        len(cases),
+        len(suites),
+    )
     cand_run = run_model(ctx, cand, cases, suites, scorers)
     report: dict[str, Any] = {
-        "agent": agent, "suites": suites, "cases": len(cases),
+        "agent": agent,
+        "suites": suites,
+        "cases": len(cases),
         "scorers": {s.name: s.version for s in scorers},
         "primary_metric": cfg.primary_metric,
-        "candidate": cand_run.summary(), "baseline": None, "comparison": [],
+        "candidate": cand_run.summary(),
+        "baseline": None,
+        "comparison": [],
         "comparison_path": None,
     }
     if base is None:
         return report
     base_run = run_model(ctx, base, cases, suites, scorers)
-    comparison = stats.compare(cand_run.rows, base_run.rows, samples=cfg.bootstrap_samples,
-                               confidence=cfg.confidence, seed=cfg.seed)
-    deltas = [MetricValue(f"delta:{c.metric}", c.difference.value, c.n, c.difference.ci_low,
-                          c.difference.ci_high, c.subset) for c in comparison]
+    comparison = stats.compare(
+        cand_run.rows,
+        base_run.rows,
+        samples=cfg.bootstrap_samples,
+        confidence=cfg.confidence,
+        seed=cfg.seed,
+    )
+    deltas = [
+        MetricValue(
+            f"delta:{c.metric}",
+            c.difference.value,
+            c.n,
+            c.difference.ci_low,
+            c.difference.ci_high,
+            c.subset,
+        )
+        for c in comparison
+    ]
     with ctx.sessions() as s, s.begin():
         repo.add_eval_metrics(s, cand_run.eval_run_id, deltas)
-    doc = {"candidate_eval_run_id": cand_run.eval_run_id,
-           "baseline_eval_run_id": base_run.eval_run_id,
-           "candidate": cand.id, "baseline": base.id, "suites": suites,
-           "rows": [c.as_dict() for c in comparison]}
+    doc = {
+        "candidate_eval_run_id": cand_run.eval_run_id,
+        "baseline_eval_run_id": base_run.eval_run_id,
+        "candidate": cand.id,
+        "baseline": base.id,
+        "suites": suites,
+        "rows": [c.as_dict() for c in comparison],
+    }
     path = comparison_path(cand_run.eval_run_id)
     ctx.store.write_bytes(path, json.dumps(doc, indent=1, sort_keys=True).encode())
     report.update(baseline=base_run.summary(), comparison=doc["rows"], comparison_path=path)

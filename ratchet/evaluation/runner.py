@@ -75,8 +75,10 @@ class AnswerCache:
         for row in table.to_pylist():
             calls = json.loads(row["tool_calls"]) if row["tool_calls"] else []
             self.answers[row["input_hash"]] = Answer(
-                text=row["answer"], tool_calls=tuple(calls),
-                latency_ms=row["latency_ms"] or 0.0, cost_usd=row["cost_usd"] or 0.0,
+                text=row["answer"],
+                tool_calls=tuple(calls),
+                latency_ms=row["latency_ms"] or 0.0,
+                cost_usd=row["cost_usd"] or 0.0,
             )
         self.new: dict[str, Answer] = {}
 
@@ -91,8 +93,14 @@ class AnswerCache:
         if not self.new:
             return None
         rows = [
-            {"model_version_id": self.model_version_id, "input_hash": k, "answer": a.text,
-             "tool_calls": tool_calls_json(a), "latency_ms": a.latency_ms, "cost_usd": a.cost_usd}
+            {
+                "model_version_id": self.model_version_id,
+                "input_hash": k,
+                "answer": a.text,
+                "tool_calls": tool_calls_json(a),
+                "latency_ms": a.latency_ms,
+                "cost_usd": a.cost_usd,
+            }
             for k, a in sorted(self.new.items())
         ]
         table = pa.Table.from_pylist(rows, schema=schemas.EVAL_ANSWER_CACHE)
@@ -107,8 +115,12 @@ class AnswerCache:
 class RateLimiter:
     """Spaces call starts at least ``1 / per_s`` seconds apart, across threads."""
 
-    def __init__(self, per_s: float | None, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        per_s: float | None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.interval = 1.0 / per_s if per_s else 0.0
         self.clock, self.sleep = clock, sleep
         self._next = 0.0
@@ -135,8 +147,9 @@ class CallPolicy:
 
     @classmethod
     def from_config(cls, cfg: Any) -> CallPolicy:
-        return cls(cfg.concurrency, cfg.timeout_s, cfg.retries, cfg.retry_backoff_s,
-                   cfg.rate_limit_per_s)
+        return cls(
+            cfg.concurrency, cfg.timeout_s, cfg.retries, cfg.retry_backoff_s, cfg.rate_limit_per_s
+        )
 
 
 class CallTimeout(TimeoutError):
@@ -162,9 +175,15 @@ def _call(answerer: Answerer, messages: Sequence[Mapping[str, Any]], timeout_s: 
         raise box["error"]
     answer: Answer = box["answer"]
     if not answer.latency_ms:  # a backend that does not time itself
-        answer = Answer(answer.text, answer.tool_calls, (time.perf_counter() - started) * 1000,
-                        answer.prompt_tokens, answer.completion_tokens, answer.cost_usd,
-                        answer.details)
+        answer = Answer(
+            answer.text,
+            answer.tool_calls,
+            (time.perf_counter() - started) * 1000,
+            answer.prompt_tokens,
+            answer.completion_tokens,
+            answer.cost_usd,
+            answer.details,
+        )
     return answer
 
 
@@ -220,11 +239,25 @@ def answer_all(
             try:
                 calls = tuple(json.loads(redact(tool_calls_json(a) or "[]")))
             except ValueError:  # a placeholder broke the JSON: keep the names, drop the values
-                calls = tuple({"type": "function", "function": {
-                    "name": redact(str((c.get("function") or {}).get("name") or "")),
-                    "arguments": "{}"}} for c in a.tool_calls)
-            clean = Answer(text, calls, a.latency_ms, a.prompt_tokens, a.completion_tokens,
-                           a.cost_usd, a.details)
+                calls = tuple(
+                    {
+                        "type": "function",
+                        "function": {
+                            "name": redact(str((c.get("function") or {}).get("name") or "")),
+                            "arguments": "{}",
+                        },
+                    }
+                    for c in a.tool_calls
+                )
+            clean = Answer(
+                text,
+                calls,
+                a.latency_ms,
+                a.prompt_tokens,
+                a.completion_tokens,
+                a.cost_usd,
+                a.details,
+            )
             return Outcome(clean, "answered", attempts=attempt + 1)
         reason = _reason(last) if last else "unknown"
         logger.warning("an eval answer failed after %d attempt(s): %s", policy.retries + 1, reason)
@@ -239,8 +272,9 @@ def answer_all(
         done = {}
     for i in todo:
         got = done[first[keys[i]]]
-        out[i] = got if i == first[keys[i]] or got.source == "error" else Outcome(got.answer,
-                                                                                "cached")
+        out[i] = (
+            got if i == first[keys[i]] or got.source == "error" else Outcome(got.answer, "cached")
+        )
         if got.source == "answered":
             cache.put(keys[i], got.answer)
     return [o for o in out if o is not None]

@@ -43,7 +43,11 @@ def _rng(seed: int, key: str) -> np.random.Generator:
 
 
 def bootstrap_mean(
-    values: Sequence[float], *, samples: int = 2000, confidence: float = 0.95, seed: int = 0,
+    values: Sequence[float],
+    *,
+    samples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
     key: str = "",
 ) -> Interval:
     """The mean of ``values`` with a percentile bootstrap interval; one value gives a point."""
@@ -60,9 +64,7 @@ def bootstrap_mean(
     return Interval(mean, float(min(low, mean)), float(max(high, mean)), int(x.size))
 
 
-def paired_difference(
-    candidate: Sequence[float], baseline: Sequence[float], **kw: Any
-) -> Interval:
+def paired_difference(candidate: Sequence[float], baseline: Sequence[float], **kw: Any) -> Interval:
     """Mean of ``candidate[i] - baseline[i]`` (the same cases, in the same order) with its
     bootstrap interval."""
     if len(candidate) != len(baseline):
@@ -105,7 +107,10 @@ class MetricSummary:
 
 
 def summarise(
-    rows: Iterable[Mapping[str, Any]], *, samples: int = 2000, confidence: float = 0.95,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    samples: int = 2000,
+    confidence: float = 0.95,
     seed: int = 0,
 ) -> list[MetricSummary]:
     """Per subset and metric: the mean with its interval over the rows that have the metric."""
@@ -116,8 +121,13 @@ def summarise(
             for metric, v in values.items():
                 groups.setdefault((subset, metric), []).append(v)
     return [
-        MetricSummary(subset, metric, bootstrap_mean(
-            vs, samples=samples, confidence=confidence, seed=seed, key=f"{subset}|{metric}"))
+        MetricSummary(
+            subset,
+            metric,
+            bootstrap_mean(
+                vs, samples=samples, confidence=confidence, seed=seed, key=f"{subset}|{metric}"
+            ),
+        )
         for (subset, metric), vs in sorted(groups.items())
     ]
 
@@ -135,8 +145,11 @@ class Comparison:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "subset": self.subset, "metric": self.metric, "n": self.n,
-            "baseline": asdict(self.baseline), "candidate": asdict(self.candidate),
+            "subset": self.subset,
+            "metric": self.metric,
+            "n": self.n,
+            "baseline": asdict(self.baseline),
+            "candidate": asdict(self.candidate),
             "difference": asdict(self.difference),
         }
 
@@ -144,7 +157,10 @@ class Comparison:
 def compare(
     candidate_rows: Iterable[Mapping[str, Any]],
     baseline_rows: Iterable[Mapping[str, Any]],
-    *, samples: int = 2000, confidence: float = 0.95, seed: int = 0,
+    *,
+    samples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
 ) -> list[Comparison]:
     """Paired comparison on the cases both sides answered (by ``case_id``), per subset and per
     metric both sides have on a case; subsets and slices as :func:`subsets_of` (the
@@ -163,9 +179,20 @@ def compare(
                 b.append(bv[metric])
     out = []
     for (subset, metric), (c, b) in sorted(pairs.items()):
-        kw: dict[str, Any] = {"samples": samples, "confidence": confidence, "seed": seed,
-                              "key": f"{subset}|{metric}"}
-        out.append(Comparison(subset, metric, len(c), baseline=bootstrap_mean(b, **kw),
-                              candidate=bootstrap_mean(c, **kw),
-                              difference=paired_difference(c, b, **kw)))
+        kw: dict[str, Any] = {
+            "samples": samples,
+            "confidence": confidence,
+            "seed": seed,
+            "key": f"{subset}|{metric}",
+        }
+        out.append(
+            Comparison(
+                subset,
+                metric,
+                len(c),
+                baseline=bootstrap_mean(b, **kw),
+                candidate=bootstrap_mean(c, **kw),
+                difference=paired_difference(c, b, **kw),
+            )
+        )
     return out

@@ -43,8 +43,9 @@ class SuiteFormatError(ValueError):
     def __init__(self, problems: list[tuple[int, str, str]]) -> None:
         shown = "; ".join(f"line {n}: {f}: {r}" for n, f, r in problems[:MAX_ERRORS_SHOWN])
         more = len(problems) - MAX_ERRORS_SHOWN
-        super().__init__(f"{len(problems)} bad line(s): {shown}" + (f" (+{more} more)"
-                                                                   if more > 0 else ""))
+        super().__init__(
+            f"{len(problems)} bad line(s): {shown}" + (f" (+{more} more)" if more > 0 else "")
+        )
         self.problems = problems
 
 
@@ -58,8 +59,14 @@ class ImportedSuite:
     pii_redacted: dict[str, int]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"version": self.version_id, "agent": self.agent_id, "path": self.path,
-                "rows": self.rows, "created": self.created, "pii_redacted": self.pii_redacted}
+        return {
+            "version": self.version_id,
+            "agent": self.agent_id,
+            "path": self.path,
+            "rows": self.rows,
+            "created": self.created,
+            "pii_redacted": self.pii_redacted,
+        }
 
 
 def _messages(value: Any) -> list[dict[str, Any]] | str:
@@ -72,8 +79,15 @@ def _messages(value: Any) -> list[dict[str, Any]] | str:
         content = m.get("content")
         if content is not None and not isinstance(content, str):
             return "message content must be text"
-        out.append({"role": m["role"], "content": content, "name": m.get("name"),
-                    "tool_call_id": None, "tool_calls": None})
+        out.append(
+            {
+                "role": m["role"],
+                "content": content,
+                "name": m.get("name"),
+                "tool_call_id": None,
+                "tool_calls": None,
+            }
+        )
     if not any(m["role"] == "user" for m in out):
         return "needs a user message"
     return out
@@ -92,8 +106,13 @@ def _tool_calls(value: Any) -> list[dict[str, Any]] | str:
         args = fn.get("arguments")
         if not isinstance(args, str):
             args = json.dumps(args, sort_keys=True)
-        out.append({"id": c.get("id"), "type": c.get("type") or "function",
-                    "function": {"name": fn["name"], "arguments": args}})
+        out.append(
+            {
+                "id": c.get("id"),
+                "type": c.get("type") or "function",
+                "function": {"name": fn["name"], "arguments": args},
+            }
+        )
     return out
 
 
@@ -130,8 +149,14 @@ def parse_line(obj: Any, fmt: str) -> dict[str, Any] | tuple[str, str]:
         topic = obj.get("topic")
         if topic is not None and not isinstance(topic, str):
             return ("topic", "must be text")
-    return {"input": messages, "expected": expected, "expected_tool_calls": calls or None,
-            "kind": kind, "topic": topic, "alternatives": alternatives}
+    return {
+        "input": messages,
+        "expected": expected,
+        "expected_tool_calls": calls or None,
+        "kind": kind,
+        "topic": topic,
+        "alternatives": alternatives,
+    }
 
 
 def read_suite(path: Path, fmt: str) -> list[dict[str, Any]]:
@@ -161,44 +186,83 @@ def read_suite(path: Path, fmt: str) -> list[dict[str, Any]]:
 
 
 def import_suite(
-    store: Store, sessions: sessionmaker[Session], redactor: Redactor, path: Path,
-    agent_id: str, fmt: str,
+    store: Store,
+    sessions: sessionmaker[Session],
+    redactor: Redactor,
+    path: Path,
+    agent_id: str,
+    fmt: str,
 ) -> ImportedSuite:
     """Read, redact and register a suite; importing the same file again registers nothing."""
     from ratchet.db import repo
 
     parsed = read_suite(path, fmt)
     alternatives = sum(r.pop("alternatives") for r in parsed)
-    rows = [{**r, "case_id": "", "agent_id": agent_id, "interaction_id": "", "split": "holdout",
-             "fix_check": False, "production_answer": None, "status": "active",
-             "retired_reason": None, "feedback_ids": None, "first_seen": None,
-             "pii_residual": 0} for r in parsed]
+    rows = [
+        {
+            **r,
+            "case_id": "",
+            "agent_id": agent_id,
+            "interaction_id": "",
+            "split": "holdout",
+            "fix_check": False,
+            "production_answer": None,
+            "status": "active",
+            "retired_reason": None,
+            "feedback_ids": None,
+            "first_seen": None,
+            "pii_residual": 0,
+        }
+        for r in parsed
+    ]
     table = pa.Table.from_pylist(rows, schema=schemas.EVAL_CASES)
     redacted = redactor.redact_table(table)
     table = redacted.table
-    users = [" ".join(m["content"] or "" for m in r if m["role"] == "user")
-             for r in table.column("input").to_pylist()]
+    users = [
+        " ".join(m["content"] or "" for m in r if m["role"] == "user")
+        for r in table.column("input").to_pylist()
+    ]
     ids = case_ids(agent_id, pa.array(users, pa.string()))
-    table = table.set_column(table.schema.get_field_index("case_id"), "case_id",
-                             pa.array(ids, pa.string()))
-    table = table.set_column(table.schema.get_field_index("interaction_id"), "interaction_id",
-                             pa.array([f"import:{i[:16]}" for i in ids], pa.string()))
+    table = table.set_column(
+        table.schema.get_field_index("case_id"), "case_id", pa.array(ids, pa.string())
+    )
+    table = table.set_column(
+        table.schema.get_field_index("interaction_id"),
+        "interaction_id",
+        pa.array([f"import:{i[:16]}" for i in ids], pa.string()),
+    )
     residual = redactor.scan_table(table)
-    table = table.set_column(table.schema.get_field_index("pii_residual"), "pii_residual",
-                             residual.cast(pa.int32()))
-    data = schemas.fingerprint(schemas.EVAL_CASES) + fmt + json.dumps(
-        table.to_pylist(), sort_keys=True, default=str)
+    table = table.set_column(
+        table.schema.get_field_index("pii_residual"), "pii_residual", residual.cast(pa.int32())
+    )
+    data = (
+        schemas.fingerprint(schemas.EVAL_CASES)
+        + fmt
+        + json.dumps(table.to_pylist(), sort_keys=True, default=str)
+    )
     version = hashlib.sha256(data.encode()).hexdigest()[:24]
-    part = store.write_table_at(dataset_path(agent_id, "eval_cases", version), table,
-                                schemas.EVAL_CASES)
+    part = store.write_table_at(
+        dataset_path(agent_id, "eval_cases", version), table, schemas.EVAL_CASES
+    )
     with sessions() as s, s.begin():
         _, created = repo.register_dataset_version(
-            s, version_id=version, agent_id=agent_id, kind="eval_cases", path=part.path,
-            rows=table.num_rows, schema_fingerprint=part.schema_fingerprint,
+            s,
+            version_id=version,
+            agent_id=agent_id,
+            kind="eval_cases",
+            path=part.path,
+            rows=table.num_rows,
+            schema_fingerprint=part.schema_fingerprint,
             config_hash=hashlib.sha256(fmt.encode()).hexdigest(),
-            stats={"source": IMPORTED, "format": fmt, "rows": table.num_rows,
-                   "alternative_ideals": alternatives, "pii_redacted": redacted.totals},
+            stats={
+                "source": IMPORTED,
+                "format": fmt,
+                "rows": table.num_rows,
+                "alternative_ideals": alternatives,
+                "pii_redacted": redacted.totals,
+            },
             parent_id=None,
         )
-    return ImportedSuite(version, agent_id, part.path, table.num_rows, created,
-                         dict(redacted.totals))
+    return ImportedSuite(
+        version, agent_id, part.path, table.num_rows, created, dict(redacted.totals)
+    )

@@ -177,7 +177,9 @@ def read_input_list(home: Path, ref: str) -> list[tuple[InputKind, Path]]:
     try:
         body = json.loads((_inputs_dir(home) / f"{ref}.json").read_bytes())
     except (OSError, ValueError):
-        raise InputListError(f"input list {ref} is not readable under RATCHET_HOME/inputs") from None
+        raise InputListError(
+            f"input list {ref} is not readable under RATCHET_HOME/inputs"
+        ) from None
     return [(k, Path(p)) for k, p in body["inputs"]]
 
 
@@ -190,6 +192,14 @@ def remove_input_list(home: Path, ref: str) -> None:
 
 
 __all__ = [
-    "InputKind", "InputListError", "ResolvedInputs", "SniffedKind", "display_name",
-    "read_input_list", "remove_input_list", "resolve_inputs", "sniff_kind", "write_input_list",
+    "InputKind",
+    "InputListError",
+    "ResolvedInputs",
+    "SniffedKind",
+    "display_name",
+    "read_input_list",
+    "remove_input_list",
+    "resolve_inputs",
+    "sniff_kind",
+    "write_input_list",
 ]

@@ -172,9 +172,7 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="ratchet-parent-watch").start()
 
 
-def _prepared_batches(
-    spec: PrepareSpec, path: Path, workers: int
-) -> Iterator[PreparedBatch]:
+def _prepared_batches(spec: PrepareSpec, path: Path, workers: int) -> Iterator[PreparedBatch]:
     """Prepared batches in file order. The first batch is prepared in process; from the second
     on, batches go to a pool of worker processes, at most ``2 × workers`` in flight, so memory
     stays bounded by the batch size whatever the file size."""
@@ -288,7 +286,10 @@ def ingest_file(
             bad = sum(report.quarantined.values())
             valid_lines = report.lines - report.blank
             share = bad / valid_lines if valid_lines else 0.0
-            stop = valid_lines >= cfg.min_lines_for_quarantine_share and share > cfg.max_quarantine_share
+            stop = (
+                valid_lines >= cfg.min_lines_for_quarantine_share
+                and share > cfg.max_quarantine_share
+            )
             for table_name, frames in pending.frames.items():
                 result = validate_frame(table_name, pa.concat_tables(frames))
                 _merge_quality(quality, result)
@@ -404,7 +405,8 @@ def _commit_side(
     for row in quarantine:
         report.quarantined[row["reason"]] += 1
     quarantine = [
-        r for r in quarantine
+        r
+        for r in quarantine
         if (r["source_line"], r["record_kind"], r["reason"]) not in pending.quarantined_before
     ]
     if quarantine:
@@ -455,10 +457,14 @@ def _store_new(
                     report.skipped_stored[table_name] += 1
                 elif previous is not None:
                     row = table.slice(i, 1).to_pylist()[0]  # redacted already
-                    why = Reject("conflicting_duplicate", f"{id_col} already stored with other content")
+                    why = Reject(
+                        "conflicting_duplicate", f"{id_col} already stored with other content"
+                    )
                     raw = json.dumps(row, ensure_ascii=False, default=str).encode()
                     quarantine.append(
-                        quarantine_row(spec, ctx.redactor, row["source_line"], record_kind, why, raw)
+                        quarantine_row(
+                            spec, ctx.redactor, row["source_line"], record_kind, why, raw
+                        )
                     )
                 else:
                     pending.seen[k] = hashes[i]

@@ -130,7 +130,9 @@ def _parse_line(
     own = RECORD_KIND[spec.kind]
     try:
         if line.oversize:
-            raise Reject("too_large", f"line longer than {spec.config.ingest.max_record_bytes} bytes")
+            raise Reject(
+                "too_large", f"line longer than {spec.config.ingest.max_record_bytes} bytes"
+            )
         try:
             text = line.data.decode("utf-8")
         except UnicodeDecodeError:

@@ -309,7 +309,9 @@ def _identity(
     check_schema_version(obj)
     interaction_id = cast(str, _str(obj, "interaction_id", required=True))  # never None: required
     if len(interaction_id) > MAX_RECORD_ID_CHARS:
-        raise Reject("invalid_value", f"interaction_id is longer than {MAX_RECORD_ID_CHARS} characters")
+        raise Reject(
+            "invalid_value", f"interaction_id is longer than {MAX_RECORD_ID_CHARS} characters"
+        )
     agent = agent_of(obj, default_agent)
     ts, assumed = parse_timestamp(obj.get("timestamp"), rules)
     return interaction_id, agent, ts, assumed
@@ -398,7 +400,9 @@ def parse_feedback(obj: Any, rules: TimeRules, default_agent: str | None = None)
         raise Reject("missing_field", "feedback needs a rating, a thumb or a correction")
     feedback_id = _str(obj, "feedback_id")
     if feedback_id is not None and len(feedback_id) > MAX_RECORD_ID_CHARS:
-        raise Reject("invalid_value", f"feedback_id is longer than {MAX_RECORD_ID_CHARS} characters")
+        raise Reject(
+            "invalid_value", f"feedback_id is longer than {MAX_RECORD_ID_CHARS} characters"
+        )
     extra = {k: v for k, v in obj.items() if k not in FEEDBACK_FIELDS}
     row = {
         "schema_version": str(obj.get("schema_version") or SCHEMA_VERSION),

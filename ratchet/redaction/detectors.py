@@ -313,23 +313,57 @@ _BEARER_RE2 = r"(?i:bearer)\s+[A-Za-z0-9._~+/\-]{16,}"
 BUILTIN_DETECTORS: tuple[Detector, ...] = (
     # Secrets first: they are the most specific and may contain e-mail- or digit-like parts.
     Detector(
-        "PRIVATE_KEY", "pem_private_key", _PEM, r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY", _PEM, min_len=20, needles=("-----begin",),
+        "PRIVATE_KEY",
+        "pem_private_key",
+        _PEM,
+        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY",
+        _PEM,
+        min_len=20,
+        needles=("-----begin",),
     ),
     Detector(
-        "PASSWORD", "url_credentials", _URL_CRED, _URL_CRED_RE2, _URL_CRED_RE2, min_len=8, needles=("://",),
+        "PASSWORD",
+        "url_credentials",
+        _URL_CRED,
+        _URL_CRED_RE2,
+        _URL_CRED_RE2,
+        min_len=8,
+        needles=("://",),
     ),
     Detector("JWT", "jwt", rf"{LB_TOKEN}(?P<v>{_JWT})", _JWT, _JWT, min_len=24, needles=("eyj",)),
     Detector(
-        "API_KEY", "openai_anthropic_key", rf"{LB_TOKEN}(?P<v>{_SK})", _SK, _SK, min_len=23, needles=("sk-",),
+        "API_KEY",
+        "openai_anthropic_key",
+        rf"{LB_TOKEN}(?P<v>{_SK})",
+        _SK,
+        _SK,
+        min_len=23,
+        needles=("sk-",),
     ),
     Detector(
-        "API_KEY", "github_token", rf"{LB_WORD}(?P<v>{_GH})(?!\w)", _GH, _GH, min_len=34, needles=("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+        "API_KEY",
+        "github_token",
+        rf"{LB_WORD}(?P<v>{_GH})(?!\w)",
+        _GH,
+        _GH,
+        min_len=34,
+        needles=("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
     ),
     Detector(
-        "API_KEY", "slack_token", rf"{LB_WORD}(?P<v>{_SLACK})", _SLACK, _SLACK, min_len=15, needles=("xox",),
+        "API_KEY",
+        "slack_token",
+        rf"{LB_WORD}(?P<v>{_SLACK})",
+        _SLACK,
+        _SLACK,
+        min_len=15,
+        needles=("xox",),
     ),
     Detector(
-        "AWS_KEY", "aws_access_key_id", rf"{LB_AWS}(?P<v>{_AWS})(?![A-Z0-9])", _AWS, _AWS,
+        "AWS_KEY",
+        "aws_access_key_id",
+        rf"{LB_AWS}(?P<v>{_AWS})(?![A-Z0-9])",
+        _AWS,
+        _AWS,
         min_len=20,
     ),
     Detector(
@@ -338,7 +372,8 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
         rf"(?i:{KW_B}bearer)\s+(?P<v>[A-Za-z0-9._~+/\-]{{16,}}=*)",
         _BEARER_RE2,
         _BEARER_RE2,
-        min_len=22, needles=("bearer",),
+        min_len=22,
+        needles=("bearer",),
     ),
     _kv("PASSWORD", "password_assignment", _PW_WORDS, ("pass", "pwd")),
     _kv("SECRET", "secret_assignment", _SECRET_WORDS, ("secret", "key", "token")),
@@ -351,7 +386,8 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
         r"(?:\.[^\W_](?:[\w\-]*[^\W_])?)*\.(?:[^\W\d_]{2,}|xn--[A-Za-z0-9\-]{2,}))(?![\w\-])",
         rf"(?:[A-Za-z0-9._%+\-]|{_U})(?:@|%40)(?:[A-Za-z0-9\-]|{_U})+\.(?:[A-Za-z]|{_U})",
         M_EMAIL,
-        min_len=6, needles=("@", "%40"),
+        min_len=6,
+        needles=("@", "%40"),
     ),
     Detector(
         "IBAN",
@@ -387,7 +423,8 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
         rf"{_B}\d{{3}}[ \-.]\d{{2}}[ \-.]\d{{4}}\b",
         M_DIGITS,
         _whole(checksums.ssn_ok),
-        min_len=11, needles=("-", " ", "."),
+        min_len=11,
+        needles=("-", " ", "."),
         right=RB_DIGIT,
     ),
     Detector(
@@ -406,7 +443,8 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
         _B + r"(?:bc|BC)1[02-9ac-hj-np-zAC-HJ-NP-Z]{8,87}\b",
         M_CRYPTO,
         _whole(checksums.bech32_ok),
-        min_len=14, needles=("bc1",),
+        min_len=14,
+        needles=("bc1",),
     ),
     Detector(
         "CRYPTO_WALLET",
@@ -414,7 +452,8 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
         rf"{LB_WORD}(?P<v>0x[0-9a-fA-F]{{40}})(?!\w)",
         r"0x[0-9a-fA-F]{40}",
         M_CRYPTO,
-        min_len=42, needles=("0x",),
+        min_len=42,
+        needles=("0x",),
     ),
     Detector(
         "MAC_ADDRESS",
@@ -424,7 +463,8 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
         r"[0-9A-Fa-f]{2}[:\-][0-9A-Fa-f]{2}[:\-][0-9A-Fa-f]{2}[:\-][0-9A-Fa-f]{2}[:\-]"
         r"[0-9A-Fa-f]{2}[:\-][0-9A-Fa-f]{2}|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}",
         M_HEXCOLON + "|" + M_MACDOT,
-        min_len=14, needles=(":", "-", "."),  # every MAC has one of its separators
+        min_len=14,
+        needles=(":", "-", "."),  # every MAC has one of its separators
     ),
     Detector(
         "IP_ADDRESS",
@@ -438,7 +478,8 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
         r"|[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){1,6}::",
         M_HEXCOLON,
         _ip_validator(checksums.ipv6_ok, True),
-        min_len=3, needles=(":",),
+        min_len=3,
+        needles=(":",),
     ),
     Detector(
         "IP_ADDRESS",
@@ -450,7 +491,8 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
         rf"{_B}\d{{1,3}}\.\d{{1,3}}\.\d{{1,3}}\.\d{{1,3}}\b",
         M_IPV4,
         _ip_validator(checksums.ipv4_ok, True),
-        min_len=7, needles=(".",),
+        min_len=7,
+        needles=(".",),
     ),
     Detector(
         "PHONE",
@@ -461,7 +503,8 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
         r"(?:\+|%2B)\d(?:\d|[ .\-(])",
         M_DIGITS,
         _phone_digits(8, 15),
-        min_len=8, needles=("+", "%2b"),
+        min_len=8,
+        needles=("+", "%2b"),
         right=RB_DIGIT,
     ),
     Detector(
@@ -472,7 +515,8 @@ BUILTIN_DETECTORS: tuple[Detector, ...] = (
         r"\(\d{3}\) ?\d{3}|\b\d{3}[ .\-]\d{3}[ .\-]\d{4}",
         M_DIGITS,
         _nanp_ok,
-        min_len=12, needles=(" ", ".", "-"),  # the 3-4 split always has one
+        min_len=12,
+        needles=(" ", ".", "-"),  # the 3-4 split always has one
         right=RB_DIGIT,
     ),
     Detector(

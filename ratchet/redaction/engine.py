@@ -243,7 +243,9 @@ class Redactor:
             try:
                 re.compile(pattern)
             except re.error:
-                raise RedactionConfigError(f"{where}: not a valid Python regular expression") from None
+                raise RedactionConfigError(
+                    f"{where}: not a valid Python regular expression"
+                ) from None
             if re.fullmatch(pattern, "") is not None:
                 raise RedactionConfigError(f"{where}: pattern matches the empty string")
             extras.append(Detector(type_, f"extra:{type_}", pattern, pattern, pattern))
@@ -545,7 +547,9 @@ class Redactor:
     def _mark(self, cand: pa.Array) -> pa.Array:
         return pc.replace_substring_regex(cand, self._marker, _SENTINEL + r"\0" + _SENTINEL)
 
-    def _spans_for(self, arr: pa.Array, idx: np.ndarray) -> tuple[list[str], list[list[tuple[int, int, str]]]]:
+    def _spans_for(
+        self, arr: pa.Array, idx: np.ndarray
+    ) -> tuple[list[str], list[list[tuple[int, int, str]]]]:
         """Texts of the candidate rows and their accepted spans."""
         cand = arr.take(pa.array(idx))
         pool = _pool() if cand.nbytes >= _PARALLEL_MIN_BYTES else None
@@ -571,9 +575,7 @@ class Redactor:
                 # Odd pieces are the marked tokens; their offsets are the running sum of lengths.
                 lengths = list(map(len, mk.split(_SENTINEL)))
                 ends = list(accumulate(lengths))
-                windows = [
-                    (ends[i - 1], ends[i]) for i in range(1, len(lengths), 2) if lengths[i]
-                ]
+                windows = [(ends[i - 1], ends[i]) for i in range(1, len(lengths), 2) if lengths[i]]
             if esc:
                 all_spans.append(self._detect(text, windows, escaped=True))
             else:

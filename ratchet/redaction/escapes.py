@@ -20,7 +20,9 @@ import html.entities
 import re
 
 # Anything that may be an escape the decoder rewrites (a superset; cheap to search).
-HINT = re.compile(r"""\\[!#$%&()*+,\-./:;<=>?@\[\]^_`{|}~u]|&#?[A-Za-z0-9]{1,32};|%[0-9A-Fa-f]{2}""")
+HINT = re.compile(
+    r"""\\[!#$%&()*+,\-./:;<=>?@\[\]^_`{|}~u]|&#?[A-Za-z0-9]{1,32};|%[0-9A-Fa-f]{2}"""
+)
 # The same hint in RE2 syntax, for the column prefilter (a row holding only escaped PII must
 # still become a candidate).
 HINT_RE2 = r"""\\[!#$%&()*+,\-./:;<=>?@\[\]^_`{|}~]|\\u[0-9A-Fa-f]{4}|&#?[A-Za-z0-9]{1,32};|%[0-9A-Fa-f]{2}"""

@@ -11,8 +11,12 @@ runner = CliRunner()
 
 
 def test_cli_ingest_prints_a_summary_and_is_idempotent(prefect_harness, ratchet_env) -> None:
-    args = ["ingest", str(SAMPLE_DIR / "interactions-week-01.jsonl"),
-            "--feedback", str(SAMPLE_DIR / "feedback-week-01.jsonl")]
+    args = [
+        "ingest",
+        str(SAMPLE_DIR / "interactions-week-01.jsonl"),
+        "--feedback",
+        str(SAMPLE_DIR / "feedback-week-01.jsonl"),
+    ]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "stored: feedback 22, interactions 147" in first.output

@@ -25,12 +25,20 @@ def _ratchet(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RATCHET_", "PREFECT_"))}
     (home / "prefect").mkdir(parents=True, exist_ok=True)
-    env.update(RATCHET_HOME=str(home), PREFECT_HOME=str(home / "prefect"),
-               PREFECT_API_URL=str(PREFECT_API_URL.value()),
-               PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
+    env.update(
+        RATCHET_HOME=str(home),
+        PREFECT_HOME=str(home / "prefect"),
+        PREFECT_API_URL=str(PREFECT_API_URL.value()),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        DO_NOT_TRACK="1",
+    )
     return subprocess.run(
-        [sys.executable, "-c", "from flows.cli import main; main()", *args], cwd=REPO, env=env,
-        capture_output=True, text=True, timeout=400,
+        [sys.executable, "-c", "from flows.cli import main; main()", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
     )
 
 
@@ -44,14 +52,19 @@ def test_a_failed_flow_prints_its_reason_once_and_verbose_adds_the_traceback(
     errors = [line for line in plain.stderr.splitlines() if "max_quarantine_share" in line]
     assert len(errors) == 1 and errors[0].startswith("error: IngestFailed: "), plain.stderr
     assert "Traceback" not in plain.stderr + plain.stdout
-    verbose = _ratchet(tmp_path / "home2", "--verbose", "ingest", str(bad), "--agent", "shop-assistant")
+    verbose = _ratchet(
+        tmp_path / "home2", "--verbose", "ingest", str(bad), "--agent", "shop-assistant"
+    )
     assert verbose.returncode == 1
     assert "Traceback" in verbose.stderr and "error: IngestFailed: " in verbose.stderr
 
 
 def test_weekly_with_a_missing_path_is_bad_usage_like_ingest(ratchet_env) -> None:
-    for args in (["weekly", "--logs", "/missing/logs"], ["ingest", "/missing/logs"],
-                 ["weekly", "--feedback", "/missing/fb"]):
+    for args in (
+        ["weekly", "--logs", "/missing/logs"],
+        ["ingest", "/missing/logs"],
+        ["weekly", "--feedback", "/missing/fb"],
+    ):
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.output)
         assert "no input files match" in result.output
@@ -65,8 +78,15 @@ def test_summaries_are_words_not_dicts() -> None:
 
     buf = io.StringIO()
     with redirect_stdout(buf):
-        _print_summary("ingest", {"files": 2, "stored": {"interactions": 3, "feedback": 1},
-                                  "quarantined": {}, "versions": {"a/sft": "v1 (3 rows, new)"}})
+        _print_summary(
+            "ingest",
+            {
+                "files": 2,
+                "stored": {"interactions": 3, "feedback": 1},
+                "quarantined": {},
+                "versions": {"a/sft": "v1 (3 rows, new)"},
+            },
+        )
     text = buf.getvalue()
     assert "{" not in text and "'" not in text
     assert "  stored: feedback 1, interactions 3" in text and "  quarantined: none" in text
@@ -86,6 +106,12 @@ def test_record_and_read_commands_do_not_import_prefect_gx_or_pandas(ratchet_env
         "print(sorted(m for m in ('prefect', 'great_expectations', 'pandas') if m in sys.modules))\n"
     )
     env = {**os.environ, "RATCHET_HOME": str(ratchet_env)}
-    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr

@@ -68,8 +68,7 @@ def test_curate_sample_registers_versions_once_with_exports(prefect_harness, rat
                 assert all((folder / f).is_file() for f in e["files"])
             else:  # refused: reason counted per rule, nothing written for that format
                 assert e["violations"] and e["files"] == []
-    eval_export = next(e for e in reports["shop-assistant"]["exports"]
-                       if e["kind"] == "eval_cases")
+    eval_export = next(e for e in reports["shop-assistant"]["exports"] if e["kind"] == "eval_cases")
     assert eval_export["status"] == "written"
     assert first["exports_refused"]  # small sample: some formats have too few examples
 

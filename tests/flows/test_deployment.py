@@ -41,7 +41,9 @@ def _get(url: str) -> Any:
 
 def _post(url: str, body: dict[str, Any]) -> Any:
     req = urllib.request.Request(  # noqa: S310 - a loopback http URL
-        url, data=json.dumps(body).encode(), method="POST",
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 - a loopback http URL
@@ -66,7 +68,10 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     log = (root / "server.log").open("w")
     server = subprocess.Popen(
         [*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=root,
     )
     try:
         deadline = time.monotonic() + 120
@@ -76,7 +81,9 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
                 break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"prefect server did not start: {(root / 'server.log').read_text()[-2000:]}")
+                    pytest.fail(
+                        f"prefect server did not start: {(root / 'server.log').read_text()[-2000:]}"
+                    )
                 time.sleep(0.5)
         yield env
     finally:
@@ -92,7 +99,9 @@ def _prefect(env: dict[str, str], *args: str, timeout: int = 180) -> str:
     out = subprocess.run(
         [*PREFECT, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout
     )
-    assert out.returncode == 0, f"prefect {' '.join(args)}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    assert out.returncode == 0, (
+        f"prefect {' '.join(args)}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    )
     return out.stdout
 
 
@@ -118,14 +127,20 @@ def test_weekly_deployment_runs_to_completed_on_a_local_server(prefect_server) -
     run_id = re.search(r"UUID: ([0-9a-f-]{36})", out).group(1)
     worker = subprocess.run(  # polls once, waits for its runs
         [*PREFECT, "worker", "start", "--pool", "ratchet-local", "--run-once"],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=400,
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=400,
     )
     run = _get(f"{api}/flow_runs/{run_id}")
-    assert run["state"]["type"] == "COMPLETED", (run["state"], worker.stdout[-3000:],
-                                                 worker.stderr[-3000:])
+    assert run["state"]["type"] == "COMPLETED", (
+        run["state"],
+        worker.stdout[-3000:],
+        worker.stderr[-3000:],
+    )
     assert re.fullmatch(r"weekly-\d{4}-\d{2}-\d{2}", run["name"])
-    artifacts = _post(f"{api}/artifacts/filter",
-                      {"artifacts": {"flow_run_id": {"any_": [run_id]}}})
+    artifacts = _post(f"{api}/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run_id]}}})
     report = {a["key"]: a for a in artifacts}["weekly-report"]
     assert "Nothing ingested" in report["data"]  # the inbox exists after set-up, empty
     assert (Path(env["RATCHET_HOME"]) / "inbox" / "logs").is_dir()

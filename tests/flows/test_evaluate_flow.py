@@ -31,8 +31,7 @@ def seeded(ratchet_env: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]
 
 def _config(folder: Path) -> Path:
     path = folder / "eval-config.yaml"
-    path.write_text("evaluation:\n  embedding: tfidf\n  bootstrap_samples: 200\n"
-                    "  concurrency: 3\n")
+    path.write_text("evaluation:\n  embedding: tfidf\n  bootstrap_samples: 200\n  concurrency: 3\n")
     return path
 
 
@@ -55,27 +54,34 @@ def test_evaluate_cli_runs_the_flow_publishes_the_comparison_and_reruns_for_free
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(
-            any_=[f"evaluate-{seeded['candidate']}-vs-production"])))
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                name=FlowRunFilterName(any_=[f"evaluate-{seeded['candidate']}-vs-production"])
+            )
+        )
     assert len(runs) == 1
     arts = _artifacts(runs[0].id)
     assert {"evaluation-comparison", "evaluation-summary"} <= set(arts)
     table = json.loads(arts["evaluation-comparison"].data)
     holdout = next(r for r in table if r["subset"] == "holdout" and r["metric"] == "pass_rate")
     assert holdout["baseline"].startswith("0.636 [") and holdout["candidate"] == (
-        "1.000 [1.000, 1.000]")
+        "1.000 [1.000, 1.000]"
+    )
     assert report["candidate"]["eval_run_id"] in arts["evaluation-summary"].data
 
     listed = json.loads(runner.invoke(app, ["evals", "list", "--json"]).stdout)
-    assert {r["eval_run"] for r in listed} == {report["candidate"]["eval_run_id"],
-                                                report["baseline"]["eval_run_id"]}
+    assert {r["eval_run"] for r in listed} == {
+        report["candidate"]["eval_run_id"],
+        report["baseline"]["eval_run_id"],
+    }
     shown = runner.invoke(app, ["evals", "show", report["candidate"]["eval_run_id"], "--json"])
     assert shown.exit_code == 0, shown.output
     detail = json.loads(shown.stdout)
     assert detail["status"] == "completed" and detail["cases"] == len(CASES)
     assert detail["comparison"]["baseline_eval_run_id"] == report["baseline"]["eval_run_id"]
-    assert any(m["metric"] == "delta:pass_rate" and m["subset"] == "fix_check"
-               for m in detail["metrics"])
+    assert any(
+        m["metric"] == "delta:pass_rate" and m["subset"] == "fix_check" for m in detail["metrics"]
+    )
     assert runner.invoke(app, ["evals", "show", "nope"]).exit_code == 2
     assert runner.invoke(app, ["evaluate", "--candidate", "nope"]).exit_code == 2
 

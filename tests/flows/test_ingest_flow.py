@@ -21,12 +21,16 @@ PLANTED = {
 
 
 def _line(i: int, text: str, **extra: object) -> str:
-    return json.dumps({
-        "interaction_id": f"p-{i}", "agent_id": "shop-assistant",
-        "timestamp": "2026-11-02T10:00:00Z",
-        "messages": [{"role": "user", "content": text}],
-        "response": f"Noted, order ORD-2026-11884{i}.", **extra,
-    })
+    return json.dumps(
+        {
+            "interaction_id": f"p-{i}",
+            "agent_id": "shop-assistant",
+            "timestamp": "2026-11-02T10:00:00Z",
+            "messages": [{"role": "user", "content": text}],
+            "response": f"Noted, order ORD-2026-11884{i}.",
+            **extra,
+        }
+    )
 
 
 class _Collect(logging.Handler):
@@ -59,24 +63,36 @@ def _everything_written(home: Path) -> str:
     return "\n".join(parts)
 
 
-def test_planted_pii_reaches_no_store_log_artifact_or_error(prefect_harness, ratchet_env, tmp_path) -> None:
+def test_planted_pii_reaches_no_store_log_artifact_or_error(
+    prefect_harness, ratchet_env, tmp_path
+) -> None:
     from flows.ingest import ingest_flow
 
     secret_text = " ".join(PLANTED.values())
     f = tmp_path / f"logs-{PLANTED['email']}.jsonl"
-    f.write_text("\n".join([
-        _line(1, f"Hi, I am {PLANTED['email']}, card {PLANTED['card']}"),
-        _line(2, f"IBAN {PLANTED['iban']} and key {PLANTED['key']}", metadata={"phone": PLANTED["phone"]}),
-        _line(3, f"ssn {PLANTED['ssn']}", user_id=PLANTED["email"]),
-        f'{{"broken": "{secret_text}"',  # quarantined line full of PII
-        _line(4, "when?", timestamp=f"{PLANTED['email']}"),  # bad timestamp holding PII
-    ]) + "\n")
+    f.write_text(
+        "\n".join(
+            [
+                _line(1, f"Hi, I am {PLANTED['email']}, card {PLANTED['card']}"),
+                _line(
+                    2,
+                    f"IBAN {PLANTED['iban']} and key {PLANTED['key']}",
+                    metadata={"phone": PLANTED["phone"]},
+                ),
+                _line(3, f"ssn {PLANTED['ssn']}", user_id=PLANTED["email"]),
+                f'{{"broken": "{secret_text}"',  # quarantined line full of PII
+                _line(4, "when?", timestamp=f"{PLANTED['email']}"),  # bad timestamp holding PII
+            ]
+        )
+        + "\n"
+    )
     collect = _Collect()
     for name in ("", "prefect", "ratchet"):
         logging.getLogger(name).addHandler(collect)
     try:
         state = ingest_flow(
-            paths=[str(f)], config_overrides={"ingest": {"max_quarantine_share": 0.5}},
+            paths=[str(f)],
+            config_overrides={"ingest": {"max_quarantine_share": 0.5}},
             return_state=True,
         )
     finally:
@@ -101,7 +117,9 @@ def test_planted_pii_reaches_no_store_log_artifact_or_error(prefect_harness, rat
             assert value.replace(" ", "") not in text, f"{kind} leaked into {where}"
 
 
-def test_failed_file_fails_the_flow_naming_it_and_keeps_going(prefect_harness, ratchet_env, tmp_path) -> None:
+def test_failed_file_fails_the_flow_naming_it_and_keeps_going(
+    prefect_harness, ratchet_env, tmp_path
+) -> None:
     from flows.ingest import IngestFailed, ingest_flow
 
     good = tmp_path / "good.jsonl"

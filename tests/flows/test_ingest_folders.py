@@ -23,8 +23,10 @@ def _ledger_counts() -> dict[str, Any]:
 
     with open_database(get_settings())() as s:
         files = list(s.query(SourceFile))
-        keys = {k: s.query(RecordKey).filter(RecordKey.kind == k).count()
-                for k in ("interaction", "feedback")}
+        keys = {
+            k: s.query(RecordKey).filter(RecordKey.kind == k).count()
+            for k in ("interaction", "feedback")
+        }
     quarantined: dict[str, int] = {}
     consent = 0
     for f in files:
@@ -32,8 +34,12 @@ def _ledger_counts() -> dict[str, Any]:
         consent += f.counts.get("dropped_consent", 0)
         for reason, n in f.counts.get("quarantined", {}).items():
             quarantined[reason] = quarantined.get(reason, 0) + n
-    return {"files": sorted(f.name for f in files), "keys": keys, "quarantined": quarantined,
-            "consent": consent}
+    return {
+        "files": sorted(f.name for f in files),
+        "keys": keys,
+        "quarantined": quarantined,
+        "consent": consent,
+    }
 
 
 def _assert_matches_manifest(folder: Path) -> None:
@@ -46,7 +52,10 @@ def _assert_matches_manifest(folder: Path) -> None:
         m["valid_distinct"] - m["consent_false"] + manifest["openai_chat"]["lines"]
     )
     # every feedback event stored once; the only ones missing rode on a consent refusal
-    assert got["keys"]["feedback"] + got["consent"] - m["consent_false"] == manifest["feedback"]["events_total"]
+    assert (
+        got["keys"]["feedback"] + got["consent"] - m["consent_false"]
+        == manifest["feedback"]["events_total"]
+    )
 
 
 def test_ingest_of_the_bundled_sample_folder_in_one_command(prefect_harness, ratchet_env) -> None:
@@ -64,7 +73,9 @@ def test_ingest_of_a_generated_sample_folder(prefect_harness, ratchet_env, tmp_p
     _assert_matches_manifest(out)
 
 
-def test_empty_file_and_empty_folder_are_warnings_with_zero_counts(prefect_harness, ratchet_env, tmp_path) -> None:
+def test_empty_file_and_empty_folder_are_warnings_with_zero_counts(
+    prefect_harness, ratchet_env, tmp_path
+) -> None:
     from flows.weekly import weekly_flow
 
     empty_dir = tmp_path / "this-week"
@@ -80,16 +91,28 @@ def test_empty_file_and_empty_folder_are_warnings_with_zero_counts(prefect_harne
 # --- nothing Prefect records holds an input path -------------------------------------------------
 PII_NAME = "jane.doe@example.com_+1-212-555-0100.jsonl"
 PII_BAD_NAME = "john.roe@example.org_+1-646-555-0199.jsonl"
-NEEDLES = ("jane.doe", "john.roe", "example.com", "example.org", "212-555-0100", "646-555-0199",
-           "2125550100", "6465550199")
+NEEDLES = (
+    "jane.doe",
+    "john.roe",
+    "example.com",
+    "example.org",
+    "212-555-0100",
+    "646-555-0199",
+    "2125550100",
+    "6465550199",
+)
 
 
 def _line(i: int) -> str:
-    return json.dumps({
-        "interaction_id": f"leak-{i}", "agent_id": "shop-assistant",
-        "timestamp": "2026-11-02T10:00:00Z",
-        "messages": [{"role": "user", "content": f"question {i}"}], "response": f"answer {i}",
-    })
+    return json.dumps(
+        {
+            "interaction_id": f"leak-{i}",
+            "agent_id": "shop-assistant",
+            "timestamp": "2026-11-02T10:00:00Z",
+            "messages": [{"role": "user", "content": f"question {i}"}],
+            "response": f"answer {i}",
+        }
+    )
 
 
 def _prefect_records_since(t0: datetime) -> str:
@@ -114,12 +137,24 @@ def _prefect_records_since(t0: datetime) -> str:
         assert runs, "no flow run recorded"
         ids = [r.id for r in runs]
         out += [r.model_dump(mode="json") for r in runs]
-        out += [t.model_dump(mode="json") for t in client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))]
-        out += [log.model_dump(mode="json") for log in client.read_logs(
-            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids)))]
-        out += [a.model_dump(mode="json") for a in client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=ids)))]
+        out += [
+            t.model_dump(mode="json")
+            for t in client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids))
+            )
+        ]
+        out += [
+            log.model_dump(mode="json")
+            for log in client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids))
+            )
+        ]
+        out += [
+            a.model_dump(mode="json")
+            for a in client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=ids))
+            )
+        ]
     return json.dumps(out)
 
 

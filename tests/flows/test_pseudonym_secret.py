@@ -9,7 +9,9 @@ from ratchet.settings import get_settings
 from tasks import runtime
 
 
-def test_remote_store_takes_the_key_from_the_secret_block(prefect_harness, ratchet_env, monkeypatch) -> None:
+def test_remote_store_takes_the_key_from_the_secret_block(
+    prefect_harness, ratchet_env, monkeypatch
+) -> None:
     from prefect.blocks.system import Secret
 
     monkeypatch.setenv("RATCHET_STORE", "s3://shared-bucket/ratchet")
@@ -28,7 +30,9 @@ def test_remote_store_takes_the_key_from_the_secret_block(prefect_harness, ratch
     assert runtime.pseudonym_key(get_settings()) != key  # the environment comes first
 
 
-def test_an_unreachable_secret_block_stops_instead_of_inventing_a_key(ratchet_env, monkeypatch) -> None:
+def test_an_unreachable_secret_block_stops_instead_of_inventing_a_key(
+    ratchet_env, monkeypatch
+) -> None:
     """A server that cannot be asked is not a missing block: refuse, and write no key file."""
     import socket
 
@@ -40,8 +44,9 @@ def test_an_unreachable_secret_block_stops_instead_of_inventing_a_key(ratchet_en
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     monkeypatch.setattr(runtime, "_block_value", None)
-    with temporary_settings(updates={PREFECT_API_URL: f"http://127.0.0.1:{port}/api",
-                                     PREFECT_CLIENT_MAX_RETRIES: 0}):
+    with temporary_settings(
+        updates={PREFECT_API_URL: f"http://127.0.0.1:{port}/api", PREFECT_CLIENT_MAX_RETRIES: 0}
+    ):
         with pytest.raises(PseudonymKeyUnavailable, match="ratchet-pseudonym-key"):
             runtime.pseudonym_key(get_settings())  # a local store: it used to make a key file
     assert not (ratchet_env / "pseudonym.key").exists()

@@ -45,13 +45,21 @@ def fake(ratchet_env: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return {"trainer": trainer, "seeded": seed(runtime.sessions(s), runtime.store(s))}
 
 
-def test_train_flow_makes_a_candidate_with_artifacts_and_a_rerun_reuses_it(prefect_harness,
-                                                                           fake) -> None:
+def test_train_flow_makes_a_candidate_with_artifacts_and_a_rerun_reuses_it(
+    prefect_harness, fake
+) -> None:
     from flows.train import train_flow
 
     seeded = fake["seeded"]
-    state = train_flow(dataset=seeded.sft, strategy="sft", backend="fake", agent="support-bot",
-                       params={"n_epochs": 2}, config_overrides=FAST, return_state=True)
+    state = train_flow(
+        dataset=seeded.sft,
+        strategy="sft",
+        backend="fake",
+        agent="support-bot",
+        params={"n_epochs": 2},
+        config_overrides=FAST,
+        return_state=True,
+    )
     assert state.is_completed(), state.message
     out = state.result()
     assert out["action"] == "submit" and not out["reused"]
@@ -71,14 +79,20 @@ def test_train_flow_makes_a_candidate_with_artifacts_and_a_rerun_reuses_it(prefe
         name = client.read_flow_run(state.state_details.flow_run_id).name
     assert name == "train-support-bot-sft-fake"
 
-    again = train_flow(dataset=seeded.sft, strategy="sft", backend="fake",
-                       params={"n_epochs": 2}, config_overrides=FAST)
+    again = train_flow(
+        dataset=seeded.sft,
+        strategy="sft",
+        backend="fake",
+        params={"n_epochs": 2},
+        config_overrides=FAST,
+    )
     assert again["reused"] and again["model_version_id"] == out["model_version_id"]
     assert fake["trainer"].created == 1 and fake["trainer"].submit_calls == 1
 
 
-def test_cli_train_json_budget_refusal_and_models_cancel(prefect_harness, fake,
-                                                         monkeypatch) -> None:
+def test_cli_train_json_budget_refusal_and_models_cancel(
+    prefect_harness, fake, monkeypatch
+) -> None:
     from flows.cli import app
 
     seeded = fake["seeded"]
@@ -93,11 +107,25 @@ def test_cli_train_json_budget_refusal_and_models_cancel(prefect_harness, fake,
     assert "estimate 1.00" in refused.output and fake["trainer"].submit_calls == 0
 
     monkeypatch.setenv("RATCHET_USER", "alice")
-    ok = runner.invoke(app, ["train", "--dataset", seeded.sft, "--strategy", "prompt",
-                             "--backend", "fake", "--param", "system_prompt=Be brief.",
-                             "--notes", "a patch for tone", "--json"])
+    ok = runner.invoke(
+        app,
+        [
+            "train",
+            "--dataset",
+            seeded.sft,
+            "--strategy",
+            "prompt",
+            "--backend",
+            "fake",
+            "--param",
+            "system_prompt=Be brief.",
+            "--notes",
+            "a patch for tone",
+            "--json",
+        ],
+    )
     assert ok.exit_code == 0, ok.output
-    out = json.loads(ok.output[ok.output.index("{"):])
+    out = json.loads(ok.output[ok.output.index("{") :])
     assert out["action"] == "no_job" and out["cost_usd"] == 0.0
     with open_database(get_settings())() as s:
         runs = {r.status: r for r in repo.list_training_runs(s)}

@@ -20,7 +20,9 @@ from tests.conftest import SAMPLE_DIR
 MANIFEST = json.loads((SAMPLE_DIR / "manifest.json").read_text())
 RUN_LINK = re.compile(r"/runs/flow-run/([0-9a-f-]{36})")
 STAGE_LINK = {  # the report's stage table: | stage | state | [run id](.../runs/flow-run/<id>) |
-    stage: re.compile(rf"\| {stage} \| Completed \| \[[^]]*\]\([^)]*/runs/flow-run/([0-9a-f-]{{36}})\)")
+    stage: re.compile(
+        rf"\| {stage} \| Completed \| \[[^]]*\]\([^)]*/runs/flow-run/([0-9a-f-]{{36}})\)"
+    )
     for stage in ("ingest", "curate")
 }
 
@@ -78,7 +80,8 @@ def test_weekly_on_the_sample_inbox_counts_reports_and_logs(prefect_harness, rat
     assert ingest["skipped_already_stored"] == {"interactions": m["exact_duplicates"]}
     assert ingest["stored"]["interactions"] == (
         # every chat-completions line is one interaction (a tool-call turn as well)
-        m["valid_distinct"] - m["consent_false"] + MANIFEST["openai_chat"]["lines"])
+        m["valid_distinct"] - m["consent_false"] + MANIFEST["openai_chat"]["lines"]
+    )
     assert ingest["stored"]["feedback"] == fb["events_total"]
     # curated: every event arrived in this run's window, every agent of the sample
     assert curate["feedback_in_window"] == fb["events_total"]
@@ -102,8 +105,10 @@ def test_weekly_on_the_sample_inbox_counts_reports_and_logs(prefect_harness, rat
         assert f"| {reason} | {n} |" in text
     for v in versions:
         assert f"| {v['kind']} | {v['version']} | {v['rows']} | yes |" in text
-    assert (f"Written: {curate['exports_written']}; refused: "
-            f"{sum(e['status'] == 'refused' for e in exports)}") in text
+    assert (
+        f"Written: {curate['exports_written']}; refused: "
+        f"{sum(e['status'] == 'refused' for e in exports)}"
+    ) in text
     subflows = [STAGE_LINK[stage].search(text).group(1) for stage in ("ingest", "curate")]
     assert set(subflows) <= set(RUN_LINK.findall(text))
     with _client() as client:

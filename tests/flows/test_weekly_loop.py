@@ -24,13 +24,15 @@ def _report(flow_run_id: Any) -> str:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     with get_client(sync_client=True) as client:
-        arts = client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
     return next(a.data for a in arts if a.key == "weekly-report")
 
 
 def test_weekly_registers_the_logs_model_then_rejects_a_candidate_that_forgets_golden_cases(
-        prefect_harness, ratchet_env) -> None:
+    prefect_harness, ratchet_env
+) -> None:
     """On the sample, the logs model answers every holdout golden case as logged; the local
     retrieval candidate answers some of them with a neighbour's answer: it forgets golden
     cases, and the gate rejects it with its reasons while production stays the logs model."""
@@ -40,8 +42,16 @@ def test_weekly_registers_the_logs_model_then_rejects_a_candidate_that_forgets_g
 
     agent = "shop-assistant"
     logs, fb = _sample_paths()
-    dry = weekly_flow(paths=logs, feedback_paths=fb, all_time=True, agent=agent,
-                      strategy="sft", backend="local", dry_run=True, return_state=True)
+    dry = weekly_flow(
+        paths=logs,
+        feedback_paths=fb,
+        all_time=True,
+        agent=agent,
+        strategy="sft",
+        backend="local",
+        dry_run=True,
+        return_state=True,
+    )
     assert dry.is_completed(), dry.message
     planned = dry.result()["improve"][agent]
     assert planned["action"] == "none" and planned["passed"] is False  # would be rejected
@@ -53,8 +63,15 @@ def test_weekly_registers_the_logs_model_then_rejects_a_candidate_that_forgets_g
     assert f"the logs model `{first_prod}` became production" in first
     assert "### Decision: dry run: no change" in first
 
-    state = weekly_flow(paths=logs, feedback_paths=fb, all_time=True, agent=agent,
-                        strategy="sft", backend="local", return_state=True)
+    state = weekly_flow(
+        paths=logs,
+        feedback_paths=fb,
+        all_time=True,
+        agent=agent,
+        strategy="sft",
+        backend="local",
+        return_state=True,
+    )
     assert state.is_completed(), state.message
     decision = state.result()["improve"][agent]
     assert decision["action"] == "reject" and decision["passed"] is False
@@ -67,8 +84,14 @@ def test_weekly_registers_the_logs_model_then_rejects_a_candidate_that_forgets_g
         assert (d.action, d.baseline_id, d.passed) == ("reject", prod.id, False)
         assert d.gate_results["lineage"]["dataset"]["kind"] == "sft_examples"
         assert {r["rule"] for r in d.gate_results["gate"]["rules"]} >= {
-            "min_cases", "quality:token_f1", "latency", "cost", "no_regressions",
-            "key_metric_better", "fix_checks"}
+            "min_cases",
+            "quality:token_f1",
+            "latency",
+            "cost",
+            "no_regressions",
+            "key_metric_better",
+            "fix_checks",
+        }
     assert decision["candidate"] == planned["candidate"] and prod.id == first_prod  # reused
     text = _report(state.state_details.flow_run_id)
     assert "became production" not in text  # the second run found production in place

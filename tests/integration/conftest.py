@@ -48,8 +48,13 @@ def _as_server_user(argv: list[str]) -> list[str]:
 
 
 def _run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - fixed argv, no shell
-        argv, check=True, capture_output=True, text=True, timeout=120, **kwargs  # type: ignore[arg-type]
+    return subprocess.run(
+        argv,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kwargs,  # type: ignore[arg-type]
     )
 
 
@@ -68,7 +73,7 @@ def postgres_url() -> Iterator[str]:
         except KeyError:
             _unavailable("running as root and there is no 'postgres' OS user to run the server")
     try:
-        import psycopg  # noqa: F401
+        import psycopg
     except ImportError:
         _unavailable("psycopg is not installed (pip install 'agent-ratchet[test]')")
 
@@ -85,16 +90,29 @@ def postgres_url() -> Iterator[str]:
     try:
         _run(
             _as_server_user(
-                [str(binaries["initdb"]), "-D", str(data), "-U", "postgres", "-A", "trust",
-                 "-E", "UTF8", "--no-sync"]
+                [
+                    str(binaries["initdb"]),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ]
             )
         )
         options = (
             f"-k {sock} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off"
         )
-        _run(_as_server_user([pg_ctl, "-D", str(data), "-l", str(log), "-o", options, "-w",
-                              "-t", "60", "start"]))
+        _run(
+            _as_server_user(
+                [pg_ctl, "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start"]
+            )
+        )
         started = True
         import psycopg
 
@@ -102,8 +120,12 @@ def postgres_url() -> Iterator[str]:
         while True:
             try:
                 with psycopg.connect(
-                    host="127.0.0.1", port=port, user="postgres", dbname="postgres",
-                    autocommit=True, connect_timeout=5,
+                    host="127.0.0.1",
+                    port=port,
+                    user="postgres",
+                    dbname="postgres",
+                    autocommit=True,
+                    connect_timeout=5,
                 ) as conn:
                     conn.execute(f'CREATE DATABASE "{DB_NAME}"')
                 break
@@ -119,9 +141,11 @@ def postgres_url() -> Iterator[str]:
         ) from exc
     finally:
         if started:
-            subprocess.run(  # noqa: S603
+            subprocess.run(
                 _as_server_user([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"]),
-                capture_output=True, timeout=60, check=False,
+                capture_output=True,
+                timeout=60,
+                check=False,
             )
         shutil.rmtree(root, ignore_errors=True)
 

@@ -39,8 +39,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-WIND_DOWN = ("Fine-tuning is no longer available to new jobs: OpenAI closed self-serve "
-             "fine-tuning on 2027-01-06. Existing fine-tuned models keep serving.")
+WIND_DOWN = (
+    "Fine-tuning is no longer available to new jobs: OpenAI closed self-serve "
+    "fine-tuning on 2027-01-06. Existing fine-tuned models keep serving."
+)
 
 
 @dataclass
@@ -58,8 +60,7 @@ class FakeOpenAI:
     """The server's state; tests read and set it between requests (under ``lock``)."""
 
     api_key: str
-    script: list[str] = field(default_factory=lambda: ["validating_files", "running",
-                                                       "succeeded"])
+    script: list[str] = field(default_factory=lambda: ["validating_files", "running", "succeeded"])
     fail_message: str = "The job failed due to an invalid training file: line 3 is malformed."
     create_delay_s: float = 0.0
     ignore_metadata_filter: bool = False
@@ -72,11 +73,20 @@ class FakeOpenAI:
     lock: threading.Lock = field(default_factory=threading.Lock)
     _seq: int = 0
 
-    def inject(self, method: str, path_prefix: str, status: int, message: str, *,
-               headers: dict[str, str] | None = None, times: int = 1) -> None:
+    def inject(
+        self,
+        method: str,
+        path_prefix: str,
+        status: int,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        times: int = 1,
+    ) -> None:
         with self.lock:
-            self.injected.append(Injected(method, path_prefix, status, message, headers or {},
-                                          times))
+            self.injected.append(
+                Injected(method, path_prefix, status, message, headers or {}, times)
+            )
 
     def next_id(self, prefix: str) -> str:
         self._seq += 1
@@ -87,10 +97,21 @@ class FakeOpenAI:
 
 
 def _error(status: int, message: str) -> dict[str, Any]:
-    kinds = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_error",
-             404: "invalid_request_error", 429: "rate_limit_error"}
-    return {"error": {"message": message, "type": kinds.get(status, "server_error"),
-                      "param": None, "code": None}}
+    kinds = {
+        400: "invalid_request_error",
+        401: "invalid_request_error",
+        403: "permission_error",
+        404: "invalid_request_error",
+        429: "rate_limit_error",
+    }
+    return {
+        "error": {
+            "message": message,
+            "type": kinds.get(status, "server_error"),
+            "param": None,
+            "code": None,
+        }
+    }
 
 
 def _page(items: list[dict[str, Any]], query: dict[str, list[str]]) -> dict[str, Any]:
@@ -99,7 +120,7 @@ def _page(items: list[dict[str, Any]], query: dict[str, list[str]]) -> dict[str,
     after = query.get("after", [None])[0]
     if after is not None:
         ids = [i["id"] for i in items]
-        items = items[ids.index(after) + 1:] if after in ids else []
+        items = items[ids.index(after) + 1 :] if after in ids else []
     return {"object": "list", "data": items[:limit], "has_more": len(items) > limit}
 
 
@@ -110,8 +131,9 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
     # -- plumbing
-    def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
-              ) -> None:
+    def _send(
+        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -143,8 +165,14 @@ class _Handler(BaseHTTPRequestHandler):
         keyless = path.startswith("/chat/") and key == "not-needed"
         if key != st.api_key and not keyless:
             shown = f"{key[:5]}****{key[-4:]}" if len(key) > 9 else "****"
-            return self._send(401, _error(401, f"Incorrect API key provided: {shown}. You can "
-                                               "find your API key in your account settings."))
+            return self._send(
+                401,
+                _error(
+                    401,
+                    f"Incorrect API key provided: {shown}. You can "
+                    "find your API key in your account settings.",
+                ),
+            )
         try:
             self._route(method, path, query, body)
         except KeyError:
@@ -172,11 +200,17 @@ class _Handler(BaseHTTPRequestHandler):
             with st.lock:
                 now = time.monotonic()
                 jobs = [j for j in reversed(st.jobs.values()) if j["_visible_at"] <= now]
-            wanted = {k[len("metadata["):-1]: v[0] for k, v in query.items()
-                      if k.startswith("metadata[")}
+            wanted = {
+                k[len("metadata[") : -1]: v[0]
+                for k, v in query.items()
+                if k.startswith("metadata[")
+            }
             if wanted and not st.ignore_metadata_filter:
-                jobs = [j for j in jobs if all((j["metadata"] or {}).get(k) == v
-                                               for k, v in wanted.items())]
+                jobs = [
+                    j
+                    for j in jobs
+                    if all((j["metadata"] or {}).get(k) == v for k, v in wanted.items())
+                ]
             return self._send(200, _page(jobs, query))
         if m and method == "GET" and m.group(2) is None:
             return self._send(200, self._advance(m.group(1)))
@@ -210,9 +244,16 @@ class _Handler(BaseHTTPRequestHandler):
         filename, content = fields["file"]
         with self.state.lock:
             fid = self.state.next_id("file")
-            rec = {"id": fid, "object": "file", "bytes": len(content), "created_at":
-                   int(time.time()), "filename": filename, "purpose":
-                   fields["purpose"][1].decode(), "status": "processed", "content": content}
+            rec = {
+                "id": fid,
+                "object": "file",
+                "bytes": len(content),
+                "created_at": int(time.time()),
+                "filename": filename,
+                "purpose": fields["purpose"][1].decode(),
+                "status": "processed",
+                "content": content,
+            }
             self.state.files[fid] = rec
         return dict(rec, content=None)
 
@@ -225,17 +266,35 @@ class _Handler(BaseHTTPRequestHandler):
             jid = st.next_id("ftjob")
             lines = st.files[req["training_file"]]["content"].count(b"\n")
             job = {
-                "id": jid, "object": "fine_tuning.job", "created_at": int(time.time()),
-                "error": None, "fine_tuned_model": None, "finished_at": None,
-                "hyperparameters": {"n_epochs": "auto", "batch_size": "auto",
-                                    "learning_rate_multiplier": "auto"},
-                "model": req["model"], "organization_id": "org-loopback", "result_files": [],
-                "seed": req.get("seed") or 42, "status": st.script[0], "trained_tokens": None,
+                "id": jid,
+                "object": "fine_tuning.job",
+                "created_at": int(time.time()),
+                "error": None,
+                "fine_tuned_model": None,
+                "finished_at": None,
+                "hyperparameters": {
+                    "n_epochs": "auto",
+                    "batch_size": "auto",
+                    "learning_rate_multiplier": "auto",
+                },
+                "model": req["model"],
+                "organization_id": "org-loopback",
+                "result_files": [],
+                "seed": req.get("seed") or 42,
+                "status": st.script[0],
+                "trained_tokens": None,
                 "training_file": req["training_file"],
-                "validation_file": req.get("validation_file"), "metadata": req.get("metadata"),
-                "method": req.get("method"), "_suffix": req.get("suffix"), "_step": 0,
-                "_script": list(st.script), "_lines": lines, "_events": [], "_checkpoints": [],
-                "_request": req, "_visible_at": time.monotonic() + st.list_lag_s,
+                "validation_file": req.get("validation_file"),
+                "metadata": req.get("metadata"),
+                "method": req.get("method"),
+                "_suffix": req.get("suffix"),
+                "_step": 0,
+                "_script": list(st.script),
+                "_lines": lines,
+                "_events": [],
+                "_checkpoints": [],
+                "_request": req,
+                "_visible_at": time.monotonic() + st.list_lag_s,
             }
             job["_events"].append(self._event(job, "Created fine-tuning job", "message", None))
             st.jobs[jid] = job
@@ -245,10 +304,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, self._public(job))
 
     def _event(self, job: dict[str, Any], message: str, kind: str, data: Any) -> dict[str, Any]:
-        return {"id": f"{job['id']}-ev{len(job['_events']) + 1:04d}",
-                "object": "fine_tuning.job.event", "created_at": int(time.time()),
-                "level": "error" if "failed" in message else "info", "message": message,
-                "data": data, "type": kind}
+        return {
+            "id": f"{job['id']}-ev{len(job['_events']) + 1:04d}",
+            "object": "fine_tuning.job.event",
+            "created_at": int(time.time()),
+            "level": "error" if "failed" in message else "info",
+            "message": message,
+            "data": data,
+            "type": kind,
+        }
 
     def _advance(self, jid: str) -> dict[str, Any]:
         with self.state.lock:
@@ -260,28 +324,48 @@ class _Handler(BaseHTTPRequestHandler):
             job["status"] = script[min(job["_step"], len(script) - 1)]
             if job["status"] == "running":
                 step = len([e for e in job["_events"] if e["type"] == "metrics"]) + 1
-                data = {"step": step, "train_loss": round(2.0 / step, 4), "total_steps": 4,
-                        "train_mean_token_accuracy": 0.5}
-                job["_events"].append(self._event(job, f"Step {step}/4: training loss="
-                                                  f"{data['train_loss']}", "metrics", data))
+                data = {
+                    "step": step,
+                    "train_loss": round(2.0 / step, 4),
+                    "total_steps": 4,
+                    "train_mean_token_accuracy": 0.5,
+                }
+                job["_events"].append(
+                    self._event(
+                        job, f"Step {step}/4: training loss={data['train_loss']}", "metrics", data
+                    )
+                )
             elif job["status"] == "succeeded":
                 suffix = job["_suffix"] or "model"
                 job["fine_tuned_model"] = f"ft:{job['model']}:loopback:{suffix}:{jid[-6:]}"
                 job["trained_tokens"] = 1000 * job["_lines"]
                 job["finished_at"] = int(time.time())
-                job["_checkpoints"].append({
-                    "id": f"ftckpt-{jid}", "object": "fine_tuning.job.checkpoint",
-                    "created_at": int(time.time()), "fine_tuning_job_id": jid,
-                    "fine_tuned_model_checkpoint": job["fine_tuned_model"] + ":ckpt-step-4",
-                    "step_number": 4,
-                    "metrics": {"step": 4, "train_loss": 0.25, "valid_loss": 0.4,
-                                "full_valid_loss": 0.42, "train_mean_token_accuracy": 0.9},
-                })
-                job["_events"].append(self._event(job, "The job has successfully completed",
-                                                  "message", None))
+                job["_checkpoints"].append(
+                    {
+                        "id": f"ftckpt-{jid}",
+                        "object": "fine_tuning.job.checkpoint",
+                        "created_at": int(time.time()),
+                        "fine_tuning_job_id": jid,
+                        "fine_tuned_model_checkpoint": job["fine_tuned_model"] + ":ckpt-step-4",
+                        "step_number": 4,
+                        "metrics": {
+                            "step": 4,
+                            "train_loss": 0.25,
+                            "valid_loss": 0.4,
+                            "full_valid_loss": 0.42,
+                            "train_mean_token_accuracy": 0.9,
+                        },
+                    }
+                )
+                job["_events"].append(
+                    self._event(job, "The job has successfully completed", "message", None)
+                )
             elif job["status"] == "failed":
-                job["error"] = {"code": "invalid_training_file", "message":
-                                self.state.fail_message, "param": "training_file"}
+                job["error"] = {
+                    "code": "invalid_training_file",
+                    "message": self.state.fail_message,
+                    "param": "training_file",
+                }
                 job["_events"].append(self._event(job, "The job failed", "message", None))
             return self._public(job)
 
@@ -290,27 +374,46 @@ class _Handler(BaseHTTPRequestHandler):
         return {k: v for k, v in job.items() if not k.startswith("_")}
 
     def _chat(self, req: dict[str, Any]) -> dict[str, Any]:
-        last = next((m.get("content") or "" for m in reversed(req["messages"])
-                     if m.get("role") == "user"), "")
+        last = next(
+            (m.get("content") or "" for m in reversed(req["messages"]) if m.get("role") == "user"),
+            "",
+        )
         message: dict[str, Any] = {"role": "assistant", "content": f"echo: {last}"}
         finish = "stop"
         if req.get("tools") and "weather" in last:
-            message = {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "call_1", "type": "function",
-                 "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]}
+            message = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                    }
+                ],
+            }
             finish = "tool_calls"
         prompt = sum(len(str(m.get("content") or "").split()) for m in req["messages"])
         completion = len(str(message.get("content") or "").split()) or 5
-        return {"id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()),
-                "model": req["model"],
-                "choices": [{"index": 0, "message": message, "finish_reason": finish,
-                             "logprobs": None}],
-                "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                          "total_tokens": prompt + completion},
-                "_seen": {"temperature": req.get("temperature"),
-                          "max_tokens": req.get("max_tokens"),
-                          "system": [m["content"] for m in req["messages"]
-                                     if m.get("role") == "system"]}}
+        return {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": req["model"],
+            "choices": [
+                {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
+            ],
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            },
+            "_seen": {
+                "temperature": req.get("temperature"),
+                "max_tokens": req.get("max_tokens"),
+                "system": [m["content"] for m in req["messages"] if m.get("role") == "system"],
+            },
+        }
 
 
 @contextmanager
@@ -320,8 +423,9 @@ def serve(api_key: str) -> Iterator[tuple[str, FakeOpenAI]]:
     handler = type("Handler", (_Handler,), {"state": state})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="fake-openai",
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, args=(0.05,), name="fake-openai", daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/v1", state

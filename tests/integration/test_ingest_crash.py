@@ -70,22 +70,32 @@ CHILD = textwrap.dedent(
 def _lines(n: int, start: int = 0) -> list[str]:
     out = []
     for i in range(start, start + n):
-        out.append(json.dumps({
-            "interaction_id": f"i-{i}", "agent_id": "shop-assistant",
-            "timestamp": f"2026-11-0{1 + i % 5}T10:00:00Z",
-            "messages": [{"role": "user", "content": f"question {i}"}],
-            "response": f"answer {i}",
-            "feedback": {"thumb": 1 if i % 2 else -1, "timestamp": "2026-11-10T00:00:00Z"},
-        }))
+        out.append(
+            json.dumps(
+                {
+                    "interaction_id": f"i-{i}",
+                    "agent_id": "shop-assistant",
+                    "timestamp": f"2026-11-0{1 + i % 5}T10:00:00Z",
+                    "messages": [{"role": "user", "content": f"question {i}"}],
+                    "response": f"answer {i}",
+                    "feedback": {"thumb": 1 if i % 2 else -1, "timestamp": "2026-11-10T00:00:00Z"},
+                }
+            )
+        )
     return out
 
 
-def _run(home: Path, point: str, path: Path, kind: str = "interactions") -> subprocess.CompletedProcess[str]:
+def _run(
+    home: Path, point: str, path: Path, kind: str = "interactions"
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RATCHET_")}
     env["RATCHET_HOME"] = str(home)
     return subprocess.run(
         [sys.executable, "-c", CHILD, point, str(path), kind],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -99,7 +109,9 @@ def _stored_ids(home: Path, table: str, column: str) -> list[str]:
     with open_database(settings)() as s:
         paths = [p.path for p in repo.list_parts(s, table)]
     schema = INTERACTIONS if table == "interactions" else FEEDBACK
-    return Store(settings.store_root).read_tables(paths, schema, [column]).column(column).to_pylist()
+    return (
+        Store(settings.store_root).read_tables(paths, schema, [column]).column(column).to_pylist()
+    )
 
 
 @pytest.mark.parametrize("point", ["mid_file", "before_commit", "inside_commit"])

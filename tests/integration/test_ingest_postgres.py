@@ -22,7 +22,9 @@ FILES = ["interactions-week-01.jsonl", "feedback-week-01.jsonl"]
 def _ingest() -> dict[str, Any]:
     from flows.ingest import ingest_flow
 
-    return ingest_flow(paths=[str(SAMPLE_DIR / FILES[0])], feedback_paths=[str(SAMPLE_DIR / FILES[1])])
+    return ingest_flow(
+        paths=[str(SAMPLE_DIR / FILES[0])], feedback_paths=[str(SAMPLE_DIR / FILES[1])]
+    )
 
 
 def _ledger(url: str) -> dict[str, int]:
@@ -31,15 +33,21 @@ def _ledger(url: str) -> dict[str, int]:
         with engine.connect() as c:
             rows = c.execute(text("SELECT kind, count(*) FROM record_keys GROUP BY kind"))
             out = {str(k): int(n) for k, n in rows}
-            out["completed_files"] = int(c.execute(text(
-                "SELECT count(*) FROM source_files WHERE status = 'completed'")).scalar_one())
+            out["completed_files"] = int(
+                c.execute(
+                    text("SELECT count(*) FROM source_files WHERE status = 'completed'")
+                ).scalar_one()
+            )
     finally:
         engine.dispose()
     return out
 
 
+@pytest.mark.usefixtures("prefect_harness")
 def test_ingest_flow_on_postgresql_matches_sqlite(
-    prefect_harness, ratchet_env: Path, create_pg_database, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    ratchet_env: Path,
+    create_pg_database,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from ratchet.db import dispose_all
 
@@ -54,10 +62,15 @@ def test_ingest_flow_on_postgresql_matches_sqlite(
         assert on_pg == on_sqlite  # every count, per table and per reason
         assert on_pg["files"] == 2 and on_pg["lines"] == sum(MANIFEST[f]["lines"] for f in FILES)
         assert on_pg["stored"]["feedback"] >= MANIFEST[FILES[1]]["lines"]
-        assert _ledger(pg_url) == sqlite_ledger == {
-            "interaction": on_pg["stored"]["interactions"], "feedback": on_pg["stored"]["feedback"],
-            "completed_files": 2,
-        }
+        assert (
+            _ledger(pg_url)
+            == sqlite_ledger
+            == {
+                "interaction": on_pg["stored"]["interactions"],
+                "feedback": on_pg["stored"]["feedback"],
+                "completed_files": 2,
+            }
+        )
         again = _ingest()
         assert again["files_already_ingested"] == 2 and again["stored"] == {}
         assert _ledger(pg_url) == sqlite_ledger

@@ -44,8 +44,12 @@ BASE = "gpt-4.1-mini-2025-04-14"
 
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, FakeOpenAI]]:
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "RATCHET_OPENAI_API_KEY",
-                 "RATCHET_OPENAI_BASE_URL"):
+    for name in (
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "RATCHET_OPENAI_API_KEY",
+        "RATCHET_OPENAI_BASE_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
     with serve(KEY) as s:
         yield s
@@ -58,33 +62,51 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     sessions = session_factory(f"sqlite:///{root / 'ratchet.db'}")
     seeded = seed(sessions, store_at(root / "store"))
     with sessions() as s, s.begin():
-        base = repo.create_model_version(s, agent_id=AGENT, backend="openai", model_ref=BASE,
-                                         system_prompt="You are helpful.",
-                                         parameters={"temperature": 0.2})
+        base = repo.create_model_version(
+            s,
+            agent_id=AGENT,
+            backend="openai",
+            model_ref=BASE,
+            system_prompt="You are helpful.",
+            parameters={"temperature": 0.2},
+        )
         base_id = base.id
     dispose_all()
     return {"root": root, "seeded": seeded, "base": base_id}
 
 
 @pytest.fixture
-def env(tmp_path: Path, template: dict[str, Any], server: tuple[str, FakeOpenAI]
-        ) -> Iterator[dict[str, Any]]:
+def env(
+    tmp_path: Path, template: dict[str, Any], server: tuple[str, FakeOpenAI]
+) -> Iterator[dict[str, Any]]:
     shutil.copy(template["root"] / "ratchet.db", tmp_path / "ratchet.db")
     shutil.copytree(template["root"] / "store", tmp_path / "store")
     sessions = session_factory(f"sqlite:///{tmp_path / 'ratchet.db'}")
-    yield {"sessions": sessions, "store": store_at(tmp_path / "store"),
-           "seeded": template["seeded"], "base": template["base"], "url": server[0],
-           "state": server[1], "db": tmp_path / "ratchet.db"}
+    yield {
+        "sessions": sessions,
+        "store": store_at(tmp_path / "store"),
+        "seeded": template["seeded"],
+        "base": template["base"],
+        "url": server[0],
+        "state": server[1],
+        "db": tmp_path / "ratchet.db",
+    }
     dispose_all()
 
 
 def _config(**training: Any) -> PipelineConfig:
     t = {"poll_interval_s": 0.02, "poll_backoff": 1.0, "poll_max_interval_s": 0.05, **training}
-    return PipelineConfig.model_validate({
-        "export": {"min_examples": 1, "token_estimator": "chars"}, "training": t,
-        "backends": {"openai_timeout_s": 5.0, "openai_max_retries": 2,
-                     "openai_create_timeout_s": 0.5},
-    })
+    return PipelineConfig.model_validate(
+        {
+            "export": {"min_examples": 1, "token_estimator": "chars"},
+            "training": t,
+            "backends": {
+                "openai_timeout_s": 5.0,
+                "openai_max_retries": 2,
+                "openai_create_timeout_s": 0.5,
+            },
+        }
+    )
 
 
 def _settings(url: str, key: str = KEY) -> Settings:
@@ -92,30 +114,50 @@ def _settings(url: str, key: str = KEY) -> Settings:
 
 
 def _ctx(env: dict[str, Any], key: str = KEY, **training: Any) -> TrainingContext:
-    return TrainingContext(sessions=env["sessions"], store=env["store"],
-                           config=_config(**training), settings=_settings(env["url"], key))
+    return TrainingContext(
+        sessions=env["sessions"],
+        store=env["store"],
+        config=_config(**training),
+        settings=_settings(env["url"], key),
+    )
 
 
 def _req(env: dict[str, Any], **params: Any) -> TrainRequest:
-    return TrainRequest(dataset_version_id=env["seeded"].sft, strategy="sft", backend="openai",
-                        base=env["base"], params={"n_epochs": 2, "seed": 7, **params})
+    return TrainRequest(
+        dataset_version_id=env["seeded"].sft,
+        strategy="sft",
+        backend="openai",
+        base=env["base"],
+        params={"n_epochs": 2, "seed": 7, **params},
+    )
 
 
 def _trainer(env: dict[str, Any], **backends: Any) -> OpenAITrainer:
     cfg = _config()
     cfg = cfg.model_copy(update={"backends": cfg.backends.model_copy(update=backends)})
-    return make_trainer(BackendContext(store=env["store"], settings=_settings(env["url"]),
-                                       config=cfg))
+    return make_trainer(
+        BackendContext(store=env["store"], settings=_settings(env["url"]), config=cfg)
+    )
 
 
-def _spec(env: dict[str, Any], run_id: str = "a" * 32, strategy: str = "sft",
-          path: str | None = None, kind: str = "sft_examples", **params: Any) -> JobSpec:
+def _spec(
+    env: dict[str, Any],
+    run_id: str = "a" * 32,
+    strategy: str = "sft",
+    path: str | None = None,
+    kind: str = "sft_examples",
+    **params: Any,
+) -> JobSpec:
     with env["sessions"]() as s:
         dv = repo.get_dataset_version(s, env["seeded"].sft)
-    return JobSpec(training_run_id=run_id, agent_id=AGENT, strategy=strategy,  # type: ignore[arg-type]
-                   base=ModelSpec("openai", BASE),
-                   data=TrainingData(AGENT, dv.id, kind, path or dv.path, None, dv.rows),
-                   params=params)
+    return JobSpec(
+        training_run_id=run_id,
+        agent_id=AGENT,
+        strategy=strategy,  # type: ignore[arg-type]
+        base=ModelSpec("openai", BASE),
+        data=TrainingData(AGENT, dv.id, kind, path or dv.path, None, dv.rows),
+        params=params,
+    )
 
 
 def _db_text(db: Path, sessions: Any) -> str:
@@ -144,8 +186,10 @@ def test_happy_path_end_to_end_makes_a_candidate_with_cost_and_answers(env, capl
     assert state.creates == 1
     job = next(iter(state.jobs.values()))
     req = job["_request"]
-    assert req["method"] == {"type": "supervised",
-                             "supervised": {"hyperparameters": {"n_epochs": 2}}}
+    assert req["method"] == {
+        "type": "supervised",
+        "supervised": {"hyperparameters": {"n_epochs": 2}},
+    }
     assert req["seed"] == 7 and req["metadata"]["ratchet_training_run"] == done.training_run_id
     assert req["suffix"] == f"r-{done.training_run_id[:16]}" and req["model"] == BASE
     train_file = state.files[req["training_file"]]
@@ -167,9 +211,12 @@ def test_happy_path_end_to_end_makes_a_candidate_with_cost_and_answers(env, capl
     assert [e.message for e in events].count("Created fine-tuning job") == 1
     assert seen[-1][0].progress == 1.0
 
-    answerer = answerer_for(ModelSpec("openai", mv.model_ref, mv.system_prompt,
-                                      dict(mv.parameters) | {"max_tokens": 50}),
-                            BackendContext(env["store"], _settings(env["url"]), _config()))
+    answerer = answerer_for(
+        ModelSpec(
+            "openai", mv.model_ref, mv.system_prompt, dict(mv.parameters) | {"max_tokens": 50}
+        ),
+        BackendContext(env["store"], _settings(env["url"]), _config()),
+    )
     answer = answerer.answer(_msgs("how do I reset my password"))
     assert answer.text == "echo: how do I reset my password"
     assert answer.prompt_tokens == 9 and answer.completion_tokens == 7  # system + user words
@@ -189,17 +236,30 @@ def test_answerer_passes_parameters_returns_tool_calls_and_keeps_the_key_home(en
     url, state = server
     context = BackendContext(env["store"], _settings(url), _config())
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
-    answerer = answerer_for(ModelSpec("openai", "my-model", "Be brief.",
-                                      {"temperature": 0.0, "max_tokens": 20, "tools": tools}),
-                            context)
+    answerer = answerer_for(
+        ModelSpec(
+            "openai",
+            "my-model",
+            "Be brief.",
+            {"temperature": 0.0, "max_tokens": 20, "tools": tools},
+        ),
+        context,
+    )
     answer = answerer.answer(_msgs("what is the weather in Paris"))
     assert answer.text == ""
-    assert answer.tool_calls == ({"id": "call_1", "type": "function", "function": {
-        "name": "get_weather", "arguments": '{"city": "Paris"}'}},)
+    assert answer.tool_calls == (
+        {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+        },
+    )
     assert answer.cost_usd == 0.0  # no price for my-model: the 'default' (self-hosted) price
     # a model version naming its own server (vLLM, Ollama...) never gets the settings' key
-    own = answerer_for(ModelSpec("openai", "llama", None, {"base_url": url}), BackendContext(
-        env["store"], Settings(openai_api_key=SecretStr(KEY)), _config()))
+    own = answerer_for(
+        ModelSpec("openai", "llama", None, {"base_url": url}),
+        BackendContext(env["store"], Settings(openai_api_key=SecretStr(KEY)), _config()),
+    )
     assert own.answer(_msgs("hi")).text == "echo: hi"
     assert state.requests[-1][3] == "not-needed" and state.requests[-2][3] == KEY
 
@@ -243,8 +303,11 @@ def test_a_lost_create_not_yet_listed_is_retryable_and_the_next_attempt_finds_it
 
 
 def test_an_export_jsonl_trains_as_it_is(env):
-    lines = b"".join(b'{"messages":[{"role":"user","content":"q%d"},{"role":"assistant",'
-                     b'"content":"a%d"}]}\n' % (i, i) for i in range(2))
+    lines = b"".join(
+        b'{"messages":[{"role":"user","content":"q%d"},{"role":"assistant",'
+        b'"content":"a%d"}]}\n' % (i, i)
+        for i in range(2)
+    )
     env["store"].write_bytes("exports/x/openai_chat.train.jsonl", lines)
     state = env["state"]
     _trainer(env).submit(_spec(env, path="exports/x/openai_chat.train.jsonl"))
@@ -301,8 +364,9 @@ def test_a_wrong_key_is_a_clear_error_that_holds_no_part_of_the_key(env, caplog)
 def test_a_rate_limit_is_waited_out_as_retry_after_says_then_succeeds(env):
     state = env["state"]
     job = _trainer(env).submit(_spec(env))
-    state.inject("GET", f"/fine_tuning/jobs/{job}", 429, "Rate limit reached",
-                 headers={"Retry-After": "1"})
+    state.inject(
+        "GET", f"/fine_tuning/jobs/{job}", 429, "Rate limit reached", headers={"Retry-After": "1"}
+    )
     status = _trainer(env).poll(job)
     assert status.state in ("pending", "in_progress")
     times = [t for m, p, t, _ in state.requests if m == "GET" and p == f"/fine_tuning/jobs/{job}"]
@@ -389,15 +453,36 @@ def test_kto_is_refused_naming_trl_before_any_request(env):
 
 
 def test_dpo_uploads_preference_lines_and_creates_a_dpo_job(env):
-    pairs = pa.Table.from_pylist([
-        {"pair_id": f"p{i}", "agent_id": AGENT, "case_id": f"c{i}", "split": "train",
-         "input": _msgs(f"question {i}"), "chosen": f"good {i}", "rejected": f"bad {i}",
-         "topic": None, "pii_residual": 0} for i in range(3)], schema=PREFERENCE_PAIRS)
-    env["store"].write_table_at("datasets/x/preference_pairs/v/data.parquet", pairs,
-                                PREFERENCE_PAIRS)
+    pairs = pa.Table.from_pylist(
+        [
+            {
+                "pair_id": f"p{i}",
+                "agent_id": AGENT,
+                "case_id": f"c{i}",
+                "split": "train",
+                "input": _msgs(f"question {i}"),
+                "chosen": f"good {i}",
+                "rejected": f"bad {i}",
+                "topic": None,
+                "pii_residual": 0,
+            }
+            for i in range(3)
+        ],
+        schema=PREFERENCE_PAIRS,
+    )
+    env["store"].write_table_at(
+        "datasets/x/preference_pairs/v/data.parquet", pairs, PREFERENCE_PAIRS
+    )
     state = env["state"]
-    _trainer(env).submit(_spec(env, strategy="dpo", kind="preference_pairs",
-                               path="datasets/x/preference_pairs/v/data.parquet", beta=0.1))
+    _trainer(env).submit(
+        _spec(
+            env,
+            strategy="dpo",
+            kind="preference_pairs",
+            path="datasets/x/preference_pairs/v/data.parquet",
+            beta=0.1,
+        )
+    )
     req = next(iter(state.jobs.values()))["_request"]
     assert req["method"] == {"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.1}}}
     assert "validation_file" not in req  # no validation pairs: no file
@@ -406,8 +491,9 @@ def test_dpo_uploads_preference_lines_and_creates_a_dpo_job(env):
 
 
 def test_an_invalid_dataset_is_refused_before_upload_naming_the_rule(env):
-    trainer = make_trainer(BackendContext(env["store"], _settings(env["url"]),
-                                          PipelineConfig()))  # export.min_examples 10
+    trainer = make_trainer(
+        BackendContext(env["store"], _settings(env["url"]), PipelineConfig())
+    )  # export.min_examples 10
     with pytest.raises(JobRefused) as err:
         trainer.submit(_spec(env))
     assert "too_few_examples" in str(err.value) and "reset" not in str(err.value)
@@ -419,14 +505,16 @@ def test_estimate_is_tokens_times_epochs_times_price(env):
     two = trainer.estimate_cost(_spec(env, n_epochs=2))
     auto = trainer.estimate_cost(_spec(env))  # backends.openai_estimate_epochs = 3
     assert two > 0 and auto == pytest.approx(two * 3 / 2)
-    dearer = _trainer(env).estimate_cost(JobSpec(**{**_spec(env, n_epochs=2).__dict__,
-                                                    "base": ModelSpec("openai", "unknown")}))
+    dearer = _trainer(env).estimate_cost(
+        JobSpec(**{**_spec(env, n_epochs=2).__dict__, "base": ModelSpec("openai", "unknown")})
+    )
     assert dearer == pytest.approx(two * 25.0 / 5.0)  # the 'default' price
 
 
 def test_no_key_is_a_clear_error_before_any_request(env):
-    trainer = make_trainer(BackendContext(env["store"], Settings(openai_base_url=env["url"]),
-                                          _config()))
+    trainer = make_trainer(
+        BackendContext(env["store"], Settings(openai_base_url=env["url"]), _config())
+    )
     with pytest.raises(BackendError, match="RATCHET_OPENAI_API_KEY"):
         trainer.find("a" * 32)
     assert env["state"].requests == []

@@ -82,7 +82,9 @@ def factory(
 def test_partial_unique_index_is_partial_on_postgres(factory: sessionmaker[Session]) -> None:
     with factory() as s:
         indexdef = s.execute(
-            text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ux_model_versions_one_production'")
+            text(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ux_model_versions_one_production'"
+            )
         ).scalar_one()
     assert "UNIQUE" in indexdef and "WHERE" in indexdef and "production" in indexdef
 
@@ -90,11 +92,18 @@ def test_partial_unique_index_is_partial_on_postgres(factory: sessionmaker[Sessi
 def test_concurrent_promotions_one_wins(factory: sessionmaker[Session]) -> None:
     """Two transactions promote different candidates of one agent at once: the index decides."""
     with factory() as s, s.begin():
-        repo.create_model_version(s, agent_id=AGENT, backend="local", model_ref="base",
-                                  status="production", version_id="m1")
+        repo.create_model_version(
+            s,
+            agent_id=AGENT,
+            backend="local",
+            model_ref="base",
+            status="production",
+            version_id="m1",
+        )
         for vid in ("m2", "m3"):
-            repo.create_model_version(s, agent_id=AGENT, backend="local", model_ref=vid,
-                                      version_id=vid)
+            repo.create_model_version(
+                s, agent_id=AGENT, backend="local", model_ref=vid, version_id=vid
+            )
     first = factory()
     first.begin()
     repo.promote(first, "m2", Decision(decided_by="a"))  # holds m1's row lock, uncommitted
@@ -142,7 +151,9 @@ def test_concurrent_first_migrations_migrate_once(create_pg_database: Callable[.
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+            assert (
+                conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+            )
     finally:
         engine.dispose()
 

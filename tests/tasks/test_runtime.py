@@ -78,9 +78,12 @@ def test_retry_condition_reads_the_failed_state() -> None:
         def result() -> None:
             if exc is not None:
                 raise exc
+
         return SimpleNamespace(result=result)
 
-    assert runtime.retry_transient(None, None, state(sqlite3.OperationalError("database is locked")))
+    assert runtime.retry_transient(
+        None, None, state(sqlite3.OperationalError("database is locked"))
+    )
     assert not runtime.retry_transient(None, None, state(ValueError("bad data")))
     assert not runtime.retry_transient(None, None, state(None))
 
@@ -119,8 +122,11 @@ def test_progress_reaches_listeners_outside_a_run(monkeypatch: pytest.MonkeyPatc
     for pct in (0, 0.1, 50, 120):
         p.update(pct, "step")
     # tiny steps are skipped, values are clamped to 100, and nothing needed a server
-    assert [(k, v) for k, v, _ in seen] == [("curate-progress", 0.0), ("curate-progress", 50.0),
-                                            ("curate-progress", 100.0)]
+    assert [(k, v) for k, v, _ in seen] == [
+        ("curate-progress", 0.0),
+        ("curate-progress", 50.0),
+        ("curate-progress", 100.0),
+    ]
 
 
 def test_batch_progress_reports_lines_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

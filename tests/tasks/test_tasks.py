@@ -33,8 +33,17 @@ def _ingest(path: Path, kind: str) -> dict:
     """The task as the flow calls it: an input-list reference and an index, never a path."""
     settings = get_settings()
     ref = write_input_list(settings.home, [(kind, path)])
-    return ingest_file_task.fn(ref, 0, file_sha256(path), kind, "auto", None,
-                               load_config(settings), datetime.now(UTC), None)
+    return ingest_file_task.fn(
+        ref,
+        0,
+        file_sha256(path),
+        kind,
+        "auto",
+        None,
+        load_config(settings),
+        datetime.now(UTC),
+        None,
+    )
 
 
 def test_runtime_services_come_from_settings(ratchet_env: Path) -> None:
@@ -96,5 +105,10 @@ def test_ingest_task_fn_counts_against_the_manifest(ratchet_env: Path) -> None:
     assert report["lines"] == FILES[path.name]["lines"]
     assert report["source_file"] == FILES[path.name]["sha256"]
     stored = sum(report["stored"].values())
-    assert stored + sum(report["quarantined"].values()) + report["dropped_consent"] + sum(
-        report["skipped_stored"].values()) >= report["lines"] - report["blank"] - 1
+    assert (
+        stored
+        + sum(report["quarantined"].values())
+        + report["dropped_consent"]
+        + sum(report["skipped_stored"].values())
+        >= report["lines"] - report["blank"] - 1
+    )

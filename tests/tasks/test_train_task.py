@@ -34,14 +34,20 @@ def env(ratchet_env: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setitem(training_fakes.CURRENT, "trainer", trainer)
     s = get_settings()
     seeded = seed(runtime.sessions(s), runtime.store(s))
-    config = load_config(s, {"training": {"poll_interval_s": 0.001,
-                                          "poll_max_interval_s": 0.001}})
+    config = load_config(s, {"training": {"poll_interval_s": 0.001, "poll_max_interval_s": 0.001}})
     return {"trainer": trainer, "seeded": seeded, "config": config, "settings": s}
 
 
 def _request(env: dict[str, Any], **kw: Any) -> dict[str, Any]:
-    return {"dataset_version_id": env["seeded"].sft, "strategy": "sft", "backend": "fake",
-            "base": "production", "params": {"n_epochs": 1}, "created_by": "ratchet", **kw}
+    return {
+        "dataset_version_id": env["seeded"].sft,
+        "strategy": "sft",
+        "backend": "fake",
+        "base": "production",
+        "params": {"n_epochs": 1},
+        "created_by": "ratchet",
+        **kw,
+    }
 
 
 def test_each_step_as_a_task_and_a_rerun_that_submits_nothing(env):
@@ -62,8 +68,10 @@ def test_each_step_as_a_task_and_a_rerun_that_submits_nothing(env):
 
 
 def test_make_candidate_task_for_prompt(env):
-    plan = plan_training_task.fn(_request(env, strategy="prompt", params={
-        "system_prompt": "Answer in one sentence."}), env["config"])
+    plan = plan_training_task.fn(
+        _request(env, strategy="prompt", params={"system_prompt": "Answer in one sentence."}),
+        env["config"],
+    )
     assert plan["action"] == "no_job"
     out = make_candidate_task.fn(plan["training_run_id"], env["config"])
     with runtime.sessions(env["settings"])() as s:
@@ -73,8 +81,12 @@ def test_make_candidate_task_for_prompt(env):
 
 def test_event_table_keeps_each_event_once_with_losses_as_columns():
     table = EventTable()
-    table.add([JobEvent("t0", "step 1", 1, {"train_loss": 1.5}),
-               JobEvent("t1", "step 2", 2, {"train_loss": 1.2, "valid_loss": 1.4})])
+    table.add(
+        [
+            JobEvent("t0", "step 1", 1, {"train_loss": 1.5}),
+            JobEvent("t1", "step 2", 2, {"train_loss": 1.2, "valid_loss": 1.4}),
+        ]
+    )
     table.add([JobEvent("t2", "job succeeded")])
     rows = table.table()
     assert [r["step"] for r in rows] == [1, 2, ""]
@@ -90,10 +102,13 @@ class _State:
         raise self.exc
 
 
-@pytest.mark.parametrize(("exc", "retry"), [
-    (BackendError("429 rate limited", retryable=True), True),
-    (BackendError("400 refused"), False),
-    (ValueError("bad request"), False),
-])
+@pytest.mark.parametrize(
+    ("exc", "retry"),
+    [
+        (BackendError("429 rate limited", retryable=True), True),
+        (BackendError("400 refused"), False),
+        (ValueError("bad request"), False),
+    ],
+)
 def test_retry_condition_follows_the_backends_word(exc, retry):
     assert retry_backend(None, None, _State(exc)) is retry

@@ -47,9 +47,17 @@ QA = [
     ("Do you ship to Ireland?", "Yes, in 3 to 5 days."),
     ("Is the jacket waterproof?", "Yes, it is waterproof."),
 ]
-FAST = {"max_steps": 8, "learning_rate": 1e-2, "batch_size": 4, "lora_r": 8, "lora_alpha": 16,
-        "lora_dropout": 0.0, "max_length": 64, "gradient_checkpointing": False,
-        "cpu_threads": 1}
+FAST = {
+    "max_steps": 8,
+    "learning_rate": 1e-2,
+    "batch_size": 4,
+    "lora_r": 8,
+    "lora_alpha": 16,
+    "lora_dropout": 0.0,
+    "max_length": 64,
+    "gradient_checkpointing": False,
+    "cpu_threads": 1,
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -73,13 +81,16 @@ def base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _context(store: Store, work: Path, **backends: Any) -> BackendContext:
     config = PipelineConfig.model_validate(
-        {"backends": {"trl_work_dir": str(work), "trl_cpu_threads": 1, **backends}})
+        {"backends": {"trl_work_dir": str(work), "trl_cpu_threads": 1, **backends}}
+    )
     return BackendContext(store=store, settings=None, config=config)
 
 
 def _messages(q: str, a: str | None = None) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = [{"role": "system", "content": "Be brief."},
-                                 {"role": "user", "content": q}]
+    out: list[dict[str, Any]] = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": q},
+    ]
     return out + ([{"role": "assistant", "content": a}] if a is not None else [])
 
 
@@ -88,15 +99,36 @@ def _table(kind: str) -> pa.Table:
     for n, (q, a) in enumerate(QA * 2):
         common = {"agent_id": AGENT, "case_id": f"c{n}", "split": "train", "pii_residual": 0}
         if kind == "sft_examples":
-            rows.append(common | {"example_id": f"e{n}", "origin": "golden", "topic": None,
-                                  "messages": _messages(q, a)})
+            rows.append(
+                common
+                | {
+                    "example_id": f"e{n}",
+                    "origin": "golden",
+                    "topic": None,
+                    "messages": _messages(q, a),
+                }
+            )
         elif kind == "preference_pairs":
-            rows.append(common | {"pair_id": f"p{n}", "input": _messages(q), "chosen": a,
-                                  "rejected": "No idea, sorry.", "topic": None})
+            rows.append(
+                common
+                | {
+                    "pair_id": f"p{n}",
+                    "input": _messages(q),
+                    "chosen": a,
+                    "rejected": "No idea, sorry.",
+                    "topic": None,
+                }
+            )
         else:
-            rows.append(common | {"example_id": f"b{n}", "prompt": _messages(q),
-                                  "completion": a if n % 2 == 0 else "No idea, sorry.",
-                                  "label": n % 2 == 0})
+            rows.append(
+                common
+                | {
+                    "example_id": f"b{n}",
+                    "prompt": _messages(q),
+                    "completion": a if n % 2 == 0 else "No idea, sorry.",
+                    "label": n % 2 == 0,
+                }
+            )
     rows[-1]["split"] = "validation"
     return pa.Table.from_pylist(rows, schema=schemas.TABLES[kind])
 
@@ -106,10 +138,13 @@ def _spec(store: Store, base: Path, strategy: str, kind: str, **params: Any) -> 
     path = f"datasets/{AGENT}/{kind}/v1/data.parquet"
     store.write_table_at(path, _table(kind), schemas.TABLES[kind])
     return JobSpec(
-        training_run_id=run_id, agent_id=AGENT, strategy=strategy,  # type: ignore[arg-type]
+        training_run_id=run_id,
+        agent_id=AGENT,
+        strategy=strategy,  # type: ignore[arg-type]
         base=ModelSpec(backend="trl", model_ref=str(base), system_prompt="Be brief."),
-        data=TrainingData(agent_id=AGENT, dataset_version_id="dv-1", kind=kind,
-                          train_path=path, rows=8),
+        data=TrainingData(
+            agent_id=AGENT, dataset_version_id="dv-1", kind=kind, train_path=path, rows=8
+        ),
         params=FAST | params,
     )
 
@@ -130,7 +165,8 @@ def _losses(status: JobStatus) -> list[float]:
 
 
 def test_sft_in_a_subprocess_lowers_the_loss_is_found_collected_and_answers(
-        base_model: Path, tmp_path: Path) -> None:
+    base_model: Path, tmp_path: Path
+) -> None:
     store = Store(f"memory://trl-{uuid.uuid4().hex}")
     context = _context(store, tmp_path / "work")
     trainer = trainer_for("trl", context)
@@ -156,22 +192,28 @@ def test_sft_in_a_subprocess_lowers_the_loss_is_found_collected_and_answers(
     model = trainer.collect(spec, status)
     prefix = f"models/{spec.training_run_id}/"
     assert model.backend == "trl" and model.model_ref == prefix
-    files = {f[len(prefix):] for f in store.list_files(prefix)}
-    assert {"adapter_config.json", "metrics.json", "progress.jsonl",
-            "tokenizer_config.json"} <= files
+    files = {f[len(prefix) :] for f in store.list_files(prefix)}
+    assert {
+        "adapter_config.json",
+        "metrics.json",
+        "progress.jsonl",
+        "tokenizer_config.json",
+    } <= files
     assert json.loads(store.read_bytes(prefix + "metrics.json"))["metrics"]["steps"] == 8.0
 
-    answerer = answerer_for(ModelSpec("trl", prefix, "Be brief.", {"max_new_tokens": 6}),
-                            _context(store, tmp_path / "elsewhere"))  # copied out of the store
+    answerer = answerer_for(
+        ModelSpec("trl", prefix, "Be brief.", {"max_new_tokens": 6}),
+        _context(store, tmp_path / "elsewhere"),
+    )  # copied out of the store
     answer = answerer.answer([{"role": "user", "content": QA[0][0]}])
     assert isinstance(answer.text, str) and answer.completion_tokens
     assert answer.prompt_tokens and answer.prompt_tokens > 3
 
 
-@pytest.mark.parametrize("strategy,kind", [("dpo", "preference_pairs"),
-                                           ("kto", "binary_feedback")])
+@pytest.mark.parametrize("strategy,kind", [("dpo", "preference_pairs"), ("kto", "binary_feedback")])
 def test_preference_strategies_in_process_lower_the_loss(
-        base_model: Path, tmp_path: Path, strategy: str, kind: str) -> None:
+    base_model: Path, tmp_path: Path, strategy: str, kind: str
+) -> None:
     store = Store(f"memory://trl-{uuid.uuid4().hex}")
     trainer = trainer_for("trl", _context(store, tmp_path / "work", trl_in_process=True))
     spec = _spec(store, base_model, strategy, kind, max_steps=6)
@@ -221,33 +263,48 @@ def test_refusals_name_the_rule(base_model: Path, tmp_path: Path) -> None:
     spec = _spec(store, base_model, "dpo", "sft_examples")
     with pytest.raises(JobRefused, match="needs a dataset of kind preference_pairs"):
         trainer.submit(spec)
-    logs_base = JobSpec(spec.training_run_id, AGENT, "sft", ModelSpec("logs", "models/x/"),
-                        TrainingData(AGENT, "dv", "sft_examples", spec.data.train_path))
+    logs_base = JobSpec(
+        spec.training_run_id,
+        AGENT,
+        "sft",
+        ModelSpec("logs", "models/x/"),
+        TrainingData(AGENT, "dv", "sft_examples", spec.data.train_path),
+    )
     with pytest.raises(JobRefused, match="base_model"):
         trainer.submit(logs_base)
-    missing = JobSpec(spec.training_run_id, AGENT, "sft", ModelSpec("trl", "/nowhere/model"),
-                      TrainingData(AGENT, "dv", "sft_examples", spec.data.train_path))
+    missing = JobSpec(
+        spec.training_run_id,
+        AGENT,
+        "sft",
+        ModelSpec("trl", "/nowhere/model"),
+        TrainingData(AGENT, "dv", "sft_examples", spec.data.train_path),
+    )
     with pytest.raises(BackendError, match="neither a local folder nor in the store"):
         trainer.submit(missing)
     assert trainer.find(spec.training_run_id) is None  # refused: no marker left behind
-    assert TrlTrainer(_context(store, tmp_path / "work")).hyper(
-        _spec(store, base_model, "sft", "sft_examples", merge="false"))["merge"] is False
+    assert (
+        TrlTrainer(_context(store, tmp_path / "work")).hyper(
+            _spec(store, base_model, "sft", "sft_examples", merge="false")
+        )["merge"]
+        is False
+    )
     with pytest.raises(BackendError, match="parameter merge must be true or false"):
         trainer.estimate_cost(_spec(store, base_model, "sft", "sft_examples", merge="maybe"))
     with pytest.raises(BackendError, match="parameter learning_rate must be a number"):
-        trainer.estimate_cost(_spec(store, base_model, "sft", "sft_examples",
-                                    learning_rate="fast"))
+        trainer.estimate_cost(_spec(store, base_model, "sft", "sft_examples", learning_rate="fast"))
 
 
 def test_importing_the_backend_loads_no_torch() -> None:
     code = "import sys, ratchet.backends.trl; print(sorted({'torch', 'trl'} & set(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
     assert out.stdout.strip() == "[]"
 
 
-def test_the_training_lifecycle_trains_costs_and_reuses_with_trl(base_model: Path,
-                                                                 tmp_path: Path) -> None:
+def test_the_training_lifecycle_trains_costs_and_reuses_with_trl(
+    base_model: Path, tmp_path: Path
+) -> None:
     """ratchet.training end to end: record, submit (in process), wait, collect, CPU cost."""
     from ratchet.db.session import dispose_all, session_factory
     from ratchet.training import TrainingContext, TrainRequest, train
@@ -257,13 +314,23 @@ def test_the_training_lifecycle_trains_costs_and_reuses_with_trl(base_model: Pat
     try:
         store = store_at(tmp_path / "store")
         seeded = seed(sessions, store)  # its production base is a logs model: base_model given
-        config = PipelineConfig.model_validate({
-            "training": {"cpu_second_usd": 0.01, "poll_interval_s": 0.01},
-            "backends": {"trl_work_dir": str(tmp_path / "work"), "trl_in_process": True,
-                         "trl_cpu_threads": 1}})
+        config = PipelineConfig.model_validate(
+            {
+                "training": {"cpu_second_usd": 0.01, "poll_interval_s": 0.01},
+                "backends": {
+                    "trl_work_dir": str(tmp_path / "work"),
+                    "trl_in_process": True,
+                    "trl_cpu_threads": 1,
+                },
+            }
+        )
         ctx = TrainingContext(sessions=sessions, store=store, config=config)
-        req = TrainRequest(dataset_version_id=seeded.sft, strategy="sft", backend="trl",
-                           params=FAST | {"base_model": str(base_model), "max_steps": 3})
+        req = TrainRequest(
+            dataset_version_id=seeded.sft,
+            strategy="sft",
+            backend="trl",
+            params=FAST | {"base_model": str(base_model), "max_steps": 3},
+        )
         out = train(ctx, req)
         assert out.cost_usd > 0 and "CPU s x 0.01" in out.cost_basis
         assert store.exists(f"models/{out.model_version_id}/adapter_config.json")

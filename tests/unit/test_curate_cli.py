@@ -27,11 +27,21 @@ from ratchet.store import Store
 
 AGENT = "help-desk"
 TOPICS = [
-    "reset my router password", "international roaming plans", "pay an invoice by transfer",
-    "change the delivery address", "cancel a subscription renewal", "download last year's tax form",
-    "enable two factor login", "report a damaged parcel", "upgrade the storage quota",
-    "merge two customer accounts", "export my contacts list", "set up automatic top ups",
-    "book a repair technician", "transfer a phone number", "update billing currency",
+    "reset my router password",
+    "international roaming plans",
+    "pay an invoice by transfer",
+    "change the delivery address",
+    "cancel a subscription renewal",
+    "download last year's tax form",
+    "enable two factor login",
+    "report a damaged parcel",
+    "upgrade the storage quota",
+    "merge two customer accounts",
+    "export my contacts list",
+    "set up automatic top ups",
+    "book a repair technician",
+    "transfer a phone number",
+    "update billing currency",
 ]
 runner = CliRunner()
 
@@ -41,9 +51,17 @@ def _ctx() -> tuple[IngestContext, CurationContext]:
     config = load_config(settings)
     store, sessions = Store(settings.store_root), open_database(settings)
     red = Redactor(config.redaction)
-    return (IngestContext(store=store, sessions=sessions, config=config, redactor=red,
-                          pseudonym_key=resolve_pseudonym_key(settings), now=datetime.now(UTC)),
-            CurationContext(store, sessions, config, red, None))
+    return (
+        IngestContext(
+            store=store,
+            sessions=sessions,
+            config=config,
+            redactor=red,
+            pseudonym_key=resolve_pseudonym_key(settings),
+            now=datetime.now(UTC),
+        ),
+        CurationContext(store, sessions, config, red, None),
+    )
 
 
 def _curate() -> dict:
@@ -58,12 +76,24 @@ def seeded(ratchet_env: Path, tmp_path: Path) -> Path:
     rows, fb = [], []
     for i, topic in enumerate(TOPICS):
         iid = "bad-1" if i == 0 else ("quiet" if i == 1 else f"ok-{i}")
-        rows.append({"interaction_id": iid, "agent_id": AGENT, "timestamp": "2026-01-05T09:00:00Z",
-                     "messages": [{"role": "user", "content": f"Please explain how to {topic}."}],
-                     "response": f"Here is how to {topic}: open settings, then follow step {i}."})
+        rows.append(
+            {
+                "interaction_id": iid,
+                "agent_id": AGENT,
+                "timestamp": "2026-01-05T09:00:00Z",
+                "messages": [{"role": "user", "content": f"Please explain how to {topic}."}],
+                "response": f"Here is how to {topic}: open settings, then follow step {i}.",
+            }
+        )
         if iid != "quiet":
-            fb.append({"interaction_id": iid, "agent_id": AGENT, "timestamp": "2026-01-06T09:00:00Z",
-                       "thumb": -1 if iid == "bad-1" else 1})
+            fb.append(
+                {
+                    "interaction_id": iid,
+                    "agent_id": AGENT,
+                    "timestamp": "2026-01-06T09:00:00Z",
+                    "thumb": -1 if iid == "bad-1" else 1,
+                }
+            )
     (tmp_path / "i.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / "f.jsonl").write_text("".join(json.dumps(r) + "\n" for r in fb))
     ictx, _ = _ctx()
@@ -86,8 +116,19 @@ def _eval_rows(version: str) -> dict[str, dict]:
 def test_feedback_add_turns_a_review_item_into_a_regression_case(seeded: Path) -> None:
     first = _curate()
     assert "bad-1" not in _eval_rows(_versions(first)["eval_cases"])
-    res = runner.invoke(app, ["feedback", "add", "--interaction", "bad-1", "--thumb", "-1",
-                              "--correction", "Open Settings > Network > Reset password."])
+    res = runner.invoke(
+        app,
+        [
+            "feedback",
+            "add",
+            "--interaction",
+            "bad-1",
+            "--thumb",
+            "-1",
+            "--correction",
+            "Open Settings > Network > Reset password.",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "recorded 1 feedback event" in res.output
     second = _curate()
@@ -98,13 +139,19 @@ def test_feedback_add_turns_a_review_item_into_a_regression_case(seeded: Path) -
 
 
 def test_feedback_add_usage_errors(seeded: Path) -> None:
-    assert runner.invoke(app, ["feedback", "add", "--interaction", "nope", "--rating", "5"]
-                         ).exit_code == 2
+    assert (
+        runner.invoke(app, ["feedback", "add", "--interaction", "nope", "--rating", "5"]).exit_code
+        == 2
+    )
     assert runner.invoke(app, ["feedback", "add", "--interaction", "bad-1"]).exit_code == 2
-    assert runner.invoke(app, ["feedback", "add", "--interaction", "bad-1", "--rating", "9"]
-                         ).exit_code == 2
-    assert runner.invoke(app, ["feedback", "add", "--interaction", "bad-1", "--thumb", "2"]
-                         ).exit_code == 2
+    assert (
+        runner.invoke(app, ["feedback", "add", "--interaction", "bad-1", "--rating", "9"]).exit_code
+        == 2
+    )
+    assert (
+        runner.invoke(app, ["feedback", "add", "--interaction", "bad-1", "--thumb", "2"]).exit_code
+        == 2
+    )
 
 
 def test_feedback_import_of_a_filled_review_csv(seeded: Path, tmp_path: Path) -> None:
@@ -114,8 +161,17 @@ def test_feedback_import_of_a_filled_review_csv(seeded: Path, tmp_path: Path) ->
     exported = cctx.store.read_bytes(f"exports/{AGENT}/{rq_version}/review_queue.csv").decode()
     rows = list(csv.DictReader(io.StringIO(exported)))
     assert [r["interaction_id"] for r in rows] == ["bad-1"]
-    assert set(rows[0]) >= {"review_id", "interaction_id", "reason", "input", "response",
-                            "rating", "thumb", "correction", "comment"}
+    assert set(rows[0]) >= {
+        "review_id",
+        "interaction_id",
+        "reason",
+        "input",
+        "response",
+        "rating",
+        "thumb",
+        "correction",
+        "comment",
+    }
     assert rows[0]["rating"] == "" and "user: Please explain" in rows[0]["input"]
     assert cctx.store.exists(f"exports/{AGENT}/{rq_version}/review_queue.jsonl")
     rows[0].update(rating="1", correction="Use the router's admin page to reset it.")
@@ -137,8 +193,10 @@ def test_feedback_import_of_a_filled_review_csv(seeded: Path, tmp_path: Path) ->
 
 def test_datasets_list_show_diff(seeded: Path) -> None:
     first = _versions(_curate())
-    assert runner.invoke(app, ["feedback", "add", "--interaction", "ok-3", "--thumb", "-1"]
-                         ).exit_code == 0
+    assert (
+        runner.invoke(app, ["feedback", "add", "--interaction", "ok-3", "--thumb", "-1"]).exit_code
+        == 0
+    )
     second = _versions(_curate())
     assert first["eval_cases"] != second["eval_cases"]
 
@@ -161,50 +219,77 @@ def test_datasets_list_show_diff(seeded: Path) -> None:
     assert "lineage:" in text and f"path: datasets/{AGENT}/eval_cases/" in text
     assert runner.invoke(app, ["datasets", "show", "nope"]).exit_code == 2
 
-    res = runner.invoke(app, ["datasets", "diff", first["eval_cases"], second["eval_cases"],
-                              "--json"])
+    res = runner.invoke(
+        app, ["datasets", "diff", first["eval_cases"], second["eval_cases"], "--json"]
+    )
     diff = json.loads(res.output)
     assert diff["status_changes"] == {"active->retired": 1}
     assert diff["changed"] == 1 and diff["removed"] == 0
     text = runner.invoke(app, ["datasets", "diff", first["eval_cases"], second["eval_cases"]])
     assert "active->retired: 1" in text.output
-    assert runner.invoke(app, ["datasets", "diff", first["eval_cases"], first["sft_examples"]]
-                         ).exit_code == 2
+    assert (
+        runner.invoke(
+            app, ["datasets", "diff", first["eval_cases"], first["sft_examples"]]
+        ).exit_code
+        == 2
+    )
 
 
 def test_export_valid_and_invalid(seeded: Path, tmp_path: Path, monkeypatch) -> None:
     versions = _versions(_curate())
     out = tmp_path / "out"
     # 15 interactions are too few for the default export.min_examples (10 train examples)
-    res = runner.invoke(app, ["export", versions["sft_examples"], "--format", "openai-sft",
-                              "--out", str(out)])
+    res = runner.invoke(
+        app, ["export", versions["sft_examples"], "--format", "openai-sft", "--out", str(out)]
+    )
     assert res.exit_code == 1
     assert "too_few_examples (" in res.output and "export.min_examples is 10" in res.output
     assert not out.exists()
-    assert runner.invoke(app, ["export", versions["sft_examples"], "--format", "openai-dpo"]
-                         ).exit_code == 2
+    assert (
+        runner.invoke(app, ["export", versions["sft_examples"], "--format", "openai-dpo"]).exit_code
+        == 2
+    )
     cfg = tmp_path / "small.yaml"
     cfg.write_text("export:\n  min_examples: 1\n")
     monkeypatch.setenv("RATCHET_CONFIG", str(cfg))
-    res = runner.invoke(app, ["export", versions["sft_examples"], "--format", "openai-sft",
-                              "--out", str(out)])
+    res = runner.invoke(
+        app, ["export", versions["sft_examples"], "--format", "openai-sft", "--out", str(out)]
+    )
     assert res.exit_code == 0, res.output
     lines = (out / "openai_chat.train.jsonl").read_text().splitlines()
     assert lines and all(json.loads(x)["messages"][-1]["role"] == "assistant" for x in lines)
     # --split picks the files: this small version has no validation rows (refused, in numbers),
     # and an unknown split is bad usage (exit 2)
     val = tmp_path / "val"
-    res = runner.invoke(app, ["export", versions["sft_examples"], "--format", "openai-sft",
-                              "--out", str(val), "--split", "validation"])
+    res = runner.invoke(
+        app,
+        [
+            "export",
+            versions["sft_examples"],
+            "--format",
+            "openai-sft",
+            "--out",
+            str(val),
+            "--split",
+            "validation",
+        ],
+    )
     assert res.exit_code == 1 and "0 examples" in res.output
     assert not val.exists() or not list(val.iterdir())
-    assert runner.invoke(app, ["export", versions["sft_examples"], "--format", "openai-sft",
-                               "--split", "holdout"]).exit_code == 2
-    res = runner.invoke(app, ["export", versions["eval_cases"], "--format", "eval-jsonl",
-                              "--out", str(out)])
+    assert (
+        runner.invoke(
+            app,
+            ["export", versions["sft_examples"], "--format", "openai-sft", "--split", "holdout"],
+        ).exit_code
+        == 2
+    )
+    res = runner.invoke(
+        app, ["export", versions["eval_cases"], "--format", "eval-jsonl", "--out", str(out)]
+    )
     assert res.exit_code == 0 and (out / "eval.jsonl").exists()
-    res = runner.invoke(app, ["export", versions["sft_examples"], "--format", "hf",
-                              "--out", str(out)])
+    res = runner.invoke(
+        app, ["export", versions["sft_examples"], "--format", "hf", "--out", str(out)]
+    )
     assert res.exit_code == 0 and (out / "hf_sft.train.parquet").exists()
 
 

@@ -55,11 +55,23 @@ def factory(db_url: str) -> Iterator[sessionmaker[Session]]:
     dispose_all()
 
 
-def _part(path: str, *, agent: str = AGENT, table: str = "interactions", day: date | None = None,
-          content_hash: str = "c" * 64, source_file_id: str | None = None) -> PartRecord:
+def _part(
+    path: str,
+    *,
+    agent: str = AGENT,
+    table: str = "interactions",
+    day: date | None = None,
+    content_hash: str = "c" * 64,
+    source_file_id: str | None = None,
+) -> PartRecord:
     return PartRecord(
-        table_name=table, path=path, rows=3, content_hash=content_hash,
-        redaction_version="r1", agent_id=agent, partition_date=day or date(2026, 11, 1),
+        table_name=table,
+        path=path,
+        rows=3,
+        content_hash=content_hash,
+        redaction_version="r1",
+        agent_id=agent,
+        partition_date=day or date(2026, 11, 1),
         source_file_id=source_file_id,
     )
 
@@ -118,15 +130,23 @@ def test_source_file_is_processed_once_and_retried_after_failure(
         )
         assert go and row.status == "in_progress" and row.attempts == 1
     with factory() as s, s.begin():
-        row, go = repo.begin_source_file(s, file_id=fid, kind="interactions", name="x", size_bytes=10)
+        row, go = repo.begin_source_file(
+            s, file_id=fid, kind="interactions", name="x", size_bytes=10
+        )
         assert go and row.attempts == 2  # left in_progress by a "crash": taken up again
         repo.fail_source_file(s, fid, error="ValueError: bad")
     with factory() as s, s.begin():
-        row, go = repo.begin_source_file(s, file_id=fid, kind="interactions", name="x", size_bytes=10)
+        row, go = repo.begin_source_file(
+            s, file_id=fid, kind="interactions", name="x", size_bytes=10
+        )
         assert go and row.attempts == 3 and row.error is None
-        repo.complete_source_file(s, fid, lines=5, counts={"stored": 4, "quarantined": {"not_json": 1}})
+        repo.complete_source_file(
+            s, fid, lines=5, counts={"stored": 4, "quarantined": {"not_json": 1}}
+        )
     with factory() as s, s.begin():
-        row, go = repo.begin_source_file(s, file_id=fid, kind="interactions", name="x", size_bytes=10)
+        row, go = repo.begin_source_file(
+            s, file_id=fid, kind="interactions", name="x", size_bytes=10
+        )
         assert not go and row.status == "completed" and row.lines == 5
         assert row.counts == {"stored": 4, "quarantined": {"not_json": 1}}
         assert row.completed_at is not None and row.completed_at.tzinfo is not None
@@ -152,7 +172,8 @@ def test_record_part_commits_part_and_keys_and_is_idempotent(
         part_id = part.id
     with factory() as s, s.begin():
         assert repo.lookup_keys(s, "interaction", AGENT, ["i1", "i3", "nope"]) == {
-            "i1": "h1", "i3": "h3",
+            "i1": "h1",
+            "i3": "h3",
         }
         assert repo.lookup_keys(s, "interaction", AGENT, [odd]) == {odd: "h4"}
         assert repo.lookup_keys(s, "interaction", "other-agent", ["i1"]) == {}
@@ -166,13 +187,27 @@ def test_record_part_commits_part_and_keys_and_is_idempotent(
         assert [p.path for p in parts] == ["interactions/a/p1.parquet"]
         assert parts[0].source_file_id == fid and parts[0].rows == 3
     with factory() as s, s.begin():
-        q = PartRecord(table_name="quarantine", path="quarantine/x.parquet", rows=1,
-                       content_hash="q" * 64, redaction_version="r1", source_file_id=fid)
+        q = PartRecord(
+            table_name="quarantine",
+            path="quarantine/x.parquet",
+            rows=1,
+            content_hash="q" * 64,
+            redaction_version="r1",
+            source_file_id=fid,
+        )
         assert repo.record_part(s, q).agent_id is None
         with pytest.raises(ValueError):
-            repo.record_part(s, PartRecord(table_name="quarantine", path="quarantine/y.parquet",
-                                           rows=1, content_hash="q", redaction_version="r1"),
-                             [("i9", "h9")])
+            repo.record_part(
+                s,
+                PartRecord(
+                    table_name="quarantine",
+                    path="quarantine/y.parquet",
+                    rows=1,
+                    content_hash="q",
+                    redaction_version="r1",
+                ),
+                [("i9", "h9")],
+            )
 
 
 def test_a_part_whose_keys_fail_is_not_committed(factory: sessionmaker[Session]) -> None:
@@ -181,8 +216,11 @@ def test_a_part_whose_keys_fail_is_not_committed(factory: sessionmaker[Session])
     with pytest.raises(DuplicateRecordKeyError):
         with factory() as s, s.begin():
             # A racing writer stored i1 already: the whole part must roll back.
-            repo.record_part(s, _part("interactions/a/p2.parquet", content_hash="e" * 64),
-                             [("i2", "h2"), ("i1", "h1-changed")])
+            repo.record_part(
+                s,
+                _part("interactions/a/p2.parquet", content_hash="e" * 64),
+                [("i2", "h2"), ("i1", "h1-changed")],
+            )
     with factory() as s, s.begin():
         assert [p.path for p in repo.list_parts(s, "interactions")] == ["interactions/a/p1.parquet"]
         assert repo.lookup_keys(s, "interaction", AGENT, ["i1", "i2"]) == {"i1": "h1"}
@@ -194,8 +232,16 @@ def test_lookup_keys_chunks_thousands_of_ids(factory: sessionmaker[Session]) -> 
         part = repo.record_part(s, _part("interactions/a/big.parquet"))
         inserted = repo.insert_keys(
             s,
-            ({"kind": "interaction", "agent_id": AGENT, "record_id": f"id{i:05d}",
-              "content_hash": f"h{i}", "part_id": part.id} for i in range(n)),
+            (
+                {
+                    "kind": "interaction",
+                    "agent_id": AGENT,
+                    "record_id": f"id{i:05d}",
+                    "content_hash": f"h{i}",
+                    "part_id": part.id,
+                }
+                for i in range(n)
+            ),
         )
         assert inserted == n
     wanted = [f"id{i:05d}" for i in range(0, n + 500)]  # 500 unknown ids, > IN_CHUNK in total
@@ -212,14 +258,20 @@ def test_insert_keys_is_bulk_not_per_row_orm(factory: sessionmaker[Session]) -> 
         part = repo.record_part(s, _part("interactions/a/bulk.parquet"))
         part_id = part.id
     rows = [
-        {"kind": "feedback", "agent_id": AGENT, "record_id": f"fb{i}", "content_hash": "h" * 64,
-         "part_id": part_id}
+        {
+            "kind": "feedback",
+            "agent_id": AGENT,
+            "record_id": f"fb{i}",
+            "content_hash": "h" * 64,
+            "part_id": part_id,
+        }
         for i in range(n)
     ]
     with factory() as s, s.begin():
         assert repo.insert_keys(s, rows) == n
-        assert not s.new and not any(type(o).__name__ == "RecordKey"
-                                     for o in s.identity_map.values())
+        assert not s.new and not any(
+            type(o).__name__ == "RecordKey" for o in s.identity_map.values()
+        )
     with factory() as s:
         stored = s.execute(text("SELECT count(*) FROM record_keys WHERE kind = 'feedback'"))
         assert stored.scalar_one() == n
@@ -231,8 +283,9 @@ def test_list_parts_window_is_half_open_and_skips_retired(factory: sessionmaker[
             repo.record_part(s, _part(f"interactions/a/d{day}.parquet", day=date(2026, 11, day)))
         repo.record_part(s, _part("interactions/b/d1.parquet", agent="b", day=date(2026, 11, 1)))
     with factory() as s, s.begin():
-        window = repo.list_parts(s, "interactions", agent_id=AGENT, since=date(2026, 11, 2),
-                                 until=date(2026, 11, 3))
+        window = repo.list_parts(
+            s, "interactions", agent_id=AGENT, since=date(2026, 11, 2), until=date(2026, 11, 3)
+        )
         assert [p.path for p in window] == ["interactions/a/d2.parquet"]
         assert len(repo.list_parts(s, "interactions")) == 4
         d1 = repo.list_parts(s, "interactions", agent_id=AGENT)[0]
@@ -245,9 +298,15 @@ def test_list_parts_window_is_half_open_and_skips_retired(factory: sessionmaker[
 # ============================================================================ dataset versions ====
 def _register(s: Session, vid: str, **kw: object) -> tuple[object, bool]:
     args: dict[str, object] = dict(
-        version_id=vid, agent_id=AGENT, kind="eval_cases", path=f"datasets/{AGENT}/eval_cases/{vid}",
-        rows=10, schema_fingerprint="fp", config_hash="cfg" * 4,
-        lineage=[("part", "p1"), ("flow_run", "run-1")], flow_run_id="run-1",
+        version_id=vid,
+        agent_id=AGENT,
+        kind="eval_cases",
+        path=f"datasets/{AGENT}/eval_cases/{vid}",
+        rows=10,
+        schema_fingerprint="fp",
+        config_hash="cfg" * 4,
+        lineage=[("part", "p1"), ("flow_run", "run-1")],
+        flow_run_id="run-1",
     )
     args.update(kw)
     return repo.register_dataset_version(s, **args)  # type: ignore[arg-type]
@@ -283,17 +342,30 @@ def test_training_run_lifecycle(factory: sessionmaker[Session]) -> None:
     with factory() as s, s.begin():
         _register(s, "v1")
         run = repo.create_training_run(
-            s, agent_id=AGENT, training_type="sft", backend="local", base_model_version="base-1",
-            created_by="weekly", dataset_version_id="v1", parameters={"epochs": 2},
+            s,
+            agent_id=AGENT,
+            training_type="sft",
+            backend="local",
+            base_model_version="base-1",
+            created_by="weekly",
+            dataset_version_id="v1",
+            parameters={"epochs": 2},
         )
         run_id = run.id
         assert run.status == "pending" and run.created_at.tzinfo is not None
     with factory() as s, s.begin():
-        run = repo.update_training_run(s, run_id, status="in_progress", external_job_id="ftjob-1",
-                                       metrics={"loss": 1.0})
+        run = repo.update_training_run(
+            s, run_id, status="in_progress", external_job_id="ftjob-1", metrics={"loss": 1.0}
+        )
         assert run.started_at is not None
-        run = repo.update_training_run(s, run_id, status="completed", metrics={"acc": 0.9},
-                                       artifacts={"model": "models/x"}, cost_usd=1.5)
+        run = repo.update_training_run(
+            s,
+            run_id,
+            status="completed",
+            metrics={"acc": 0.9},
+            artifacts={"model": "models/x"},
+            cost_usd=1.5,
+        )
         assert run.completed_at is not None and run.metrics == {"loss": 1.0, "acc": 0.9}
     with factory() as s, s.begin():
         run = repo.get_training_run(s, run_id)
@@ -301,8 +373,14 @@ def test_training_run_lifecycle(factory: sessionmaker[Session]) -> None:
         with pytest.raises(InvalidTransitionError):
             repo.update_training_run(s, run_id, status="in_progress")
         with pytest.raises(ValueError):
-            repo.create_training_run(s, agent_id=AGENT, training_type="rlhf", backend="x",
-                                     base_model_version="b", created_by="me")
+            repo.create_training_run(
+                s,
+                agent_id=AGENT,
+                training_type="rlhf",
+                backend="x",
+                base_model_version="b",
+                created_by="me",
+            )
 
 
 # ============================================================================ model versions ======
@@ -312,33 +390,65 @@ def test_database_allows_one_production_version_per_agent(factory: sessionmaker[
         for i, (agent, status) in enumerate(
             [(AGENT, "production"), ("other", "production"), (AGENT, "retired"), (AGENT, "retired")]
         ):
-            s.add(ModelVersion(id=f"m{i}", agent_id=agent, backend="local", model_ref="r",
-                               parameters={}, status=status, traffic_share=0))
+            s.add(
+                ModelVersion(
+                    id=f"m{i}",
+                    agent_id=agent,
+                    backend="local",
+                    model_ref="r",
+                    parameters={},
+                    status=status,
+                    traffic_share=0,
+                )
+            )
     with pytest.raises(IntegrityError):
         with factory() as s, s.begin():
-            s.add(ModelVersion(id="m9", agent_id=AGENT, backend="local", model_ref="r",
-                               parameters={}, status="production", traffic_share=1))
+            s.add(
+                ModelVersion(
+                    id="m9",
+                    agent_id=AGENT,
+                    backend="local",
+                    model_ref="r",
+                    parameters={},
+                    status="production",
+                    traffic_share=1,
+                )
+            )
     with pytest.raises(ProductionConflictError):
         with factory() as s, s.begin():
-            repo.create_model_version(s, agent_id=AGENT, backend="local", model_ref="r",
-                                      status="production")
+            repo.create_model_version(
+                s, agent_id=AGENT, backend="local", model_ref="r", status="production"
+            )
 
 
 def test_promote_reject_and_rollback_keep_one_production_and_an_audit_trail(
     factory: sessionmaker[Session],
 ) -> None:
     with factory() as s, s.begin():
-        m1 = repo.create_model_version(s, agent_id=AGENT, backend="local", model_ref="base",
-                                       status="production", version_id="m1")
+        m1 = repo.create_model_version(
+            s,
+            agent_id=AGENT,
+            backend="local",
+            model_ref="base",
+            status="production",
+            version_id="m1",
+        )
         assert m1.traffic_share == 1.0
-        repo.create_model_version(s, agent_id=AGENT, backend="local", model_ref="ft-2",
-                                  parent_id="m1", version_id="m2")
-        repo.create_model_version(s, agent_id=AGENT, backend="local", model_ref="ft-3",
-                                  parent_id="m1", version_id="m3")
-        repo.create_model_version(s, agent_id=AGENT, backend="local", model_ref="ft-4",
-                                  version_id="m4")
-    gate = Decision(decided_by="gate", reasons=["quality 0.97 >= 0.95"], gate_results={"q": 0.97},
-                    flow_run_id="run-1")
+        repo.create_model_version(
+            s, agent_id=AGENT, backend="local", model_ref="ft-2", parent_id="m1", version_id="m2"
+        )
+        repo.create_model_version(
+            s, agent_id=AGENT, backend="local", model_ref="ft-3", parent_id="m1", version_id="m3"
+        )
+        repo.create_model_version(
+            s, agent_id=AGENT, backend="local", model_ref="ft-4", version_id="m4"
+        )
+    gate = Decision(
+        decided_by="gate",
+        reasons=["quality 0.97 >= 0.95"],
+        gate_results={"q": 0.97},
+        flow_run_id="run-1",
+    )
     with factory() as s, s.begin():
         repo.set_traffic_share(s, "m2", 0.1)
         d = repo.promote(s, "m2", gate)
@@ -373,14 +483,22 @@ def test_promote_reject_and_rollback_keep_one_production_and_an_audit_trail(
 # ============================================================================ eval runs ===========
 def test_eval_run_records_metrics_with_intervals(factory: sessionmaker[Session]) -> None:
     with factory() as s, s.begin():
-        repo.create_model_version(s, agent_id=AGENT, backend="local", model_ref="r", version_id="m1")
+        repo.create_model_version(
+            s, agent_id=AGENT, backend="local", model_ref="r", version_id="m1"
+        )
         run = repo.create_eval_run(s, agent_id=AGENT, model_version_id="m1", flow_run_id="f")
         run_id = run.id
     with factory() as s, s.begin():
         repo.finish_eval_run(
-            s, run_id, n_cases=40, cost_usd=0.02, results_path=f"evals/{run_id}/results.parquet",
-            metrics=[MetricValue("token_f1", 0.8, 40, 0.7, 0.9, "holdout"),
-                     MetricValue("pass_rate", 1.0, 5, subset="fix_check")],
+            s,
+            run_id,
+            n_cases=40,
+            cost_usd=0.02,
+            results_path=f"evals/{run_id}/results.parquet",
+            metrics=[
+                MetricValue("token_f1", 0.8, 40, 0.7, 0.9, "holdout"),
+                MetricValue("pass_rate", 1.0, 5, subset="fix_check"),
+            ],
         )
     with factory() as s, s.begin():
         assert repo.eval_metrics(s, run_id) == [
@@ -394,13 +512,16 @@ def test_eval_run_records_metrics_with_intervals(factory: sessionmaker[Session])
 # ============================================================================ tombstones ==========
 def test_tombstones_are_idempotent_and_scoped(factory: sessionmaker[Session]) -> None:
     with factory() as s, s.begin():
-        _, created = repo.add_tombstone(s, kind="user", value="u-pseudo-1", agent_id=AGENT,
-                                        reason="gdpr request")
+        _, created = repo.add_tombstone(
+            s, kind="user", value="u-pseudo-1", agent_id=AGENT, reason="gdpr request"
+        )
         assert created
         _, created = repo.add_tombstone(s, kind="user", value="u-pseudo-1", agent_id=AGENT)
         assert not created
         repo.add_tombstone(s, kind="user", value="u-global")
-        _, created = repo.add_tombstone(s, kind="user", value="u-global")  # NULL agent: still unique
+        _, created = repo.add_tombstone(
+            s, kind="user", value="u-global"
+        )  # NULL agent: still unique
         assert not created
         repo.add_tombstone(s, kind="interaction", value="i-7", agent_id="other")
     many = [f"u{i}" for i in range(1_500)] + ["u-pseudo-1", "u-global"]
@@ -418,8 +539,13 @@ def test_tombstones_are_idempotent_and_scoped(factory: sessionmaker[Session]) ->
 # ============================================================================ pipeline runs =======
 def test_pipeline_run_start_and_finish(factory: sessionmaker[Session]) -> None:
     with factory() as s, s.begin():
-        run = repo.start_pipeline_run(s, flow_name="ingest", flow_run_id="fr-1", agent_id=AGENT,
-                                      parameters={"since": "2026-11-01"})
+        run = repo.start_pipeline_run(
+            s,
+            flow_name="ingest",
+            flow_run_id="fr-1",
+            agent_id=AGENT,
+            parameters={"since": "2026-11-01"},
+        )
         run_id = run.id
     with factory() as s, s.begin():
         run = repo.finish_pipeline_run(s, run_id, status="completed", counts={"stored": 10})
@@ -438,9 +564,7 @@ def test_timestamps_are_utc_aware_and_naive_ones_are_refused(
         run.started_at = datetime(2026, 11, 22, 12, 0, tzinfo=plus2)
         run_id = run.id
     with factory() as s:
-        got = s.execute(
-            select(PipelineRun.started_at).where(PipelineRun.id == run_id)
-        ).scalar_one()
+        got = s.execute(select(PipelineRun.started_at).where(PipelineRun.id == run_id)).scalar_one()
         assert got == datetime(2026, 11, 22, 10, 0, tzinfo=UTC) and got.tzinfo == UTC
     with pytest.raises(StatementError, match="naive"):
         with factory() as s, s.begin():
@@ -452,12 +576,30 @@ def test_timestamps_are_utc_aware_and_naive_ones_are_refused(
 def test_check_constraints_refuse_unknown_values(factory: sessionmaker[Session]) -> None:
     with pytest.raises(IntegrityError):
         with factory() as s, s.begin():
-            s.add(ModelVersion(id="m", agent_id=AGENT, backend="b", model_ref="r", parameters={},
-                               status="shipping", traffic_share=0))
+            s.add(
+                ModelVersion(
+                    id="m",
+                    agent_id=AGENT,
+                    backend="b",
+                    model_ref="r",
+                    parameters={},
+                    status="shipping",
+                    traffic_share=0,
+                )
+            )
     with pytest.raises(IntegrityError):
         with factory() as s, s.begin():
-            s.add(ModelVersion(id="m", agent_id=AGENT, backend="b", model_ref="r", parameters={},
-                               status="candidate", traffic_share=2))
+            s.add(
+                ModelVersion(
+                    id="m",
+                    agent_id=AGENT,
+                    backend="b",
+                    model_ref="r",
+                    parameters={},
+                    status="candidate",
+                    traffic_share=2,
+                )
+            )
     with pytest.raises(IntegrityError):  # foreign keys are enforced (SQLite: PRAGMA foreign_keys)
         with factory() as s, s.begin():
             repo.create_eval_run(s, agent_id=AGENT, model_version_id="missing")

@@ -38,8 +38,9 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, A
     eval_fakes.CALLS.clear()
     sessions = session_factory(f"sqlite:///{tmp_path / 'ratchet.db'}")
     store = Store(str(tmp_path / "store"))
-    config = PipelineConfig.model_validate({"evaluation": {
-        "embedding": "tfidf", "bootstrap_samples": 200, "concurrency": 3}})
+    config = PipelineConfig.model_validate(
+        {"evaluation": {"embedding": "tfidf", "bootstrap_samples": 200, "concurrency": 3}}
+    )
     ids = eval_fakes.seed(sessions, store)
     redactor = Redactor(config.redaction)
     ctx = EvalContext(store, sessions, config, None, lambda t: redactor.redact_text(t)[0])
@@ -58,7 +59,8 @@ def test_evaluate_stores_results_metrics_and_the_paired_comparison(env: dict[str
     assert {r["source"] for r in rows} == {"answered"}
     assert dict(rows[0]["scorer_versions"])["token_f1"] == "1"
     assert {"exact_match", "normalised_match", "token_f1", "tfidf_cosine", "refusal"} <= set(
-        dict(rows[0]["scores"]))
+        dict(rows[0]["scores"])
+    )
     fix = [r for r in rows if r["fix_check"]]
     assert len(fix) == 2 and {r["split"] for r in fix} == {"train"}
     with env["sessions"]() as s:
@@ -110,35 +112,46 @@ def test_no_baseline_and_bad_requests(env: dict[str, Any]) -> None:
         evaluate(env["ctx"], EvalRequest(ids["candidate"], suites=("missing",)))
 
 
-def test_import_openai_evals_suite_redacts_and_evaluates(env: dict[str, Any],
-                                                         tmp_path: Path) -> None:
+def test_import_openai_evals_suite_redacts_and_evaluates(
+    env: dict[str, Any], tmp_path: Path
+) -> None:
     src = tmp_path / "samples.jsonl"
-    src.write_text("\n".join(json.dumps(x) for x in [
-        {"input": [{"role": "system", "content": "Be brief."},
-                   {"role": "user", "content": "My email is jane.doe@example.com, refund?"}],
-         "ideal": "Refund sent to jane.doe@example.com."},
-        {"input": [{"role": "user", "content": "Call me on +44 20 7946 0958"}],
-         "ideal": ["We will call you.", "Calling you now."]},
-    ]) + "\n")
-    got = import_suite(env["store"], env["sessions"], env["redactor"], src, AGENT,
-                       "openai-evals")
+    src.write_text(
+        "\n".join(
+            json.dumps(x)
+            for x in [
+                {
+                    "input": [
+                        {"role": "system", "content": "Be brief."},
+                        {"role": "user", "content": "My email is jane.doe@example.com, refund?"},
+                    ],
+                    "ideal": "Refund sent to jane.doe@example.com.",
+                },
+                {
+                    "input": [{"role": "user", "content": "Call me on +44 20 7946 0958"}],
+                    "ideal": ["We will call you.", "Calling you now."],
+                },
+            ]
+        )
+        + "\n"
+    )
+    got = import_suite(env["store"], env["sessions"], env["redactor"], src, AGENT, "openai-evals")
     assert got.rows == 2 and got.created and got.pii_redacted
     raw = env["store"].read_bytes(got.path)
     assert b"jane.doe@example.com" not in raw and b"7946" not in raw
     table = env["store"].read_table(got.path, schemas.EVAL_CASES).to_pylist()
     assert table[0]["expected"].startswith("Refund sent to [") and table[1]["expected"] == (
-        "We will call you.")
+        "We will call you."
+    )
     assert {r["split"] for r in table} == {"holdout"} and all(r["case_id"] for r in table)
-    again = import_suite(env["store"], env["sessions"], env["redactor"], src, AGENT,
-                         "openai-evals")
+    again = import_suite(env["store"], env["sessions"], env["redactor"], src, AGENT, "openai-evals")
     assert again.version_id == got.version_id and not again.created
     with env["sessions"]() as s:
         assert default_suite(s, AGENT) == "v1"  # an imported suite is never the default
         # nor the version curation carries forward (its cases would be copied into the next)
         latest = latest_curated_eval_cases(s, AGENT)
         assert latest is not None and latest.id == "v1"
-    report = evaluate(env["ctx"], EvalRequest(env["ids"]["candidate"],
-                                              suites=(got.version_id,)))
+    report = evaluate(env["ctx"], EvalRequest(env["ids"]["candidate"], suites=(got.version_id,)))
     assert report["cases"] == 2 and report["suites"] == [got.version_id]
 
 
@@ -147,10 +160,14 @@ def test_import_openai_evals_suite_redacts_and_evaluates(env: dict[str, Any],
     [
         ("{not json", "line 2: line: is not valid JSON"),
         (json.dumps({"input": [], "ideal": "x"}), "line 2: input"),
-        (json.dumps({"input": [{"role": "user", "content": "secret@example.com"}],
-                     "ideal": 3}), "line 2: ideal"),
-        (json.dumps({"input": [{"role": "robot", "content": "hi"}], "ideal": "x"}),
-         "line 2: input: each message needs a known role"),
+        (
+            json.dumps({"input": [{"role": "user", "content": "secret@example.com"}], "ideal": 3}),
+            "line 2: ideal",
+        ),
+        (
+            json.dumps({"input": [{"role": "robot", "content": "hi"}], "ideal": "x"}),
+            "line 2: input: each message needs a known role",
+        ),
     ],
 )
 def test_a_bad_suite_line_names_line_and_field_never_the_value(
@@ -168,11 +185,23 @@ def test_a_bad_suite_line_names_line_and_field_never_the_value(
 
 def test_canonical_suite_with_tool_calls(env: dict[str, Any], tmp_path: Path) -> None:
     src = tmp_path / "canonical.jsonl"
-    call = {"id": "c", "type": "function",
-            "function": {"name": "lookup_order", "arguments": {"order": "A1"}}}
-    src.write_text(json.dumps({"input": [{"role": "user", "content": "where is A1"}],
-                               "expected": "", "expected_tool_calls": [call],
-                               "topic": "orders", "kind": "regression"}) + "\n")
+    call = {
+        "id": "c",
+        "type": "function",
+        "function": {"name": "lookup_order", "arguments": {"order": "A1"}},
+    }
+    src.write_text(
+        json.dumps(
+            {
+                "input": [{"role": "user", "content": "where is A1"}],
+                "expected": "",
+                "expected_tool_calls": [call],
+                "topic": "orders",
+                "kind": "regression",
+            }
+        )
+        + "\n"
+    )
     got = import_suite(env["store"], env["sessions"], env["redactor"], src, AGENT, "canonical")
     row = env["store"].read_table(got.path, schemas.EVAL_CASES).to_pylist()[0]
     assert row["kind"] == "regression" and row["topic"] == "orders"
@@ -185,19 +214,32 @@ def test_cli_suites_import_json_and_bad_usage(ratchet_env: Path, tmp_path: Path)
     from flows.cli import app
 
     src = tmp_path / "samples.jsonl"
-    src.write_text(json.dumps({"input": [{"role": "user", "content": "I am bob@example.org"}],
-                               "ideal": "Hello bob@example.org"}) + "\n")
+    src.write_text(
+        json.dumps(
+            {
+                "input": [{"role": "user", "content": "I am bob@example.org"}],
+                "ideal": "Hello bob@example.org",
+            }
+        )
+        + "\n"
+    )
     runner = CliRunner()
-    out = runner.invoke(app, ["suites", "import", str(src), "--agent", AGENT,
-                              "--format", "openai-evals", "--json"])
+    out = runner.invoke(
+        app, ["suites", "import", str(src), "--agent", AGENT, "--format", "openai-evals", "--json"]
+    )
     assert out.exit_code == 0, out.output
     got = json.loads(out.stdout)
     assert got["rows"] == 1 and got["created"] and "bob@example.org" not in out.stdout
-    assert runner.invoke(app, ["suites", "import", str(src), "--agent", AGENT,
-                               "--format", "csv"]).exit_code == 2
+    assert (
+        runner.invoke(
+            app, ["suites", "import", str(src), "--agent", AGENT, "--format", "csv"]
+        ).exit_code
+        == 2
+    )
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"input": "bob@example.org"}\n')
-    failed = runner.invoke(app, ["suites", "import", str(bad), "--agent", AGENT,
-                                 "--format", "openai-evals"])
+    failed = runner.invoke(
+        app, ["suites", "import", str(bad), "--agent", AGENT, "--format", "openai-evals"]
+    )
     assert failed.exit_code == 1 and "line 1: input" in failed.output
     assert "bob@example.org" not in failed.output

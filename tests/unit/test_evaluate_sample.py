@@ -29,8 +29,11 @@ def test_local_candidate_beats_the_logs_model_on_regression_cases(
     for f in sorted(files, key=lambda p: not p.name.startswith("interactions")):
         _ingest(f, "interactions" if f.name.startswith("interactions") else "feedback")
     sessions, store, config = _services()
-    report = curate_agent(CurationContext(store, sessions, config, Redactor(config.redaction),
-                                          None), agent, Window(None, datetime.now(UTC)))
+    report = curate_agent(
+        CurationContext(store, sessions, config, Redactor(config.redaction), None),
+        agent,
+        Window(None, datetime.now(UTC)),
+    )
     versions = {v["kind"]: v["version"] for v in report["versions"]}
     logs = _register(agent)
     with sessions() as s:
@@ -42,15 +45,25 @@ def test_local_candidate_beats_the_logs_model_on_regression_cases(
     model = trainer.collect(spec, trainer.poll(trainer.submit(spec)))
     with sessions() as s, s.begin():
         candidate = repo.create_model_version(
-            s, agent_id=agent, backend=model.backend, model_ref=model.model_ref,
-            parameters=dict(model.parameters), parent_id=logs.version_id).id
+            s,
+            agent_id=agent,
+            backend=model.backend,
+            model_ref=model.model_ref,
+            parameters=dict(model.parameters),
+            parent_id=logs.version_id,
+        ).id
 
-    cfg = PipelineConfig.model_validate({**config.model_dump(), "evaluation": {
-        "embedding": "tfidf", "bootstrap_samples": 500, "concurrency": 2}})
+    cfg = PipelineConfig.model_validate(
+        {
+            **config.model_dump(),
+            "evaluation": {"embedding": "tfidf", "bootstrap_samples": 500, "concurrency": 2},
+        }
+    )
     redactor = Redactor(cfg.redaction)
-    out = evaluate(EvalContext(store, sessions, cfg, get_settings(),
-                               lambda t: redactor.redact_text(t)[0]),
-                   EvalRequest(candidate))
+    out = evaluate(
+        EvalContext(store, sessions, cfg, get_settings(), lambda t: redactor.redact_text(t)[0]),
+        EvalRequest(candidate),
+    )
     assert out["baseline"]["model_version_id"] == logs.version_id
     assert out["suites"] == [versions["eval_cases"]]
     rows = {(r["subset"], r["metric"]): r for r in out["comparison"]}
@@ -61,7 +74,6 @@ def test_local_candidate_beats_the_logs_model_on_regression_cases(
     regression = [r for r in results if r["kind"] == "regression"]
     base = {r["case_id"]: r for r in read_results(store, out["baseline"]["results_path"])}
     cand_mean = sum(r["scores"]["token_f1"] for r in regression) / len(regression)
-    base_mean = sum(base[r["case_id"]]["scores"]["token_f1"] for r in regression) / len(
-        regression)
+    base_mean = sum(base[r["case_id"]]["scores"]["token_f1"] for r in regression) / len(regression)
     assert cand_mean > base_mean
     assert all(r["passed"] for r in regression if r["fix_check"])

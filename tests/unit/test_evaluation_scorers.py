@@ -23,8 +23,11 @@ def _case(expected: str, calls: tuple = ()) -> sc.Case:
 
 
 def _call(name: str, args: dict[str, Any]) -> dict[str, Any]:
-    return {"id": "x", "type": "function",
-            "function": {"name": name, "arguments": json.dumps(args)}}
+    return {
+        "id": "x",
+        "type": "function",
+        "function": {"name": name, "arguments": json.dumps(args)},
+    }
 
 
 @pytest.mark.parametrize(
@@ -69,8 +72,9 @@ def test_tfidf_cosine_partial_overlap_is_between() -> None:
         ((_call("a", {}), _call("b", {"x": 1})), (_call("b", {"x": 1}), _call("a", {})), 1.0, 1.0),
     ],
 )
-def test_tool_scorers(want: tuple, got: tuple, selection: float | None,
-                      arguments: float | None) -> None:
+def test_tool_scorers(
+    want: tuple, got: tuple, selection: float | None, arguments: float | None
+) -> None:
     case, answer = _case("", want), Answer("", tool_calls=got)
     assert sc.tool_selection(case, answer) == selection
     assert sc.tool_arguments(case, answer) == arguments
@@ -78,8 +82,12 @@ def test_tool_scorers(want: tuple, got: tuple, selection: float | None,
 
 @pytest.mark.parametrize(
     ("answer", "refused"),
-    [("I'm sorry, but I can't help with that.", 1.0), ("I cannot assist with this.", 1.0),
-     ("Your refund takes five days.", 0.0), ("Sorry for the wait: it ships today.", 0.0)],
+    [
+        ("I'm sorry, but I can't help with that.", 1.0),
+        ("I cannot assist with this.", 1.0),
+        ("Your refund takes five days.", 0.0),
+        ("Sorry for the wait: it ships today.", 0.0),
+    ],
 )
 def test_refusal(answer: str, refused: float) -> None:
     assert sc.refusal_scorer()(_case("x"), Answer(answer)) == refused
@@ -94,10 +102,12 @@ class _Judge:
         return Answer(self.reply)
 
 
-@pytest.mark.parametrize(("reply", "score"), [("5", 1.0), ("Grade: 3", 0.5), ("1", 0.0),
-                                              ("no idea", None)])
-def test_llm_judge_maps_its_grade_and_pins_prompt_and_version(reply: str,
-                                                             score: float | None) -> None:
+@pytest.mark.parametrize(
+    ("reply", "score"), [("5", 1.0), ("Grade: 3", 0.5), ("1", 0.0), ("no idea", None)]
+)
+def test_llm_judge_maps_its_grade_and_pins_prompt_and_version(
+    reply: str, score: float | None
+) -> None:
     judge = _Judge(reply)
     scorer = sc.judge_scorer(judge, "judge-v1")
     assert scorer.name == "llm_judge" and scorer.version == f"{sc.JUDGE_VERSION}+judge-v1"
@@ -150,19 +160,36 @@ def test_paired_difference_needs_the_same_cases() -> None:
         stats.paired_difference([1.0], [1.0, 2.0])
 
 
-def _row(case: str, f1: float, *, kind: str = "golden", topic: str = "refunds",
-         split: str = "holdout", fix: bool = False) -> dict[str, Any]:
-    return {"case_id": case, "scores": {"token_f1": f1}, "passed": f1 >= 0.6, "kind": kind,
-            "topic": topic, "split": split, "fix_check": fix, "latency_ms": 10.0,
-            "cost_usd": 0.0}
+def _row(
+    case: str,
+    f1: float,
+    *,
+    kind: str = "golden",
+    topic: str = "refunds",
+    split: str = "holdout",
+    fix: bool = False,
+) -> dict[str, Any]:
+    return {
+        "case_id": case,
+        "scores": {"token_f1": f1},
+        "passed": f1 >= 0.6,
+        "kind": kind,
+        "topic": topic,
+        "split": split,
+        "fix_check": fix,
+        "latency_ms": 10.0,
+        "cost_usd": 0.0,
+    }
 
 
 def test_slices_show_a_regression_hidden_in_one_topic_and_fix_checks_stay_apart() -> None:
-    base = [_row(f"r{i}", 1.0) for i in range(20)] + [_row(f"s{i}", 1.0, topic="shipping")
-                                                       for i in range(20)]
+    base = [_row(f"r{i}", 1.0) for i in range(20)] + [
+        _row(f"s{i}", 1.0, topic="shipping") for i in range(20)
+    ]
     base += [_row("fx", 0.0, kind="regression", split="train", fix=True)]
-    cand = [_row(f"r{i}", 1.0) for i in range(20)] + [_row(f"s{i}", 0.0, topic="shipping")
-                                                       for i in range(20)]
+    cand = [_row(f"r{i}", 1.0) for i in range(20)] + [
+        _row(f"s{i}", 0.0, topic="shipping") for i in range(20)
+    ]
     cand += [_row("fx", 1.0, kind="regression", split="train", fix=True)]
     rows = {(c.subset, c.metric): c for c in stats.compare(cand, base, seed=0)}
     assert rows[("holdout/topic=refunds", "token_f1")].difference.covers(0.0)
@@ -173,7 +200,10 @@ def test_slices_show_a_regression_hidden_in_one_topic_and_fix_checks_stay_apart(
     assert rows[("holdout", "token_f1")].baseline.value == 1.0
     assert rows[("holdout", "token_f1")].candidate.value == 0.5
     summary = {(m.subset, m.metric) for m in stats.summarise(cand)}
-    assert ("holdout/kind=golden", "pass_rate") in summary and ("fix_check", "latency_ms") in summary
+    assert ("holdout/kind=golden", "pass_rate") in summary and (
+        "fix_check",
+        "latency_ms",
+    ) in summary
 
 
 # --- answering: cache, pool, retries ------------------------------------------------------------
@@ -197,8 +227,11 @@ class Counting:
             time.sleep(self.delay)
             if n <= self.fail:
                 raise BackendError("fake: overloaded", retryable=self.retryable)
-            return Answer("answer to " + messages[-1]["content"] + " mail a@b.example",
-                          latency_ms=1.0, cost_usd=0.01)
+            return Answer(
+                "answer to " + messages[-1]["content"] + " mail a@b.example",
+                latency_ms=1.0,
+                cost_usd=0.01,
+            )
         finally:
             with self.lock:
                 self.in_flight -= 1
@@ -220,12 +253,14 @@ def test_cache_second_run_calls_the_answerer_zero_times(tmp_path: Path) -> None:
     assert fake.calls == 5 and {o.source for o in first} == {"answered"}
     assert cache.flush() is not None and cache.flush() is None  # nothing new the second time
     fake2 = Counting()
-    again = answer_all(fake2, _inputs(5), cache=AnswerCache(store, "mv1"), policy=policy,
-                       redact=_redact)
+    again = answer_all(
+        fake2, _inputs(5), cache=AnswerCache(store, "mv1"), policy=policy, redact=_redact
+    )
     assert fake2.calls == 0 and {o.source for o in again} == {"cached"}
     assert [o.answer.text for o in again] == [f"answer to q{i} mail [EMAIL]" for i in range(5)]
-    assert "a@b.example" not in b"".join(store.read_bytes(p)
-                                         for p in store.list_files("evals")).decode("latin-1")
+    assert "a@b.example" not in b"".join(
+        store.read_bytes(p) for p in store.list_files("evals")
+    ).decode("latin-1")
     other = Counting()
     answer_all(other, _inputs(2), cache=AnswerCache(store, "mv2"), policy=policy, redact=_redact)
     assert other.calls == 2  # the cache is per model version
@@ -233,8 +268,13 @@ def test_cache_second_run_calls_the_answerer_zero_times(tmp_path: Path) -> None:
 
 def test_the_pool_runs_more_than_one_call_at_once(tmp_path: Path) -> None:
     fake = Counting(delay=0.05)
-    out = answer_all(fake, _inputs(8), cache=AnswerCache(Store(str(tmp_path)), "m"),
-                     policy=CallPolicy(concurrency=4), redact=_redact)
+    out = answer_all(
+        fake,
+        _inputs(8),
+        cache=AnswerCache(Store(str(tmp_path)), "m"),
+        policy=CallPolicy(concurrency=4),
+        redact=_redact,
+    )
     assert len(out) == 8 and fake.max_in_flight > 1
     assert [o.answer.text.split()[2] for o in out] == [f"q{i}" for i in range(8)]  # in order
 
@@ -242,23 +282,38 @@ def test_the_pool_runs_more_than_one_call_at_once(tmp_path: Path) -> None:
 def test_retries_then_succeeds_and_a_refusal_is_not_retried(tmp_path: Path) -> None:
     sleeps: list[float] = []
     fake = Counting(fail=2)
-    out = answer_all(fake, _inputs(1), cache=AnswerCache(Store(str(tmp_path)), "m"),
-                     policy=CallPolicy(concurrency=1, retries=2, retry_backoff_s=0.5),
-                     redact=_redact, sleep=sleeps.append)
+    out = answer_all(
+        fake,
+        _inputs(1),
+        cache=AnswerCache(Store(str(tmp_path)), "m"),
+        policy=CallPolicy(concurrency=1, retries=2, retry_backoff_s=0.5),
+        redact=_redact,
+        sleep=sleeps.append,
+    )
     assert out[0].source == "answered" and out[0].attempts == 3 and sleeps == [0.5, 1.0]
     refused = Counting(fail=5, retryable=False)
-    out = answer_all(refused, _inputs(1), cache=AnswerCache(Store(str(tmp_path)), "n"),
-                     policy=CallPolicy(concurrency=1, retries=3), redact=_redact,
-                     sleep=sleeps.append)
+    out = answer_all(
+        refused,
+        _inputs(1),
+        cache=AnswerCache(Store(str(tmp_path)), "n"),
+        policy=CallPolicy(concurrency=1, retries=3),
+        redact=_redact,
+        sleep=sleeps.append,
+    )
     assert refused.calls == 1 and out[0].source == "error"
     assert out[0].error == "BackendError: fake: overloaded"
 
 
 def test_a_timed_out_call_is_an_error_not_a_hang(tmp_path: Path) -> None:
     fake = Counting(delay=0.5)
-    out = answer_all(fake, _inputs(1), cache=AnswerCache(Store(str(tmp_path)), "m"),
-                     policy=CallPolicy(concurrency=1, timeout_s=0.05, retries=1),
-                     redact=_redact, sleep=lambda s: None)
+    out = answer_all(
+        fake,
+        _inputs(1),
+        cache=AnswerCache(Store(str(tmp_path)), "m"),
+        policy=CallPolicy(concurrency=1, timeout_s=0.05, retries=1),
+        redact=_redact,
+        sleep=lambda s: None,
+    )
     assert out[0].source == "error" and out[0].error.startswith("CallTimeout")
     assert fake.calls == 2
 

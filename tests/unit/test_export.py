@@ -126,7 +126,7 @@ def _msgs(*extra: dict) -> dict:
     ],
 )
 def test_chat_rules_each_reported_by_line_without_text(record, rule: str) -> None:
-    violations, estimator, _ = validate_records([_chat(), record], "openai_chat", XC)
+    violations, _, _ = validate_records([_chat(), record], "openai_chat", XC)
     assert rule in {v.rule for v in violations}
     assert all(v.line == 2 for v in violations)
     assert "hi" not in repr(violations) and "oops" not in repr(violations)

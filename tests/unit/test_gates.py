@@ -21,13 +21,29 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "ratchet" / "configs"
 CFG = GatesConfig(min_cases=10, key_metrics=["token_f1"], quality_metrics=["token_f1"])
 
 
-def _compare(cand: list[float], base: list[float], *, kinds: list[str] | None = None,
-             cfg: GatesConfig = CFG, latency: tuple[float, float] = (100.0, 100.0),
-             cost: tuple[float, float] = (0.001, 0.001), fix: tuple[CaseOutcome, ...] = ()):
+def _compare(
+    cand: list[float],
+    base: list[float],
+    *,
+    kinds: list[str] | None = None,
+    cfg: GatesConfig = CFG,
+    latency: tuple[float, float] = (100.0, 100.0),
+    cost: tuple[float, float] = (0.001, 0.001),
+    fix: tuple[CaseOutcome, ...] = (),
+):
     ids = [f"c{i}" for i in range(len(cand))]
-    comp = compare_scores("cand", "base", ids, kinds or ["golden"] * len(cand),
-                          {"token_f1": cand}, {"token_f1": base}, config=cfg,
-                          latency_ms=latency, cost_usd=cost, fix_checks=fix)
+    comp = compare_scores(
+        "cand",
+        "base",
+        ids,
+        kinds or ["golden"] * len(cand),
+        {"token_f1": cand},
+        {"token_f1": base},
+        config=cfg,
+        latency_ms=latency,
+        cost_usd=cost,
+        fix_checks=fix,
+    )
     return evaluate_gate(comp, cfg)
 
 
@@ -42,12 +58,15 @@ def test_the_shipped_gates_yaml_validates_with_the_documented_defaults() -> None
     assert all(f.description for f in GatesConfig.model_fields.values())
 
 
-@pytest.mark.parametrize("body, key", [
-    ("quality_margin: 1.5\n", "quality_margin"),
-    ("unknown_rule: 1\n", "unknown_rule"),
-    ("rollout_shares: [0.5, 0.1, 1.0]\n", "rollout_shares"),
-    ("rollout_shares: [0.1, 0.5]\n", "rollout_shares"),
-])
+@pytest.mark.parametrize(
+    "body, key",
+    [
+        ("quality_margin: 1.5\n", "quality_margin"),
+        ("unknown_rule: 1\n", "unknown_rule"),
+        ("rollout_shares: [0.5, 0.1, 1.0]\n", "rollout_shares"),
+        ("rollout_shares: [0.1, 0.5]\n", "rollout_shares"),
+    ],
+)
 def test_a_bad_gates_file_names_its_key(tmp_path: Path, body: str, key: str) -> None:
     (tmp_path / "gates.yaml").write_text(body)
     with pytest.raises(GateConfigError, match=key):
@@ -64,8 +83,9 @@ def test_paired_interval_of_identical_answers_is_zero_and_pairing_removes_case_s
     same = rng.random(50)
     assert paired_interval(same, same, confidence=0.95, samples=500, rng=rng) == (0.0, 0.0, 0.0)
     base = rng.random(200)  # wide spread between cases, a constant +0.02 improvement on each
-    mean, low, high = paired_interval(base + 0.02 + rng.normal(0, 0.001, 200), base,
-                                      confidence=0.95, samples=500, rng=rng)
+    mean, low, high = paired_interval(
+        base + 0.02 + rng.normal(0, 0.001, 200), base, confidence=0.95, samples=500, rng=rng
+    )
     assert 0.0 < low < mean < high and high - low < 0.005
 
 
@@ -160,25 +180,49 @@ def test_fix_checks_are_reported_never_gated() -> None:
     assert d["passed"] and {x["rule"] for x in d["rules"]} >= {"fix_checks", "latency", "cost"}
 
 
-def _row(case: str, model: str, f1: float | None, *, kind: str = "golden", split: str = "holdout",
-         fix: bool = False, passed: bool | None = None, source: str = "answered",
-         latency: float = 10.0) -> dict:
-    return {"case_id": case, "model_version_id": model, "kind": kind, "split": split,
-            "fix_check": fix, "scores": {} if f1 is None else {"token_f1": f1},
-            "passed": passed, "latency_ms": latency, "cost_usd": 0.0, "source": source}
+def _row(
+    case: str,
+    model: str,
+    f1: float | None,
+    *,
+    kind: str = "golden",
+    split: str = "holdout",
+    fix: bool = False,
+    passed: bool | None = None,
+    source: str = "answered",
+    latency: float = 10.0,
+) -> dict:
+    return {
+        "case_id": case,
+        "model_version_id": model,
+        "kind": kind,
+        "split": split,
+        "fix_check": fix,
+        "scores": {} if f1 is None else {"token_f1": f1},
+        "passed": passed,
+        "latency_ms": latency,
+        "cost_usd": 0.0,
+        "source": source,
+    }
 
 
 def test_results_convert_pairing_holdout_cases_keeping_fix_checks_apart() -> None:
     from ratchet.gates import comparison_from_results
 
     base = [_row(f"h{i}", "b", 0.5, passed=False, kind="regression") for i in range(12)]
-    base += [_row("f0", "b", 0.1, split="train", fix=True, passed=False),
-             _row("t0", "b", 0.1, split="train", passed=False)]
-    cand = [_row(f"h{i}", "c", 0.9, passed=True, kind="regression", latency=20.0)
-            for i in range(11)]
-    cand += [_row("h11", "c", None, source="error", passed=None),
-             _row("f0", "c", 0.9, split="train", fix=True, passed=True),
-             _row("t0", "c", 0.9, split="train", passed=True), _row("extra", "c", 1.0)]
+    base += [
+        _row("f0", "b", 0.1, split="train", fix=True, passed=False),
+        _row("t0", "b", 0.1, split="train", passed=False),
+    ]
+    cand = [
+        _row(f"h{i}", "c", 0.9, passed=True, kind="regression", latency=20.0) for i in range(11)
+    ]
+    cand += [
+        _row("h11", "c", None, source="error", passed=None),
+        _row("f0", "c", 0.9, split="train", fix=True, passed=True),
+        _row("t0", "c", 0.9, split="train", passed=True),
+        _row("extra", "c", 1.0),
+    ]
     comp = comparison_from_results(cand, base, config=CFG, candidate_id="c", baseline_id="b")
     assert comp.n_cases == 12  # the train case and the case only the candidate has are out
     assert [f.case_id for f in comp.fix_checks] == ["f0"] and comp.fix_checks[0].candidate_passed

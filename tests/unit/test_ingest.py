@@ -32,7 +32,10 @@ def interaction(i: int | str, **over: Any) -> dict[str, Any]:
         "timestamp": "2026-11-02T10:00:00Z",
         "messages": [
             {"role": "system", "content": "You are a shop assistant."},
-            {"role": "user", "content": f"Where is order ORD-2026-{100000 + int(str(i).split('-')[-1] or 0)}?"},
+            {
+                "role": "user",
+                "content": f"Where is order ORD-2026-{100000 + int(str(i).split('-')[-1] or 0)}?",
+            },
         ],
         "response": "It ships tomorrow.",
         "user_id": "cust-1",
@@ -56,7 +59,9 @@ def write_jsonl(path: Path, lines: list[Any]) -> Path:
 @pytest.fixture
 def ctx(ratchet_env: Path) -> IngestContext:
     settings = get_settings()
-    config = PipelineConfig.model_validate({"ingest": {"batch_size": 100, "max_quarantine_share": 1.0}})
+    config = PipelineConfig.model_validate(
+        {"ingest": {"batch_size": 100, "max_quarantine_share": 1.0}}
+    )
     return IngestContext(
         store=Store(settings.store_root),
         sessions=open_database(settings),
@@ -78,7 +83,9 @@ def test_valid_lines_are_stored_redacted_and_partitioned(ctx, tmp_path) -> None:
     f = write_jsonl(
         tmp_path / "a.jsonl",
         [
-            interaction(1, messages=[{"role": "user", "content": "mail me at jane.doe@example.com"}]),
+            interaction(
+                1, messages=[{"role": "user", "content": "mail me at jane.doe@example.com"}]
+            ),
             interaction(2, timestamp="2026-11-03T23:30:00-02:00"),  # 2026-11-04 in UTC
             interaction(3, timestamp="2026-11-03T08:00:00"),  # no zone: UTC, counted
         ],
@@ -125,8 +132,14 @@ def test_each_bad_line_is_quarantined_with_its_reason(ctx, tmp_path, line, reaso
 
 
 def test_oversize_line_is_quarantined_without_reading_it_whole(ctx, tmp_path) -> None:
-    ctx = IngestContext(**{**ctx.__dict__, "config": ctx.config.model_copy(
-        update={"ingest": ctx.config.ingest.model_copy(update={"max_record_bytes": 2048})})})
+    ctx = IngestContext(
+        **{
+            **ctx.__dict__,
+            "config": ctx.config.model_copy(
+                update={"ingest": ctx.config.ingest.model_copy(update={"max_record_bytes": 2048})}
+            ),
+        }
+    )
     big = interaction(2, response="x" * 5000 + " call +44 20 7946 0958")
     f = write_jsonl(tmp_path / "big.jsonl", [interaction(1), big, interaction(3)])
     report = ingest_file(ctx, f)
@@ -184,7 +197,9 @@ def test_conflicting_duplicate_is_quarantined_and_stored_one_stays(ctx, tmp_path
 
 
 def test_consent_false_is_dropped_and_counted(ctx, tmp_path) -> None:
-    f = write_jsonl(tmp_path / "c.jsonl", [interaction(1, consent=False), interaction(2, consent=True)])
+    f = write_jsonl(
+        tmp_path / "c.jsonl", [interaction(1, consent=False), interaction(2, consent=True)]
+    )
     report = ingest_file(ctx, f)
     assert report.dropped_consent == 1 and report.stored["interactions"] == 1
     assert stored(ctx, "interactions").column("interaction_id").to_pylist() == ["int-2"]
@@ -200,7 +215,14 @@ def test_tombstoned_users_and_interactions_are_skipped(ctx, tmp_path) -> None:
     )
     fb = write_jsonl(
         tmp_path / "fb.jsonl",
-        [{"interaction_id": "int-3", "agent_id": "shop-assistant", "timestamp": "2026-11-05T00:00:00Z", "thumb": 1}],
+        [
+            {
+                "interaction_id": "int-3",
+                "agent_id": "shop-assistant",
+                "timestamp": "2026-11-05T00:00:00Z",
+                "thumb": 1,
+            }
+        ],
     )
     report = ingest_file(ctx, f)
     fb_report = ingest_file(ctx, fb, kind="feedback")
@@ -209,20 +231,48 @@ def test_tombstoned_users_and_interactions_are_skipped(ctx, tmp_path) -> None:
 
 
 def test_feedback_events_late_changed_and_inline(ctx, tmp_path) -> None:
-    inline = interaction(1, feedback={"thumb": 1, "timestamp": "2026-11-02T10:05:00Z", "source": "user"})
+    inline = interaction(
+        1, feedback={"thumb": 1, "timestamp": "2026-11-02T10:05:00Z", "source": "user"}
+    )
     f = write_jsonl(tmp_path / "i.jsonl", [inline, interaction(2)])
     events = [
-        {"interaction_id": "int-2", "agent_id": "shop-assistant", "timestamp": "2026-11-02T11:00:00Z",
-         "source": "user", "annotator": "cust-1", "thumb": 1},
+        {
+            "interaction_id": "int-2",
+            "agent_id": "shop-assistant",
+            "timestamp": "2026-11-02T11:00:00Z",
+            "source": "user",
+            "annotator": "cust-1",
+            "thumb": 1,
+        },
         # a changed vote from the same person, and a late expert correction three weeks later
-        {"interaction_id": "int-2", "agent_id": "shop-assistant", "timestamp": "2026-11-03T09:00:00Z",
-         "source": "user", "annotator": "cust-1", "thumb": -1},
-        {"feedback_id": "exp-1", "interaction_id": "int-2", "agent_id": "shop-assistant",
-         "timestamp": "2026-11-19T09:00:00Z", "source": "expert", "rating": 1,
-         "correction": "It shipped yesterday; track it with 1Z999AA10123456784."},
-        {"interaction_id": "int-2", "agent_id": "shop-assistant", "timestamp": "2026-11-03T09:00:00Z",
-         "rating": 9},
-        {"interaction_id": "int-2", "agent_id": "shop-assistant", "timestamp": "2026-11-03T09:00:00Z"},
+        {
+            "interaction_id": "int-2",
+            "agent_id": "shop-assistant",
+            "timestamp": "2026-11-03T09:00:00Z",
+            "source": "user",
+            "annotator": "cust-1",
+            "thumb": -1,
+        },
+        {
+            "feedback_id": "exp-1",
+            "interaction_id": "int-2",
+            "agent_id": "shop-assistant",
+            "timestamp": "2026-11-19T09:00:00Z",
+            "source": "expert",
+            "rating": 1,
+            "correction": "It shipped yesterday; track it with 1Z999AA10123456784.",
+        },
+        {
+            "interaction_id": "int-2",
+            "agent_id": "shop-assistant",
+            "timestamp": "2026-11-03T09:00:00Z",
+            "rating": 9,
+        },
+        {
+            "interaction_id": "int-2",
+            "agent_id": "shop-assistant",
+            "timestamp": "2026-11-03T09:00:00Z",
+        },
     ]
     fb = write_jsonl(tmp_path / "fb.jsonl", events)
     ingest_file(ctx, f)
@@ -233,7 +283,11 @@ def test_feedback_events_late_changed_and_inline(ctx, tmp_path) -> None:
     assert table.num_rows == 4  # inline + two votes + the expert's
     by_id = {r["feedback_id"]: r for r in table.to_pylist()}
     assert by_id["exp-1"]["correction"].endswith("1Z999AA10123456784.")  # tracking nr is not PII
-    assert {r["thumb"] for r in table.to_pylist() if r["interaction_id"] == "int-2"} == {1, -1, None}
+    assert {r["thumb"] for r in table.to_pylist() if r["interaction_id"] == "int-2"} == {
+        1,
+        -1,
+        None,
+    }
     # the same events again (derived ids included) add nothing
     again = write_jsonl(tmp_path / "fb2.jsonl", events[:3])
     assert ingest_file(ctx, again, kind="feedback").skipped_stored["feedback"] == 3
@@ -241,16 +295,36 @@ def test_feedback_events_late_changed_and_inline(ctx, tmp_path) -> None:
 
 
 def test_openai_chat_logs_keep_tool_calls(ctx, tmp_path) -> None:
-    call = {"id": "call_1", "type": "function",
-            "function": {"name": "lookup_order", "arguments": '{"order_id": "ORD-2026-118842", "email": "a.b@example.com"}'}}
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {
+            "name": "lookup_order",
+            "arguments": '{"order_id": "ORD-2026-118842", "email": "a.b@example.com"}',
+        },
+    }
     line = {
-        "request": {"model": "gpt-4.1-mini", "messages": [{"role": "user", "content": "Where is ORD-2026-118842?"}],
-                    "temperature": 0.2, "user": "cust-9", "metadata": {"agent_id": "returns-bot", "topic": "orders"}},
-        "response": {"id": "chatcmpl-abc", "object": "chat.completion", "created": 1762077600,
-                     "model": "gpt-4.1-mini-2025-04-14",
-                     "choices": [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": [call]},
-                                  "finish_reason": "tool_calls"}],
-                     "usage": {"prompt_tokens": 80, "completion_tokens": 12, "total_tokens": 92}},
+        "request": {
+            "model": "gpt-4.1-mini",
+            "messages": [{"role": "user", "content": "Where is ORD-2026-118842?"}],
+            "temperature": 0.2,
+            "user": "cust-9",
+            "metadata": {"agent_id": "returns-bot", "topic": "orders"},
+        },
+        "response": {
+            "id": "chatcmpl-abc",
+            "object": "chat.completion",
+            "created": 1762077600,
+            "model": "gpt-4.1-mini-2025-04-14",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": None, "tool_calls": [call]},
+                    "finish_reason": "tool_calls",
+                }
+            ],
+            "usage": {"prompt_tokens": 80, "completion_tokens": 12, "total_tokens": 92},
+        },
         "latency_ms": 640,
     }
     f = write_jsonl(tmp_path / "oa.jsonl", [line])
@@ -266,7 +340,9 @@ def test_openai_chat_logs_keep_tool_calls(ctx, tmp_path) -> None:
 
 
 def test_unknown_fields_are_kept_in_extra_redacted(ctx, tmp_path) -> None:
-    f = write_jsonl(tmp_path / "x.jsonl", [interaction(1, ab_bucket="B", contact="ops@example.net")])
+    f = write_jsonl(
+        tmp_path / "x.jsonl", [interaction(1, ab_bucket="B", contact="ops@example.net")]
+    )
     ingest_file(ctx, f)
     extra = json.loads(stored(ctx, "interactions").column("extra").to_pylist()[0])
     assert extra == {"ab_bucket": "B", "contact": "[EMAIL]"}
@@ -281,8 +357,11 @@ def test_gzip_input(ctx, tmp_path) -> None:
 
 def test_quarantine_threshold_fails_and_commits_only_quarantine(ctx, tmp_path) -> None:
     strict = ctx.config.model_copy(
-        update={"ingest": ctx.config.ingest.model_copy(
-            update={"max_quarantine_share": 0.3, "min_lines_for_quarantine_share": 0})}
+        update={
+            "ingest": ctx.config.ingest.model_copy(
+                update={"max_quarantine_share": 0.3, "min_lines_for_quarantine_share": 0}
+            )
+        }
     )
     ctx = IngestContext(**{**ctx.__dict__, "config": strict})
     f = write_jsonl(tmp_path / "bad.jsonl", [interaction(1), "nope", "nope either", interaction(2)])
@@ -308,7 +387,9 @@ def test_residual_pii_fails_the_quality_suite_and_commits_nothing(ctx, tmp_path)
             return dataclasses.replace(result, table=table)
 
     ctx = IngestContext(**{**ctx.__dict__, "redactor": LeakyRedactor(ctx.config.redaction)})
-    f = write_jsonl(tmp_path / "leak.jsonl", [interaction(1, response="Call me on jane@example.com")])
+    f = write_jsonl(
+        tmp_path / "leak.jsonl", [interaction(1, response="Call me on jane@example.com")]
+    )
     with pytest.raises(DataQualityError, match="pii_residual") as err:
         ingest_file(ctx, f)
     assert "jane@example.com" not in str(err.value)
@@ -317,11 +398,25 @@ def test_residual_pii_fails_the_quality_suite_and_commits_nothing(ctx, tmp_path)
 
 @pytest.mark.parametrize(
     ("thumb", "stored"),
-    [(1, 1), (-1, -1), ("up", 1), ("down", -1), (True, 1), (False, -1), (0, None), (2, None), ("meh", None)],
+    [
+        (1, 1),
+        (-1, -1),
+        ("up", 1),
+        ("down", -1),
+        (True, 1),
+        (False, -1),
+        (0, None),
+        (2, None),
+        ("meh", None),
+    ],
 )
 def test_thumb_values(ctx, tmp_path, thumb, stored) -> None:
-    event = {"interaction_id": "int-1", "agent_id": "shop-assistant",
-             "timestamp": "2026-11-03T09:00:00Z", "thumb": thumb}
+    event = {
+        "interaction_id": "int-1",
+        "agent_id": "shop-assistant",
+        "timestamp": "2026-11-03T09:00:00Z",
+        "thumb": thumb,
+    }
     report = ingest_file(ctx, write_jsonl(tmp_path / "fb.jsonl", [event]), kind="feedback")
     if stored is None:
         assert dict(report.quarantined) == {"invalid_value": 1}

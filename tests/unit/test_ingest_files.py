@@ -28,19 +28,27 @@ NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
 def _line(i: int) -> str:
-    return json.dumps({
-        "interaction_id": f"i-{i}", "agent_id": "shop-assistant",
-        "timestamp": "2026-11-02T10:00:00Z",
-        "messages": [{"role": "user", "content": f"question {i}"}], "response": f"answer {i}",
-    })
+    return json.dumps(
+        {
+            "interaction_id": f"i-{i}",
+            "agent_id": "shop-assistant",
+            "timestamp": "2026-11-02T10:00:00Z",
+            "messages": [{"role": "user", "content": f"question {i}"}],
+            "response": f"answer {i}",
+        }
+    )
 
 
 def _ctx(**ingest: object) -> IngestContext:
     settings = get_settings()
     config = PipelineConfig.model_validate({"ingest": {"batch_size": 100, "workers": 1, **ingest}})
     return IngestContext(
-        store=Store(settings.store_root), sessions=open_database(settings), config=config,
-        redactor=Redactor(config.redaction), pseudonym_key=b"k" * 32, now=NOW,
+        store=Store(settings.store_root),
+        sessions=open_database(settings),
+        config=config,
+        redactor=Redactor(config.redaction),
+        pseudonym_key=b"k" * 32,
+        now=NOW,
     )
 
 
@@ -59,7 +67,9 @@ def test_auto_kind_reads_a_feedback_file_as_feedback(ratchet_env: Path, tmp_path
     assert report.stored["feedback"] > 0 and not report.stored["interactions"]
 
 
-def test_a_manifest_is_skipped_and_an_empty_file_is_a_zero_count(ratchet_env: Path, tmp_path: Path) -> None:
+def test_a_manifest_is_skipped_and_an_empty_file_is_a_zero_count(
+    ratchet_env: Path, tmp_path: Path
+) -> None:
     ctx = _ctx()
     skipped = ingest_file(ctx, SAMPLE_DIR / "manifest.json", kind="auto")
     assert skipped.status == "not_records" and skipped.lines == 0
@@ -98,7 +108,9 @@ def test_the_share_applies_past_the_minimum_and_the_stopping_batch_keeps_its_goo
     assert _stored(ctx, "quarantine").num_rows == 50
 
 
-def test_retrying_a_failed_file_adds_no_quarantine_rows_again(ratchet_env: Path, tmp_path: Path) -> None:
+def test_retrying_a_failed_file_adds_no_quarantine_rows_again(
+    ratchet_env: Path, tmp_path: Path
+) -> None:
     f = tmp_path / "half-bad.jsonl"
     f.write_text("\n".join(_line(i) if i % 2 else "not json" for i in range(250)) + "\n")
     for attempt in range(3):  # each retry is a new run with its own clock
@@ -112,10 +124,13 @@ def test_retrying_a_failed_file_adds_no_quarantine_rows_again(ratchet_env: Path,
         assert _stored(ctx, "interactions").num_rows == 50
     # with the threshold lifted (and batches cut elsewhere: the parts differ), the retry
     # finishes the file and still stores each line once
-    ctx = dataclasses.replace(_ctx(max_quarantine_share=1.0, batch_size=150),
-                              now=NOW + timedelta(days=1))
+    ctx = dataclasses.replace(
+        _ctx(max_quarantine_share=1.0, batch_size=150), now=NOW + timedelta(days=1)
+    )
     report = ingest_file(ctx, f)
     assert report.status == "ingested"
     assert _stored(ctx, "quarantine").num_rows == 125
-    assert sorted(_stored(ctx, "quarantine").column("source_line").to_pylist()) == list(range(1, 251, 2))
+    assert sorted(_stored(ctx, "quarantine").column("source_line").to_pylist()) == list(
+        range(1, 251, 2)
+    )
     assert _stored(ctx, "interactions").num_rows == 125

@@ -93,11 +93,15 @@ def _put(obj: Any, path: tuple[Any, ...], value: Any) -> None:
             obj = obj[step]
         except (KeyError, IndexError, TypeError):
             return  # an earlier override replaced the container: nothing left to reach
-    if isinstance(obj, dict) and isinstance(last, str) or isinstance(obj, list) and isinstance(last, int) and last < len(obj):
+    if (isinstance(obj, dict) and isinstance(last, str)) or (
+        isinstance(obj, list) and isinstance(last, int) and last < len(obj)
+    ):
         obj[last] = value
 
 
-def _line(base: dict[str, Any], overrides: list[tuple[tuple[Any, ...], Any]]) -> tuple[bytes, dict[str, Any]]:
+def _line(
+    base: dict[str, Any], overrides: list[tuple[tuple[Any, ...], Any]]
+) -> tuple[bytes, dict[str, Any]]:
     obj = copy.deepcopy(base)
     for path, value in overrides:
         _put(obj, path, value)
@@ -114,7 +118,9 @@ def _spec(kind: str) -> PrepareSpec:
     )  # fmt: skip
 
 
-def _overrides(paths: list[tuple[Any, ...]]) -> st.SearchStrategy[list[tuple[tuple[Any, ...], Any]]]:
+def _overrides(
+    paths: list[tuple[Any, ...]],
+) -> st.SearchStrategy[list[tuple[tuple[Any, ...], Any]]]:
     return st.lists(st.tuples(st.sampled_from(paths), json_values), min_size=1, max_size=4)
 
 
@@ -128,8 +134,13 @@ def _check(kind: str, objs: list[dict[str, Any]], data: list[bytes]) -> None:
         q["detail"] for q in out.quarantine
     ]  # every value the fuzzer finds has a rule of its own, not the last-resort net
     own = "interaction" if kind == "interactions" else "feedback"
-    stored = Counter(r for r in (out.tables[kind].column("source_line").to_pylist() if kind in out.tables else []))
-    feedback = Counter(out.tables["feedback"].column("source_line").to_pylist() if "feedback" in out.tables else [])
+    stored = Counter(
+        r
+        for r in (out.tables[kind].column("source_line").to_pylist() if kind in out.tables else [])
+    )
+    feedback = Counter(
+        out.tables["feedback"].column("source_line").to_pylist() if "feedback" in out.tables else []
+    )
     rejected = Counter((q["source_line"], q["record_kind"]) for q in out.quarantine)
     consent_drops = 0
     for n, obj in enumerate(objs, 1):
@@ -149,7 +160,9 @@ def _check(kind: str, objs: list[dict[str, Any]], data: list[bytes]) -> None:
             assert feedback[n] + rejected[(n, "feedback")] == events, (n, obj)
         else:  # a quarantined line is quarantined whole
             assert feedback[n] == rejected[(n, "feedback")] == 0
-    assert sum(stored.values()) + sum(v for (_, k), v in rejected.items() if k == own) + consent_drops == len(objs)
+    assert sum(stored.values()) + sum(
+        v for (_, k), v in rejected.items() if k == own
+    ) + consent_drops == len(objs)
 
 
 FUZZ = settings(

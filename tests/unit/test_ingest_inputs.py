@@ -21,10 +21,19 @@ from ratchet.ingest.inputs import (
 from ratchet.redaction import Redactor
 from tests.conftest import SAMPLE_DIR
 
-INTERACTION = {"interaction_id": "i-1", "agent_id": "a", "timestamp": "2026-11-02T10:00:00Z",
-               "messages": [{"role": "user", "content": "hi"}], "response": "hello"}
-FEEDBACK = {"interaction_id": "i-1", "agent_id": "a", "timestamp": "2026-11-02T10:00:00Z",
-            "thumb": 1}
+INTERACTION = {
+    "interaction_id": "i-1",
+    "agent_id": "a",
+    "timestamp": "2026-11-02T10:00:00Z",
+    "messages": [{"role": "user", "content": "hi"}],
+    "response": "hello",
+}
+FEEDBACK = {
+    "interaction_id": "i-1",
+    "agent_id": "a",
+    "timestamp": "2026-11-02T10:00:00Z",
+    "thumb": 1,
+}
 
 
 def _write(path: Path, text: str) -> Path:
@@ -53,7 +62,10 @@ def test_a_lines_shape_decides_the_kind(tmp_path: Path, text: str, kind: str) ->
 
 def test_a_json_document_that_is_not_a_record_is_skipped(tmp_path: Path) -> None:
     assert sniff_kind(SAMPLE_DIR / "manifest.json") == "not_records"
-    assert sniff_kind(_write(tmp_path / "conf.json", json.dumps({"a": {"b": 1}}, indent=2))) == "not_records"
+    assert (
+        sniff_kind(_write(tmp_path / "conf.json", json.dumps({"a": {"b": 1}}, indent=2)))
+        == "not_records"
+    )
     # a one-line .json record file is still read as records
     assert sniff_kind(_write(tmp_path / "one.json", json.dumps(INTERACTION))) == "interactions"
 
@@ -84,7 +96,10 @@ def test_display_name_redacts_every_piece_of_a_file_name() -> None:
 def test_the_input_list_round_trips_and_its_ref_holds_no_path(tmp_path: Path) -> None:
     secret = tmp_path / "jane.doe@example.com_+1-212-555-0100.jsonl"
     _write(secret, json.dumps(INTERACTION) + "\n")
-    entries = [("auto", secret.resolve()), ("feedback", (SAMPLE_DIR / "feedback-week-01.jsonl").resolve())]
+    entries = [
+        ("auto", secret.resolve()),
+        ("feedback", (SAMPLE_DIR / "feedback-week-01.jsonl").resolve()),
+    ]
     ref = write_input_list(tmp_path / "home", entries)
     assert "jane" not in ref and "@" not in ref and "212" not in ref
     assert write_input_list(tmp_path / "home", entries) == ref  # same list, same ref

@@ -60,7 +60,11 @@ def spec(kind: str = "interactions", *, key: bytes = KEY, now: datetime = NOW) -
 def lines(*items: Any) -> list[Line]:
     out = []
     for n, item in enumerate(items, 1):
-        data = item if isinstance(item, bytes) else (item if isinstance(item, str) else json.dumps(item)).encode()
+        data = (
+            item
+            if isinstance(item, bytes)
+            else (item if isinstance(item, str) else json.dumps(item)).encode()
+        )
         out.append(Line(n, data, False))
     return out
 
@@ -78,11 +82,18 @@ def test_inline_feedback_without_timestamp_takes_the_interactions() -> None:
     [i] = rows(out, "interactions")
     [fb] = rows(out, "feedback")
     assert fb["timestamp"] == i["timestamp"]
-    assert (fb["interaction_id"], fb["agent_id"], fb["thumb"], fb["rating"]) == ("int-1", "shop-assistant", 1, 5)
+    assert (fb["interaction_id"], fb["agent_id"], fb["thumb"], fb["rating"]) == (
+        "int-1",
+        "shop-assistant",
+        1,
+        5,
+    )
 
 
 def test_a_broken_inline_event_is_quarantined_alone_and_the_interaction_stored() -> None:
-    line = interaction(1, feedback=[{"thumb": 7}, 5, {"rating": 4, "timestamp": "2026-11-02T10:01:00Z"}])
+    line = interaction(
+        1, feedback=[{"thumb": 7}, 5, {"rating": 4, "timestamp": "2026-11-02T10:01:00Z"}]
+    )
     out = prepare_batch(spec(), lines(line, interaction(2, feedback="great")))
     assert [r["interaction_id"] for r in rows(out, "interactions")] == ["int-1", "int-2"]
     assert [r["rating"] for r in rows(out, "feedback")] == [4]
@@ -98,14 +109,48 @@ BAD_LINES = [
     (interaction(1, prompt_tokens=2**63), "invalid_value"),
     (interaction(1, completion_tokens=2**70), "invalid_value"),
     (json.dumps(interaction(1)).replace('"cust-1"', BIG), "not_json"),  # past int max str digits
-    (json.dumps(interaction(1, latency_ms=0)).replace('"latency_ms": 0', '"latency_ms": 1' + "0" * 400), "invalid_value"),
-    (json.dumps(interaction(1, cost_usd=0)).replace('"cost_usd": 0', '"cost_usd": 1e999'), "invalid_value"),
-    (json.dumps(interaction(1, timestamp=0)).replace('"timestamp": 0', '"timestamp": 1' + "0" * 400), "bad_timestamp"),
-    (json.dumps(interaction(1, timestamp=0)).replace('"timestamp": 0', '"timestamp": NaN'), "bad_timestamp"),
-    (interaction(1, response={"role": "assistant", "content": None, "tool_calls": [{**CALL, "type": 5}]}), "wrong_type"),
-    (interaction(1, response={"role": "assistant", "content": None, "tool_calls": [{**CALL, "type": {"a": [1]}}]}), "wrong_type"),
+    (
+        json.dumps(interaction(1, latency_ms=0)).replace(
+            '"latency_ms": 0', '"latency_ms": 1' + "0" * 400
+        ),
+        "invalid_value",
+    ),
+    (
+        json.dumps(interaction(1, cost_usd=0)).replace('"cost_usd": 0', '"cost_usd": 1e999'),
+        "invalid_value",
+    ),
+    (
+        json.dumps(interaction(1, timestamp=0)).replace(
+            '"timestamp": 0', '"timestamp": 1' + "0" * 400
+        ),
+        "bad_timestamp",
+    ),
+    (
+        json.dumps(interaction(1, timestamp=0)).replace('"timestamp": 0', '"timestamp": NaN'),
+        "bad_timestamp",
+    ),
+    (
+        interaction(
+            1, response={"role": "assistant", "content": None, "tool_calls": [{**CALL, "type": 5}]}
+        ),
+        "wrong_type",
+    ),
+    (
+        interaction(
+            1,
+            response={
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{**CALL, "type": {"a": [1]}}],
+            },
+        ),
+        "wrong_type",
+    ),
     (interaction(1, messages=[{"role": "user", "content": "x", "name": {"a": 1}}]), "wrong_type"),
-    (interaction(1, messages=[{"role": "user", "content": "x", "tool_call_id": [1]}]), "wrong_type"),
+    (
+        interaction(1, messages=[{"role": "user", "content": "x", "tool_call_id": [1]}]),
+        "wrong_type",
+    ),
     (interaction(1, response="ok \ud800 there"), "not_utf8"),
     (interaction(1, metadata={"\udfff": 1}), "not_utf8"),
     ("[" * 100_000 + "]" * 100_000, "not_json"),
@@ -141,7 +186,9 @@ def test_a_row_the_table_build_refuses_is_quarantined_alone() -> None:
 
     good = {"interaction_id": "a", "prompt_tokens": 1}
     bad = {"interaction_id": "b", "prompt_tokens": 2**64}
-    schema = pa.schema([pa.field("interaction_id", pa.string()), pa.field("prompt_tokens", pa.int64())])
+    schema = pa.schema(
+        [pa.field("interaction_id", pa.string()), pa.field("prompt_tokens", pa.int64())]
+    )
     table, refused = rows_to_table([good, bad, good], schema)
     assert table.column("interaction_id").to_pylist() == ["a", "a"]
     assert [(i, r.reason) for i, r in refused] == [(1, "invalid_value")]
@@ -193,7 +240,9 @@ def test_record_ids_longer_than_the_ledger_key_are_refused_line_by_line() -> Non
 
     assert MAX_RECORD_ID_CHARS == MAX_ID_LENGTH  # record_keys.record_id
     long_id = "x" * (MAX_ID_LENGTH + 1)
-    line = interaction(1, feedback=[{"thumb": 1, "feedback_id": long_id}, {"thumb": -1, "feedback_id": "ok"}])
+    line = interaction(
+        1, feedback=[{"thumb": 1, "feedback_id": long_id}, {"thumb": -1, "feedback_id": "ok"}]
+    )
     out = prepare_batch(spec(), lines(interaction(0, interaction_id=long_id), line))
     assert [r["interaction_id"] for r in rows(out, "interactions")] == ["int-1"]
     assert [r["feedback_id"] for r in rows(out, "feedback")] == ["ok"]
@@ -206,7 +255,9 @@ def test_record_ids_longer_than_the_ledger_key_are_refused_line_by_line() -> Non
 def test_schema_version_is_checked_whole_not_only_its_major(version: str) -> None:
     """schema_version is stored as given and never redacted: anything but MAJOR[.MINOR] in it
     could carry text (PII) into the store."""
-    out = prepare_batch(spec(), lines(interaction(1, schema_version=version), interaction(2, schema_version=1.2)))
+    out = prepare_batch(
+        spec(), lines(interaction(1, schema_version=version), interaction(2, schema_version=1.2))
+    )
     assert [r["schema_version"] for r in rows(out, "interactions")] == ["1.2"]
     assert [(q["source_line"], q["reason"]) for q in out.quarantine] == [(1, "invalid_value")]
 
@@ -234,7 +285,9 @@ def stored(ctx: IngestContext, table: str) -> pa.Table:
 
 
 def test_feedback_on_an_interaction_id_holding_an_email_still_joins(ctx, tmp_path) -> None:
-    ingest_file(ctx, write_jsonl(tmp_path / "i.jsonl", [interaction(1, interaction_id="bob@example.com")]))
+    ingest_file(
+        ctx, write_jsonl(tmp_path / "i.jsonl", [interaction(1, interaction_id="bob@example.com")])
+    )
     event = {"interaction_id": "bob@example.com", "agent_id": "shop-assistant",
              "timestamp": "2026-11-03T09:00:00Z", "rating": 2}  # fmt: skip
     report = ingest_file(ctx, write_jsonl(tmp_path / "f.jsonl", [event]), kind="feedback")
@@ -247,19 +300,26 @@ def test_feedback_on_an_interaction_id_holding_an_email_still_joins(ctx, tmp_pat
 def test_another_key_recognises_overlapping_records_as_the_same(ctx, tmp_path) -> None:
     events = [{"interaction_id": "int-1", "agent_id": "shop-assistant", "annotator": "ann@example.com",
                "timestamp": "2026-11-03T09:00:00Z", "thumb": -1, "comment": "call +44 20 7946 0958"}]  # fmt: skip
-    first = [interaction(i, user_id="alice@example.com", response=f"Mail bob{i}@example.com") for i in range(3)]
+    first = [
+        interaction(i, user_id="alice@example.com", response=f"Mail bob{i}@example.com")
+        for i in range(3)
+    ]
     ingest_file(ctx, write_jsonl(tmp_path / "a.jsonl", first))
     ingest_file(ctx, write_jsonl(tmp_path / "fa.jsonl", events), kind="feedback")
     rotated = IngestContext(**{**ctx.__dict__, "pseudonym_key": OTHER_KEY})
     report = ingest_file(rotated, write_jsonl(tmp_path / "b.jsonl", [*first, interaction(9)]))
     assert dict(report.quarantined) == {}
     assert (report.skipped_stored["interactions"], report.stored["interactions"]) == (3, 1)
-    report = ingest_file(rotated, write_jsonl(tmp_path / "fb.jsonl", [*events, *events]), kind="feedback")
+    report = ingest_file(
+        rotated, write_jsonl(tmp_path / "fb.jsonl", [*events, *events]), kind="feedback"
+    )
     assert (dict(report.quarantined), report.skipped_stored["feedback"]) == ({}, 2)
 
 
 def test_content_hash_and_derived_ids_do_not_depend_on_the_key() -> None:
-    line = interaction(1, user_id="u@example.com", feedback={"thumb": -1, "annotator": "a@example.com"})
+    line = interaction(
+        1, user_id="u@example.com", feedback={"thumb": -1, "annotator": "a@example.com"}
+    )
     a = prepare_batch(spec(), lines(line))
     b = prepare_batch(spec(key=OTHER_KEY), lines(line))
     for table in ("interactions", "feedback"):
@@ -268,7 +328,9 @@ def test_content_hash_and_derived_ids_do_not_depend_on_the_key() -> None:
     assert a.tables["interactions"].column("user_id") != b.tables["interactions"].column("user_id")
     # different visible content, different hash
     c = prepare_batch(spec(), lines(interaction(1, user_id="u@example.com", response="Other.")))
-    assert c.tables["interactions"].column("content_hash") != a.tables["interactions"].column("content_hash")
+    assert c.tables["interactions"].column("content_hash") != a.tables["interactions"].column(
+        "content_hash"
+    )
 
 
 def test_the_hash_of_a_clean_row_is_the_hash_of_its_stored_form() -> None:
@@ -296,15 +358,28 @@ def test_the_hash_of_a_clean_row_is_the_hash_of_its_stored_form() -> None:
 
 # --- 5. byte-identical reruns -----------------------------------------------------------------------
 def test_the_same_batch_at_another_time_gives_the_same_bytes_and_names(tmp_path) -> None:
-    batch = lines(interaction(1, feedback={"thumb": 1}), "not json", interaction(2, user_id="x@example.com"))
+    batch = lines(
+        interaction(1, feedback={"thumb": 1}), "not json", interaction(2, user_id="x@example.com")
+    )
     first = prepare_batch(spec(), batch)
     later = prepare_batch(spec(now=NOW + timedelta(hours=5)), batch)
     assert first.quarantine == later.quarantine
-    for name, schema in (("interactions", INTERACTIONS), ("feedback", FEEDBACK), ("quarantine", QUARANTINE)):
-        tables = [quarantine_table(b.quarantine) if name == "quarantine" else b.tables[name] for b in (first, later)]
-        parts = [Store(str(tmp_path / f"s{n}")).write_part("d", t, schema) for n, t in enumerate(tables)]
+    for name, schema in (
+        ("interactions", INTERACTIONS),
+        ("feedback", FEEDBACK),
+        ("quarantine", QUARANTINE),
+    ):
+        tables = [
+            quarantine_table(b.quarantine) if name == "quarantine" else b.tables[name]
+            for b in (first, later)
+        ]
+        parts = [
+            Store(str(tmp_path / f"s{n}")).write_part("d", t, schema) for n, t in enumerate(tables)
+        ]
         assert parts[0].path == parts[1].path
-        assert (tmp_path / "s0" / parts[0].path).read_bytes() == (tmp_path / "s1" / parts[1].path).read_bytes()
+        assert (tmp_path / "s0" / parts[0].path).read_bytes() == (
+            tmp_path / "s1" / parts[1].path
+        ).read_bytes()
 
 
 def test_clock_columns_are_gone_and_old_parts_still_read(tmp_path) -> None:
@@ -312,11 +387,18 @@ def test_clock_columns_are_gone_and_old_parts_still_read(tmp_path) -> None:
         assert not {"ingested_at", "quarantined_at"} & set(schema.names)
     assert SCHEMA_VERSION == "1.1"
     out = prepare_batch(spec(), lines(interaction(1), "oops"))
-    old = out.tables["interactions"].append_column("ingested_at", pa.array([NOW], pa.timestamp("us", tz="UTC")))
-    q_old = quarantine_table(out.quarantine).append_column("quarantined_at", pa.array([NOW], pa.timestamp("us", tz="UTC")))
+    old = out.tables["interactions"].append_column(
+        "ingested_at", pa.array([NOW], pa.timestamp("us", tz="UTC"))
+    )
+    q_old = quarantine_table(out.quarantine).append_column(
+        "quarantined_at", pa.array([NOW], pa.timestamp("us", tz="UTC"))
+    )
     store = Store(str(tmp_path))
     (tmp_path / "old").mkdir()
     pq.write_table(old, tmp_path / "old" / "i.parquet")
     pq.write_table(q_old, tmp_path / "old" / "q.parquet")
-    assert store.read_table("old/i.parquet", INTERACTIONS).to_pylist() == out.tables["interactions"].to_pylist()
+    assert (
+        store.read_table("old/i.parquet", INTERACTIONS).to_pylist()
+        == out.tables["interactions"].to_pylist()
+    )
     assert store.read_table("old/q.parquet", QUARANTINE).num_rows == 1

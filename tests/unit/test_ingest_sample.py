@@ -30,13 +30,18 @@ def test_sample_ingest_matches_the_manifest(ratchet_env, manifest) -> None:
     settings = get_settings()
     config = PipelineConfig.model_validate({"ingest": {"batch_size": 100, "workers": 1}})
     ctx = IngestContext(
-        store=Store(settings.store_root), sessions=open_database(settings), config=config,
-        redactor=Redactor(config.redaction), pseudonym_key=b"s" * 32,
+        store=Store(settings.store_root),
+        sessions=open_database(settings),
+        config=config,
+        redactor=Redactor(config.redaction),
+        pseudonym_key=b"s" * 32,
         now=datetime(2026, 11, 20, tzinfo=UTC),
     )
     reports = [ingest_file(ctx, p) for p in sorted(SAMPLE_DIR.glob("interactions-*.jsonl"))]
     reports.append(ingest_file(ctx, SAMPLE_DIR / "openai-chat.jsonl"))
-    reports += [ingest_file(ctx, p, kind="feedback") for p in sorted(SAMPLE_DIR.glob("feedback-*.jsonl"))]
+    reports += [
+        ingest_file(ctx, p, kind="feedback") for p in sorted(SAMPLE_DIR.glob("feedback-*.jsonl"))
+    ]
 
     m = manifest["interactions"]
     quarantined: dict[str, int] = {}
@@ -55,9 +60,17 @@ def test_sample_ingest_matches_the_manifest(ratchet_env, manifest) -> None:
     with ctx.sessions() as s:
         i_paths = [p.path for p in repo.list_parts(s, "interactions")]
         f_paths = [p.path for p in repo.list_parts(s, "feedback")]
-    interactions = ctx.store.read_tables(i_paths, INTERACTIONS, ["agent_id", "interaction_id", "pii_residual"])
+    interactions = ctx.store.read_tables(
+        i_paths, INTERACTIONS, ["agent_id", "interaction_id", "pii_residual"]
+    )
     feedback = ctx.store.read_tables(f_paths, FEEDBACK, ["feedback_id", "interaction_id"])
-    keys = list(zip(interactions.column("agent_id").to_pylist(), interactions.column("interaction_id").to_pylist()))
+    keys = list(
+        zip(
+            interactions.column("agent_id").to_pylist(),
+            interactions.column("interaction_id").to_pylist(),
+            strict=True,
+        )
+    )
     assert len(keys) == len(set(keys)) == stored_i
     assert set(interactions.column("pii_residual").to_pylist()) == {0}
     # every feedback event stored once; the only ones missing went with a consent refusal
@@ -68,5 +81,7 @@ def test_sample_ingest_matches_the_manifest(ratchet_env, manifest) -> None:
 
     # pii found by ingest: at least what the generator planted in stored records
     found = sum(sum(r.pii_by_type.values()) for r in reports)
-    planted = sum(manifest["pii"]["interactions"].values()) + sum(manifest["pii"]["openai_chat"].values())
+    planted = sum(manifest["pii"]["interactions"].values()) + sum(
+        manifest["pii"]["openai_chat"].values()
+    )
     assert found >= planted * 0.95

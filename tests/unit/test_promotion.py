@@ -35,36 +35,71 @@ def factory(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
 def _seed(factory: sessionmaker[Session]) -> tuple[str, str]:
     """A production version and a candidate trained on a dataset version made from feedback."""
     with factory() as s, s.begin():
-        prod = repo.create_model_version(s, agent_id=AGENT, backend="logs", model_ref="m/p",
-                                         status="production", version_id="prod")
+        prod = repo.create_model_version(
+            s,
+            agent_id=AGENT,
+            backend="logs",
+            model_ref="m/p",
+            status="production",
+            version_id="prod",
+        )
         repo.register_dataset_version(
-            s, version_id="d" * 16, agent_id=AGENT, kind="sft_examples", path="curated/x",
-            rows=40, schema_fingerprint="f" * 16, config_hash="c" * 16,
-            lineage=[("feedback_file", "f" * 64),
-                     ("part", "interactions/part-1.parquet")])
-        run = repo.create_training_run(s, agent_id=AGENT, training_type="sft", backend="local",
-                                       base_model_version=prod.id, created_by="tester",
-                                       dataset_version_id="d" * 16)
-        cand = repo.create_model_version(s, agent_id=AGENT, backend="local", model_ref="m/c",
-                                         parent_id=prod.id, training_run_id=run.id,
-                                         version_id="cand")
+            s,
+            version_id="d" * 16,
+            agent_id=AGENT,
+            kind="sft_examples",
+            path="curated/x",
+            rows=40,
+            schema_fingerprint="f" * 16,
+            config_hash="c" * 16,
+            lineage=[("feedback_file", "f" * 64), ("part", "interactions/part-1.parquet")],
+        )
+        run = repo.create_training_run(
+            s,
+            agent_id=AGENT,
+            training_type="sft",
+            backend="local",
+            base_model_version=prod.id,
+            created_by="tester",
+            dataset_version_id="d" * 16,
+        )
+        cand = repo.create_model_version(
+            s,
+            agent_id=AGENT,
+            backend="local",
+            model_ref="m/c",
+            parent_id=prod.id,
+            training_run_id=run.id,
+            version_id="cand",
+        )
         return prod.id, cand.id
 
 
 def _report(cand: str, base: str, good: bool):
     b = [0.5] * 15 + [0.9] * 15
     c = [0.9] * 30 if good else [0.9] * 15 + [0.2] * 15
-    comp = compare_scores(cand, base, [f"k{i}" for i in range(30)],
-                          ["regression"] * 15 + ["golden"] * 15, {"token_f1": c},
-                          {"token_f1": b}, config=CFG)
+    comp = compare_scores(
+        cand,
+        base,
+        [f"k{i}" for i in range(30)],
+        ["regression"] * 15 + ["golden"] * 15,
+        {"token_f1": c},
+        {"token_f1": b},
+        config=CFG,
+    )
     return evaluate_gate(comp, CFG)
 
 
 def test_a_passing_gate_promotes_in_one_transaction_with_its_audit(factory) -> None:
     prod, cand = _seed(factory)
     with factory() as s, s.begin():
-        out = decide(s, _report(cand, prod, good=True), decided_by="alice", flow_run_id="fr-1",
-                     eval_runs=["e1", "e2"])
+        out = decide(
+            s,
+            _report(cand, prod, good=True),
+            decided_by="alice",
+            flow_run_id="fr-1",
+            eval_runs=["e1", "e2"],
+        )
     assert out.action == "promote" and out.baseline_id == prod
     with factory() as s:
         assert repo.production_version(s, AGENT).id == cand
@@ -116,8 +151,13 @@ def test_forced_promotion_records_its_reason_and_the_failed_gate(factory) -> Non
     with factory() as s, s.begin():
         with pytest.raises(ValueError, match="reason"):
             force_promote(s, cand, reason="  ", decided_by="bob")
-        out = force_promote(s, cand, reason="hotfix for the refund policy", decided_by="bob",
-                            report=_report(cand, prod, good=False))
+        out = force_promote(
+            s,
+            cand,
+            reason="hotfix for the refund policy",
+            decided_by="bob",
+            report=_report(cand, prod, good=False),
+        )
     assert out.action == "promote" and out.passed is False
     with factory() as s:
         assert repo.production_version(s, AGENT).id == cand

@@ -35,14 +35,25 @@ def test_clean_feedback_passes() -> None:
 @pytest.mark.parametrize(
     ("over", "failed"),
     [
-        ({"feedback_id": ["dup-secret@example.com", "dup-secret@example.com"]},
-         "expect_compound_columns_to_be_unique(agent_id,feedback_id)"),
+        (
+            {"feedback_id": ["dup-secret@example.com", "dup-secret@example.com"]},
+            "expect_compound_columns_to_be_unique(agent_id,feedback_id)",
+        ),
         ({"rating": pa.array([9, None], pa.int8())}, "expect_column_values_to_be_between(rating)"),
         ({"thumb": pa.array([2, None], pa.int8())}, "expect_column_values_to_be_in_set(thumb)"),
         ({"source": ["user", "robot"]}, "expect_column_values_to_be_in_set(source)"),
-        ({"pii_residual": pa.array([0, 3], pa.int32())}, "expect_column_values_to_be_between(pii_residual)"),
-        ({"timestamp": pa.array([TS, datetime(1990, 1, 1, tzinfo=UTC)], pa.timestamp("us", tz="UTC"))},
-         "expect_column_values_to_be_between(timestamp)"),
+        (
+            {"pii_residual": pa.array([0, 3], pa.int32())},
+            "expect_column_values_to_be_between(pii_residual)",
+        ),
+        (
+            {
+                "timestamp": pa.array(
+                    [TS, datetime(1990, 1, 1, tzinfo=UTC)], pa.timestamp("us", tz="UTC")
+                )
+            },
+            "expect_column_values_to_be_between(timestamp)",
+        ),
     ],
 )
 def test_each_failure_is_named_without_values(over, failed) -> None:

@@ -41,7 +41,9 @@ def test_expand_inputs_takes_files_globs_and_folders(tmp_path) -> None:
     (tmp_path / "d").mkdir()
     for name in ("d/a.jsonl", "d/b.jsonl.gz", "d/notes.txt", "c.ndjson"):
         (tmp_path / name).write_bytes(b"")
-    found = expand_inputs([str(tmp_path / "d"), str(tmp_path / "*.ndjson"), str(tmp_path / "d/a.jsonl")])
+    found = expand_inputs(
+        [str(tmp_path / "d"), str(tmp_path / "*.ndjson"), str(tmp_path / "d/a.jsonl")]
+    )
     assert [p.name for p in found] == ["a.jsonl", "b.jsonl.gz", "c.ndjson"]
     with pytest.raises(InputError, match="no input files match"):
         expand_inputs([str(tmp_path / "missing-*.jsonl")])

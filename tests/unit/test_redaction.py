@@ -80,11 +80,17 @@ def test_detector_finds_value_in_context(redactor: Redactor, type_: str, value: 
     ("text", "expected"),
     [
         ("Authorization: Bearer abcdefghijklmnopqrstuvwxyz123", "Authorization: Bearer [SECRET]"),
-        ("postgres://admin:hunter2@db.example.com:5432/x", "postgres://admin:[PASSWORD]@db.example.com:5432/x"),
+        (
+            "postgres://admin:hunter2@db.example.com:5432/x",
+            "postgres://admin:[PASSWORD]@db.example.com:5432/x",
+        ),
         ("Server=db;User Id=sa;Password=s3cr3t!;", "Server=db;User Id=sa;Password=[PASSWORD];"),
         ('{"password": "correcthorse"}', '{"password": "[PASSWORD]"}'),
         ("token=abcd1234efgh", "token=[SECRET]"),
-        ("-----BEGIN RSA PRIVATE KEY-----\nMIIEow\nabc==\n-----END RSA PRIVATE KEY----- ok", "[PRIVATE_KEY] ok"),
+        (
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\nabc==\n-----END RSA PRIVATE KEY----- ok",
+            "[PRIVATE_KEY] ok",
+        ),
         ("email=jane%40example.com&x=1", "email=[EMAIL]&x=1"),
         ("phone=%2B44%2020%207946%200958", "phone=[PHONE]"),
     ],
@@ -168,8 +174,11 @@ def test_redact_table_every_field_kind(redactor: Redactor) -> None:
                         "role": "assistant",
                         "content": None,
                         "tool_calls": [
-                            {"id": "call_1", "type": "function",
-                             "function": {"name": "lookup", "arguments": args}}
+                            {
+                                "id": "call_1",
+                                "type": "function",
+                                "function": {"name": "lookup", "arguments": args},
+                            }
                         ],
                     },
                 ],
@@ -188,7 +197,9 @@ def test_redact_table_every_field_kind(redactor: Redactor) -> None:
     assert msgs[1]["content"] == "my card is [CREDIT_CARD]"
     assert msgs[0]["role"] == "system" and msgs[2]["tool_calls"][0]["id"] == "call_1"
     assert json.loads(msgs[2]["tool_calls"][0]["function"]["arguments"]) == {
-        "email": "[EMAIL]", "phone": "[PHONE]", "n": 3
+        "email": "[EMAIL]",
+        "phone": "[PHONE]",
+        "n": 3,
     }
     assert out.column("response").to_pylist() == [
         "Mail sent to [EMAIL]",

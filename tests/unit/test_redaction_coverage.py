@@ -50,7 +50,10 @@ def test_ipv6_compressed_loopback_and_unspecified_when_strict() -> None:
     from ratchet.config import RedactionConfig
 
     strict = Redactor(RedactionConfig(keep_reserved_ips=False))
-    assert strict.redact_text("bind ::1 and ::ffff:0.0.0.0.")[0] == "bind [IP_ADDRESS] and [IP_ADDRESS]."
+    assert (
+        strict.redact_text("bind ::1 and ::ffff:0.0.0.0.")[0]
+        == "bind [IP_ADDRESS] and [IP_ADDRESS]."
+    )
     # "::" alone is code far more often than an address (Haskell, C++, Ruby)
     assert strict.redact_text("x :: Int")[0] == "x :: Int"
 
@@ -58,7 +61,10 @@ def test_ipv6_compressed_loopback_and_unspecified_when_strict() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("IP 81.2.69.142.52314 > 93.184.216.34.443: Flags S", "IP [IP_ADDRESS].52314 > [IP_ADDRESS].443: Flags S"),
+        (
+            "IP 81.2.69.142.52314 > 93.184.216.34.443: Flags S",
+            "IP [IP_ADDRESS].52314 > [IP_ADDRESS].443: Flags S",
+        ),
         ("from 10.1.2.3.22 to", "from [IP_ADDRESS].22 to"),
     ],
 )

@@ -28,14 +28,26 @@ SAMPLES = [
     ("API_KEY", "", "sk-proj-abcdefghijklmnopqrstuvwx1234"),
     ("API_KEY", "", "ghp_abcdefghijklmnopqrstuvwxyz0123456789"),
     ("AWS_KEY", "", "AKIAIOSFODNN7EXAMPLE"),
-    ("JWT", "", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"),
+    (
+        "JWT",
+        "",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    ),
     ("PASSWORD", "password=", "Hunter2-Hunter2"),
     ("SECRET", "api_key=", "ab12cd34-ef56gh78"),
     ("SECRET", "Bearer ", "abcdefghijklmnop.qrstuvwxyz0123"),
 ]
 _MD = "_.-+*#!"
-_NAMED = {"@": "&commat;", ".": "&period;", "_": "&lowbar;", "+": "&plus;", ":": "&colon;",
-          "=": "&equals;", "-": "&#45;", "/": "&sol;"}
+_NAMED = {
+    "@": "&commat;",
+    ".": "&period;",
+    "_": "&lowbar;",
+    "+": "&plus;",
+    ":": "&colon;",
+    "=": "&equals;",
+    "-": "&#45;",
+    "/": "&sol;",
+}
 _PUNCT = "@.-+:_="
 
 
@@ -139,8 +151,14 @@ def _escaped_sample(draw: st.DrawFn) -> tuple[str, str, str]:
 
 
 @settings(max_examples=150, deadline=None)
-@given(_escaped_sample(), st.sampled_from(["", "Hi ", "see: ", "(", "<b>"]), st.sampled_from(["", ".", " ok", ")", "</b>"]))
-def test_property_mixed_escapes_hide_no_value(sample: tuple[str, str, str], before: str, after: str) -> None:
+@given(
+    _escaped_sample(),
+    st.sampled_from(["", "Hi ", "see: ", "(", "<b>"]),
+    st.sampled_from(["", ".", " ok", ")", "</b>"]),
+)
+def test_property_mixed_escapes_hide_no_value(
+    sample: tuple[str, str, str], before: str, after: str
+) -> None:
     type_, value, escaped = sample
     out, counts = _REDACTOR.redact_text(before + escaped + after)
     assert counts.get(type_, 0) >= 1

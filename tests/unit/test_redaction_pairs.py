@@ -21,7 +21,10 @@ from ratchet.schemas import INTERACTIONS
 
 # One sample per built-in rule (type, value). Values are chosen valid (checksums pass).
 SAMPLES: list[tuple[str, str]] = [
-    ("PRIVATE_KEY", "-----BEGIN PRIVATE KEY-----\nMIIBVgIBADANBgkqhkiG9w0BAQEFAASCAUAwggE8\n-----END PRIVATE KEY-----"),
+    (
+        "PRIVATE_KEY",
+        "-----BEGIN PRIVATE KEY-----\nMIIBVgIBADANBgkqhkiG9w0BAQEFAASCAUAwggE8\n-----END PRIVATE KEY-----",
+    ),
     ("PASSWORD", "postgres://admin:hunter22@db.internal:5432/shop"),
     ("JWT", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.abcDEF123_-"),
     ("API_KEY", "sk-proj-Abc123XyZAbc123XyZAbc123XyZAbc123XyZAbc123XyZ"),
@@ -49,7 +52,10 @@ SAMPLES: list[tuple[str, str]] = [
 ]
 # The part of a sample that is replaced, when it is not the whole sample.
 REPLACED = {
-    "postgres://admin:hunter22@db.internal:5432/shop": ("hunter22", "postgres://admin:[PASSWORD]@db.internal:5432/shop"),
+    "postgres://admin:hunter22@db.internal:5432/shop": (
+        "hunter22",
+        "postgres://admin:[PASSWORD]@db.internal:5432/shop",
+    ),
     "Bearer abcdefghijklmnopqrstuvwxyz0123": ("abcdefghijklmnopqrstuvwxyz0123", "Bearer [SECRET]"),
     "password=Hunter2Hunter2": ("Hunter2Hunter2", "password=[PASSWORD]"),
     "api_key=ab12cd34ef56gh78": ("ab12cd34ef56gh78", "api_key=[SECRET]"),

@@ -22,8 +22,18 @@ from ratchet.review import (
     unescape_cell,
 )
 
-NASTY = ["=SUM(A1)", "-1 is wrong", "+44 is the code", "@mention", "\tleading tab",
-         "\rleading CR", "'already quoted", "plain text", "", "a=b"]
+NASTY = [
+    "=SUM(A1)",
+    "-1 is wrong",
+    "+44 is the code",
+    "@mention",
+    "\tleading tab",
+    "\rleading CR",
+    "'already quoted",
+    "plain text",
+    "",
+    "a=b",
+]
 
 
 @pytest.mark.parametrize("value", NASTY)
@@ -34,15 +44,22 @@ def test_escape_is_undone_exactly(value: str) -> None:
 
 
 def test_the_exported_csv_escapes_text_cells() -> None:
-    queue = pa.Table.from_pylist([{
-        "review_id": "r1", "agent_id": "a", "interaction_id": "=HYPERLINK(\"x\")",
-        "reason": "thumbs_down_no_correction",
-        "input": [{"role": "user", "content": "hi"}], "response": "-1 is wrong",
-    }])
+    queue = pa.Table.from_pylist(
+        [
+            {
+                "review_id": "r1",
+                "agent_id": "a",
+                "interaction_id": '=HYPERLINK("x")',
+                "reason": "thumbs_down_no_correction",
+                "input": [{"role": "user", "content": "hi"}],
+                "response": "-1 is wrong",
+            }
+        ]
+    )
     text = review_files(queue)["review_queue.csv"].decode()
     row = next(csv.DictReader(io.StringIO(text)))
     assert row["response"] == "'-1 is wrong"
-    assert row["interaction_id"] == "'=HYPERLINK(\"x\")"
+    assert row["interaction_id"] == '\'=HYPERLINK("x")'
     assert not any(v[:1] in ("=", "+", "-", "@", "\t", "\r") for v in row.values() if v)
 
 
@@ -52,12 +69,21 @@ def test_import_undoes_the_escape_in_every_label_column(tmp_path: Path) -> None:
         w = csv.DictWriter(fh, fieldnames=list(REVIEW_COLUMNS))
         w.writeheader()
         for i, value in enumerate(v for v in NASTY if v):
-            w.writerow({c: "" for c in REVIEW_COLUMNS} | {
-                "interaction_id": escape_cell(f"-i{i}"), "agent_id": "a",
-                "thumb": escape_cell("-1"), "correction": escape_cell(value),
-                "comment": escape_cell(value)})
+            w.writerow(
+                {c: "" for c in REVIEW_COLUMNS}
+                | {
+                    "interaction_id": escape_cell(f"-i{i}"),
+                    "agent_id": "a",
+                    "thumb": escape_cell("-1"),
+                    "correction": escape_cell(value),
+                    "comment": escape_cell(value),
+                }
+            )
     labels = labels_from_csv(f, now=datetime(2026, 11, 20, tzinfo=UTC))
-    got = [(e["interaction_id"], e.get("correction"), e.get("comment"), e["thumb"]) for e in labels.events]
+    got = [
+        (e["interaction_id"], e.get("correction"), e.get("comment"), e["thumb"])
+        for e in labels.events
+    ]
     assert got == [(f"-i{i}", v, v, -1) for i, v in enumerate(v for v in NASTY if v)]
 
 
@@ -67,17 +93,33 @@ def test_reimporting_the_same_review_csv_records_nothing(ratchet_env: Path, tmp_
     from ratchet.settings import get_settings
 
     logs = tmp_path / "i.jsonl"
-    logs.write_text(json.dumps({
-        "interaction_id": "bad-1", "agent_id": "help-desk", "timestamp": "2026-11-02T10:00:00Z",
-        "messages": [{"role": "user", "content": "reset my router"}], "response": "no idea"}) + "\n")
+    logs.write_text(
+        json.dumps(
+            {
+                "interaction_id": "bad-1",
+                "agent_id": "help-desk",
+                "timestamp": "2026-11-02T10:00:00Z",
+                "messages": [{"role": "user", "content": "reset my router"}],
+                "response": "no idea",
+            }
+        )
+        + "\n"
+    )
     _ingest_interactions(logs)
     f = tmp_path / "filled.csv"
     with open(f, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=list(REVIEW_COLUMNS))
         w.writeheader()
-        w.writerow({c: "" for c in REVIEW_COLUMNS} | {
-            "review_id": "r1", "agent_id": "help-desk", "interaction_id": "bad-1",
-            "thumb": "-1", "correction": escape_cell("=open the admin page")})
+        w.writerow(
+            {c: "" for c in REVIEW_COLUMNS}
+            | {
+                "review_id": "r1",
+                "agent_id": "help-desk",
+                "interaction_id": "bad-1",
+                "thumb": "-1",
+                "correction": escape_cell("=open the admin page"),
+            }
+        )
 
     def feedback_keys() -> int:
         with open_database(get_settings())() as s:
@@ -103,7 +145,12 @@ def _ingest_interactions(logs: Path) -> None:
 
     settings = get_settings()
     config = load_config(settings)
-    ctx = IngestContext(store=Store(settings.store_root), sessions=open_database(settings),
-                        config=config, redactor=Redactor(config.redaction),
-                        pseudonym_key=resolve_pseudonym_key(settings), now=datetime.now(UTC))
+    ctx = IngestContext(
+        store=Store(settings.store_root),
+        sessions=open_database(settings),
+        config=config,
+        redactor=Redactor(config.redaction),
+        pseudonym_key=resolve_pseudonym_key(settings),
+        now=datetime.now(UTC),
+    )
     ingest_file(ctx, logs, "interactions")

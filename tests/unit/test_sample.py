@@ -33,8 +33,16 @@ VALID_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 REQUIRED = ("interaction_id", "agent_id", "timestamp", "messages", "response")
 SMALL = SampleSpec(seed=11, interactions=240, openai_interactions=20)
 ALL_NOISE = NoiseSpec(
-    exact_duplicate=0.02, conflicting_duplicate=0.02, not_utf8=0.01, not_json=0.01, not_object=0.01,
-    missing_field=0.01, wrong_type=0.01, bad_timestamp=0.01, newer_schema=0.01, invalid_value=0.01,
+    exact_duplicate=0.02,
+    conflicting_duplicate=0.02,
+    not_utf8=0.01,
+    not_json=0.01,
+    not_object=0.01,
+    missing_field=0.01,
+    wrong_type=0.01,
+    bad_timestamp=0.01,
+    newer_schema=0.01,
+    invalid_value=0.01,
     too_large=1,
 )
 NOISY = replace(SMALL, noise=ALL_NOISE, max_line_bytes=30_000, pii_rate=0.5)
@@ -52,7 +60,9 @@ def _iban_ok(iban: str) -> bool:
     return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
 
 
-CARD_RE = re.compile(r"(?<![\d-])(?<!\d )(?:\d{4}([ -]?)\d{6}\1\d{5}|\d{4}([ -]?)\d{4}\2\d{4}\2\d{4})(?![ -]?\d)")
+CARD_RE = re.compile(
+    r"(?<![\d-])(?<!\d )(?:\d{4}([ -]?)\d{6}\1\d{5}|\d{4}([ -]?)\d{4}\2\d{4}\2\d{4})(?![ -]?\d)"
+)
 IBAN_RE = re.compile(r"\b(?:GB|DE|FR|NL|ES)\d{2}(?: ?[A-Z0-9]{4}){3,7}(?: ?[A-Z0-9]{1,3})?\b")
 
 
@@ -122,7 +132,13 @@ def _walk_interactions(out: Path, m: SampleManifest, max_bytes: int) -> dict[str
             first[key] = raw
             week_of[key] = f.week
             records.append(rec)
-    return {"reasons": reasons, "dups": dups, "conflicts": conflicts, "records": records, "week_of": week_of}
+    return {
+        "reasons": reasons,
+        "dups": dups,
+        "conflicts": conflicts,
+        "records": records,
+        "week_of": week_of,
+    }
 
 
 def test_same_seed_gives_byte_identical_files(tmp_path: Path) -> None:
@@ -134,7 +150,9 @@ def test_same_seed_gives_byte_identical_files(tmp_path: Path) -> None:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     assert a == b
     c = generate(replace(spec, seed=12), tmp_path / "c")
-    assert c.file("interactions-week-01.jsonl").sha256 != a.file("interactions-week-01.jsonl").sha256
+    assert (
+        c.file("interactions-week-01.jsonl").sha256 != a.file("interactions-week-01.jsonl").sha256
+    )
 
 
 def test_manifest_counts_match_the_files(noisy: tuple[Path, SampleManifest]) -> None:
@@ -169,7 +187,9 @@ def test_manifest_counts_match_the_files(noisy: tuple[Path, SampleManifest]) -> 
     assert it["expected_quarantine"]["conflicting_duplicate"] == it["conflicting_duplicates"]
 
 
-def test_every_malformed_reason_is_present_when_noise_is_on(noisy: tuple[Path, SampleManifest]) -> None:
+def test_every_malformed_reason_is_present_when_noise_is_on(
+    noisy: tuple[Path, SampleManifest],
+) -> None:
     _, m = noisy
     assert set(m.interactions["malformed"]) == set(MALFORMED_REASONS)
     assert all(v >= 1 for v in m.interactions["malformed"].values())
@@ -183,7 +203,9 @@ def test_default_noise_is_small_and_off_means_off(tmp_path: Path) -> None:
     assert SMALL.noise.too_large == 0  # over-size lines only when asked
 
 
-def test_valid_lines_have_required_fields_with_the_right_types(noisy: tuple[Path, SampleManifest]) -> None:
+def test_valid_lines_have_required_fields_with_the_right_types(
+    noisy: tuple[Path, SampleManifest],
+) -> None:
     out, m = noisy
     recs = _walk_interactions(out, m, NOISY.max_line_bytes)["records"]
     multi_turn = tool_calls = 0
@@ -217,10 +239,12 @@ def _texts(r: dict[str, Any]) -> list[str]:
     out = [m["content"] for m in r["messages"] if m.get("content")]
     out += [c["function"]["arguments"] for m in r["messages"] for c in m.get("tool_calls", [])]
     out += [str(v) for v in r["metadata"].values()]
-    return out + [r["response"]]
+    return [*out, r["response"]]
 
 
-def test_planted_cards_are_luhn_valid_and_ibans_pass_mod97(noisy: tuple[Path, SampleManifest]) -> None:
+def test_planted_cards_are_luhn_valid_and_ibans_pass_mod97(
+    noisy: tuple[Path, SampleManifest],
+) -> None:
     out, m = noisy
     recs = _walk_interactions(out, m, NOISY.max_line_bytes)["records"]
     cards = [c.group(0) for r in recs for t in _texts(r) for c in CARD_RE.finditer(t)]
@@ -228,7 +252,10 @@ def test_planted_cards_are_luhn_valid_and_ibans_pass_mod97(noisy: tuple[Path, Sa
     assert len(cards) == m.pii["interactions"]["CREDIT_CARD"] > 0
     assert len(ibans) == m.pii["interactions"]["IBAN"] > 0
     assert all(_luhn(c) for c in cards)
-    assert any(c.replace(" ", "").replace("-", "")[:4] in {str(x) for x in range(2221, 2721)} for c in cards)
+    assert any(
+        c.replace(" ", "").replace("-", "")[:4] in {str(x) for x in range(2221, 2721)}
+        for c in cards
+    )
     assert all(_iban_ok(i) for i in ibans)
     # Look-alikes that are not PII are there too, and none of them passes for a card.
     blob = "\n".join(t for r in recs for t in _texts(r))
@@ -237,7 +264,9 @@ def test_planted_cards_are_luhn_valid_and_ibans_pass_mod97(noisy: tuple[Path, Sa
     assert m.interactions["with_pii"] > 0 and m.pii["interactions"]["EMAIL"] > 0
 
 
-def test_late_feedback_lands_in_a_later_file_than_its_interaction(noisy: tuple[Path, SampleManifest]) -> None:
+def test_late_feedback_lands_in_a_later_file_than_its_interaction(
+    noisy: tuple[Path, SampleManifest],
+) -> None:
     out, m = noisy
     week_of = _walk_interactions(out, m, NOISY.max_line_bytes)["week_of"]
     late = 0
@@ -258,7 +287,9 @@ def test_late_feedback_lands_in_a_later_file_than_its_interaction(noisy: tuple[P
             chains[(ev["agent_id"], ev["interaction_id"], ev["source"], ev.get("annotator"))] += 1
             datetime.fromisoformat(ev["timestamp"])
     assert late == m.feedback["late"] > 0
-    assert sources["expert"] > 0 and m.feedback["superseded"] > 0 and m.feedback["disagreements"] > 0
+    assert (
+        sources["expert"] > 0 and m.feedback["superseded"] > 0 and m.feedback["disagreements"] > 0
+    )
     assert m.feedback["without_feedback_id"] > 0 and m.feedback["with_correction"] > 0
 
 
@@ -283,7 +314,10 @@ def test_openai_log_lines_have_the_documented_shape(noisy: tuple[Path, SampleMan
         assert isinstance(x["latency_ms"], float)
         where["top" if "agent_id" in x else "meta"] += 1
         assert "agent_id" in x or "agent_id" in req["metadata"]
-    assert where["top"] == m.openai_chat["agent_id_top_level"] and where["meta"] == m.openai_chat["agent_id_in_metadata"]
+    assert (
+        where["top"] == m.openai_chat["agent_id_top_level"]
+        and where["meta"] == m.openai_chat["agent_id_in_metadata"]
+    )
 
 
 def test_gzip_output_is_deterministic_and_counted(tmp_path: Path) -> None:
@@ -334,8 +368,9 @@ def test_the_generator_plants_with_the_redactions_own_checksums(monkeypatch) -> 
     calls: list[str] = []
     real_luhn, real_iban = checksums.luhn_ok, checksums.iban_check_digits
     monkeypatch.setattr(checksums, "luhn_ok", lambda d: calls.append("luhn") or real_luhn(d))
-    monkeypatch.setattr(checksums, "iban_check_digits",
-                        lambda c, b: calls.append("iban") or real_iban(c, b))
+    monkeypatch.setattr(
+        checksums, "iban_check_digits", lambda c, b: calls.append("iban") or real_iban(c, b)
+    )
     rng = random.Random(3)
     card, iban = sample._card(rng), sample._iban(rng).replace(" ", "")
     assert "luhn" in calls and "iban" in calls

@@ -19,8 +19,18 @@ def test_every_table_names_itself_and_its_version(name: str) -> None:
 @pytest.mark.parametrize("name", ["interactions", "feedback"])
 def test_canonical_records_keep_identity_provenance_and_unknown_fields(name: str) -> None:
     s = TABLES[name]
-    for col in ("schema_version", "agent_id", "interaction_id", "content_hash", "source_file",
-                "source_line", "redaction_version", "pii_counts", "pii_residual", "extra"):
+    for col in (
+        "schema_version",
+        "agent_id",
+        "interaction_id",
+        "content_hash",
+        "source_file",
+        "source_line",
+        "redaction_version",
+        "pii_counts",
+        "pii_residual",
+        "extra",
+    ):
         assert col in s.names, col
     assert s.field("timestamp").type == pa.timestamp("us", tz="UTC")
     assert not s.field("timestamp").nullable and not s.field("agent_id").nullable
@@ -28,8 +38,15 @@ def test_canonical_records_keep_identity_provenance_and_unknown_fields(name: str
 
 def test_text_columns_reach_nested_message_and_tool_call_text() -> None:
     cols = text_columns(schemas.INTERACTIONS)
-    for path in ("messages.content", "messages.tool_calls.function.arguments", "response",
-                 "response_tool_calls.function.arguments", "metadata", "extra", "sources"):
+    for path in (
+        "messages.content",
+        "messages.tool_calls.function.arguments",
+        "response",
+        "response_tool_calls.function.arguments",
+        "metadata",
+        "extra",
+        "sources",
+    ):
         assert path in cols
     assert "latency_ms" not in cols and "timestamp" not in cols
 
@@ -50,6 +67,13 @@ def test_unknown_table_is_a_clear_error() -> None:
 
 def test_quarantine_reasons_are_the_documented_set() -> None:
     assert set(schemas.QUARANTINE_REASONS) >= {
-        "not_utf8", "not_json", "not_object", "missing_field", "wrong_type", "bad_timestamp",
-        "too_large", "newer_schema", "conflicting_duplicate",
+        "not_utf8",
+        "not_json",
+        "not_object",
+        "missing_field",
+        "wrong_type",
+        "bad_timestamp",
+        "too_large",
+        "newer_schema",
+        "conflicting_duplicate",
     }

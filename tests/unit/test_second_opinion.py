@@ -128,8 +128,13 @@ def test_pii_free_look_alikes_are_not_hits(scanner) -> None:
 
 
 def test_addresses_nobody_owns_are_not_hits_public_ones_are(scanner) -> None:
-    unowned = ["ping 127.0.0.1 ok", "bind 0.0.0.0:80", "docs 192.0.2.15 and 2001:db8::1",
-               "netmask 255.255.255.0", "loopback ::1 here"]
+    unowned = [
+        "ping 127.0.0.1 ok",
+        "bind 0.0.0.0:80",
+        "docs 192.0.2.15 and 2001:db8::1",
+        "netmask 255.255.255.0",
+        "loopback ::1 here",
+    ]
     assert scanner.scan(_chat_table(unowned), "t").rows_with_hits == 0
     result = scanner.scan(_chat_table(["client 81.2.69.142 logged in"]), "t")
     assert dict(result.hits_by_type) == {"IP_ADDRESS": 1}
@@ -267,17 +272,25 @@ def _curate(ctx: IngestContext, config: PipelineConfig) -> dict:
     from ratchet.curation.registry import CurationContext, curate_agent
     from ratchet.curation.select import Window
 
-    cctx = CurationContext(store=ctx.store, sessions=ctx.sessions, config=config,
-                           redactor=Redactor(config.redaction))
-    return curate_agent(cctx, "shop-assistant",
-                        Window(None, datetime.now(UTC) + timedelta(seconds=1)))
+    cctx = CurationContext(
+        store=ctx.store, sessions=ctx.sessions, config=config, redactor=Redactor(config.redaction)
+    )
+    return curate_agent(
+        cctx, "shop-assistant", Window(None, datetime.now(UTC) + timedelta(seconds=1))
+    )
 
 
 def _ingest_for_curation(tmp_path: Path, answers: list[str]) -> IngestContext:
     ctx = _ctx(disabled=["EMAIL"])
     # what the redactor let through is stored: only the curated tables are checked here
-    ctx = IngestContext(**{**ctx.__dict__, "config": ctx.config.model_copy(
-        update={"quality": QualityConfig(second_opinion_enabled=False)})})
+    ctx = IngestContext(
+        **{
+            **ctx.__dict__,
+            "config": ctx.config.model_copy(
+                update={"quality": QualityConfig(second_opinion_enabled=False)}
+            ),
+        }
+    )
     ingest_file(ctx, _file(tmp_path / "i.jsonl", answers))
     fb = [{"interaction_id": f"int-{i}", "agent_id": "shop-assistant",
            "timestamp": "2026-11-03T10:00:00Z", "source": "user", "rating": 5}
@@ -288,8 +301,14 @@ def _ingest_for_curation(tmp_path: Path, answers: list[str]) -> IngestContext:
 
 
 def test_curation_fails_when_a_curated_table_holds_pii(ratchet_env, tmp_path) -> None:
-    answers = ["It ships tomorrow.", "Yes, within 30 days.", "Yes, in five days.", "Take a 43.",
-               "Two are left.", f"Send the new address to {EMAIL} and we update it."]
+    answers = [
+        "It ships tomorrow.",
+        "Yes, within 30 days.",
+        "Yes, in five days.",
+        "Take a 43.",
+        "Two are left.",
+        f"Send the new address to {EMAIL} and we update it.",
+    ]
     ctx = _ingest_for_curation(tmp_path, answers)
     missing = PipelineConfig.model_validate({"redaction": {"disabled_types": ["EMAIL"]}})
     with pytest.raises(DataQualityError) as err:
@@ -304,8 +323,14 @@ def test_curation_fails_when_a_curated_table_holds_pii(ratchet_env, tmp_path) ->
 
 
 def test_curation_report_carries_the_scan_per_table(ratchet_env, tmp_path) -> None:
-    answers = ["It ships tomorrow.", "Yes, within 30 days.", "Yes, in five days.", "Take a 43.",
-               "Two are left.", "Under Settings, then Addresses."]
+    answers = [
+        "It ships tomorrow.",
+        "Yes, within 30 days.",
+        "Yes, in five days.",
+        "Take a 43.",
+        "Two are left.",
+        "Under Settings, then Addresses.",
+    ]
     ctx = _ingest_for_curation(tmp_path, answers)
     report = _curate(ctx, PipelineConfig())
     scans = report["second_opinion"]

@@ -77,7 +77,7 @@ def test_paths_cannot_escape_the_root(store: Store) -> None:
 
 
 def test_missing_file_is_a_store_error_naming_the_path(store: Store) -> None:
-    with pytest.raises(StoreError, match="nope.parquet"):
+    with pytest.raises(StoreError, match=r"nope\.parquet"):
         store.read_table("nope.parquet", QUARANTINE)
 
 

@@ -33,18 +33,32 @@ def _setup(home: Path) -> tuple[Store, list[str], list[str]]:
     store = Store(settings.store_root)
     kept, orphans = [], []
     with open_database(settings)() as s, s.begin():
-        for i, (table, folder) in enumerate([("interactions", "interactions/agent=a/date=2026-11-02"),
-                                             ("quarantine", "quarantine/abc")]):
+        for i, (table, folder) in enumerate(
+            [
+                ("interactions", "interactions/agent=a/date=2026-11-02"),
+                ("quarantine", "quarantine/abc"),
+            ]
+        ):
             rel = f"{folder}/part-ref{i}.parquet"
             store.write_bytes(rel, b"referenced")
-            repo.record_part(s, repo.PartRecord(table_name=table, path=rel, rows=1,
-                                                content_hash=str(i) * 64, redaction_version="v",
-                                                agent_id="a" if table != "quarantine" else None))
+            repo.record_part(
+                s,
+                repo.PartRecord(
+                    table_name=table,
+                    path=rel,
+                    rows=1,
+                    content_hash=str(i) * 64,
+                    redaction_version="v",
+                    agent_id="a" if table != "quarantine" else None,
+                ),
+            )
             kept.append(rel)
-    for rel in ["interactions/agent=a/date=2026-11-02/part-orphan.parquet",
-                "feedback/agent=a/date=2026-11-02/part-orphan.parquet",
-                "quarantine/abc/part-orphan.parquet",
-                "interactions/agent=a/date=2026-11-02/.tmp-deadbeef"]:
+    for rel in [
+        "interactions/agent=a/date=2026-11-02/part-orphan.parquet",
+        "feedback/agent=a/date=2026-11-02/part-orphan.parquet",
+        "quarantine/abc/part-orphan.parquet",
+        "interactions/agent=a/date=2026-11-02/.tmp-deadbeef",
+    ]:
         store.write_bytes(rel, b"nobody reads me")
         orphans.append(rel)
     store.write_bytes("datasets/a/eval_cases/v1/data.parquet", b"not a part")  # not gc's business

@@ -61,13 +61,26 @@ def _ctx(env: dict[str, Any], trainer: FakeTrainer, **training: Any) -> Training
     t = {"poll_interval_s": 1.0, "poll_backoff": 2.0, "poll_max_interval_s": 4.0, **training}
     config = PipelineConfig.model_validate({"training": t})
     clock = FakeClock()
-    return TrainingContext(sessions=env["sessions"], store=env["store"], config=config,
-                           trainers={"fake": trainer}, sleep=clock.sleep, clock=clock)
+    return TrainingContext(
+        sessions=env["sessions"],
+        store=env["store"],
+        config=config,
+        trainers={"fake": trainer},
+        sleep=clock.sleep,
+        clock=clock,
+    )
 
 
 def _req(seeded: Seeded, **kw: Any) -> TrainRequest:
-    return TrainRequest(**{"dataset_version_id": seeded.sft, "strategy": "sft",
-                           "backend": "fake", "created_by": "alice", **kw})
+    return TrainRequest(
+        **{
+            "dataset_version_id": seeded.sft,
+            "strategy": "sft",
+            "backend": "fake",
+            "created_by": "alice",
+            **kw,
+        }
+    )
 
 
 def _run(env: dict[str, Any], run_id: str) -> Any:
@@ -76,16 +89,24 @@ def _run(env: dict[str, Any], run_id: str) -> Any:
 
 
 def test_happy_path_writes_every_field_links_the_candidate_and_reports_progress(env):
-    trainer = FakeTrainer(script=("pending", "in_progress", "in_progress", "in_progress",
-                                  "completed"))
+    trainer = FakeTrainer(
+        script=("pending", "in_progress", "in_progress", "in_progress", "completed")
+    )
     ctx = _ctx(env, trainer, price_per_1m_tokens_usd={"fake": {"default": 25.0}})
     seen: list[tuple[JobStatus, list[Any]]] = []
-    out = train(ctx, _req(env["seeded"], params={"epochs": 2}, notes="more refunds data"),
-                lambda st, ev: seen.append((st, ev)))
+    out = train(
+        ctx,
+        _req(env["seeded"], params={"epochs": 2}, notes="more refunds data"),
+        lambda st, ev: seen.append((st, ev)),
+    )
 
     run = _run(env, out.training_run_id)
     assert (run.status, run.agent_id, run.training_type, run.backend) == (
-        "completed", AGENT, "sft", "fake")
+        "completed",
+        AGENT,
+        "sft",
+        "fake",
+    )
     assert run.dataset_version_id == env["seeded"].sft
     assert run.base_model_version == env["seeded"].base_id
     assert run.parameters == {"epochs": 2} and run.created_by == "alice"
@@ -100,7 +121,10 @@ def test_happy_path_writes_every_field_links_the_candidate_and_reports_progress(
     with env["sessions"]() as s:
         mv = repo.get_model_version(s, out.model_version_id)
         assert (mv.status, mv.parent_id, mv.training_run_id) == (
-            "candidate", env["seeded"].base_id, run.id)
+            "candidate",
+            env["seeded"].base_id,
+            run.id,
+        )
         assert mv.model_ref == "fake-model-job-1"
     # events arrive once each, with their step metrics; the waits back off 1, 2, 4, 4
     steps = [e.step for _, new in seen for e in new]
@@ -176,12 +200,16 @@ def test_budget_per_month_counts_this_months_spend(env):
     assert "training.budget_per_month_usd 10.00" in msg and trainer.created == 1
 
 
-@pytest.mark.parametrize(("state", "error", "exc"), [
-    ("failed", "The job failed: invalid training file", TrainingFailed),
-    ("cancelled", None, TrainingCancelled),
-])
-def test_a_failed_or_cancelled_job_ends_the_record_with_the_providers_message(env, state, error,
-                                                                             exc):
+@pytest.mark.parametrize(
+    ("state", "error", "exc"),
+    [
+        ("failed", "The job failed: invalid training file", TrainingFailed),
+        ("cancelled", None, TrainingCancelled),
+    ],
+)
+def test_a_failed_or_cancelled_job_ends_the_record_with_the_providers_message(
+    env, state, error, exc
+):
     trainer = FakeTrainer(script=("in_progress", state), error=error)
     ctx = _ctx(env, trainer)
     with pytest.raises(exc) as err:
@@ -224,17 +252,29 @@ def test_cancel_of_a_completed_run_changes_nothing(env):
     assert trainer.cancelled == []
 
 
-@pytest.mark.parametrize(("status", "expected", "basis"), [
-    (JobStatus("j", "completed", cost_usd=1.25), 1.25, "reported"),
-    (JobStatus("j", "completed", trained_tokens=3_000_000), 15.0, "trained tokens"),
-    (JobStatus("j", "completed", metrics={"gpu_seconds": 100.0, "cpu_seconds": 10.0}), 0.21,
-     "GPU s"),
-    (JobStatus("j", "completed"), 0.0, "no spend"),
-])
+@pytest.mark.parametrize(
+    ("status", "expected", "basis"),
+    [
+        (JobStatus("j", "completed", cost_usd=1.25), 1.25, "reported"),
+        (JobStatus("j", "completed", trained_tokens=3_000_000), 15.0, "trained tokens"),
+        (
+            JobStatus("j", "completed", metrics={"gpu_seconds": 100.0, "cpu_seconds": 10.0}),
+            0.21,
+            "GPU s",
+        ),
+        (JobStatus("j", "completed"), 0.0, "no spend"),
+    ],
+)
 def test_job_cost_from_tokens_prices_or_seconds(status, expected, basis):
-    config = PipelineConfig.model_validate({"training": {
-        "price_per_1m_tokens_usd": {"openai": {"gpt-x": 5.0, "default": 25.0}},
-        "gpu_second_usd": 0.002, "cpu_second_usd": 0.001}})
+    config = PipelineConfig.model_validate(
+        {
+            "training": {
+                "price_per_1m_tokens_usd": {"openai": {"gpt-x": 5.0, "default": 25.0}},
+                "gpu_second_usd": 0.002,
+                "cpu_second_usd": 0.001,
+            }
+        }
+    )
     cost, how = job_cost(config, "openai", "gpt-x", status)
     assert cost == pytest.approx(expected) and basis in how
 
@@ -242,8 +282,12 @@ def test_job_cost_from_tokens_prices_or_seconds(status, expected, basis):
 def test_prompt_candidate_takes_rules_from_train_regressions_only(env):
     trainer = FakeTrainer()
     ctx = _ctx(env, trainer)
-    out = train(ctx, _req(env["seeded"], dataset_version_id=env["seeded"].evals,
-                          strategy="prompt", backend="logs"))
+    out = train(
+        ctx,
+        _req(
+            env["seeded"], dataset_version_id=env["seeded"].evals, strategy="prompt", backend="logs"
+        ),
+    )
     with env["sessions"]() as s:
         mv = repo.get_model_version(s, out.model_version_id)
         run = repo.get_training_run(s, out.training_run_id)
@@ -257,8 +301,12 @@ def test_prompt_candidate_takes_rules_from_train_regressions_only(env):
 
 def test_prompt_candidate_with_a_given_system_prompt(env):
     ctx = _ctx(env, FakeTrainer())
-    out = train(ctx, _req(env["seeded"], strategy="prompt", backend="logs",
-                          params={"system_prompt": "Be brief."}))
+    out = train(
+        ctx,
+        _req(
+            env["seeded"], strategy="prompt", backend="logs", params={"system_prompt": "Be brief."}
+        ),
+    )
     with env["sessions"]() as s:
         assert repo.get_model_version(s, out.model_version_id).system_prompt == "Be brief."
 
@@ -267,8 +315,7 @@ def test_few_shot_candidate_and_its_answerer_retrieve_the_nearest_examples(env):
     from ratchet.backends.fewshot import ExampleIndex, FewShotAnswerer, load_examples
 
     ctx = _ctx(env, FakeTrainer())
-    out = train(ctx, _req(env["seeded"], strategy="few_shot", backend="logs",
-                          params={"k": "1"}))
+    out = train(ctx, _req(env["seeded"], strategy="few_shot", backend="logs", params={"k": "1"}))
     with env["sessions"]() as s:
         mv = repo.get_model_version(s, out.model_version_id)
         path = repo.get_dataset_version(s, env["seeded"].sft).path
@@ -278,20 +325,27 @@ def test_few_shot_candidate_and_its_answerer_retrieve_the_nearest_examples(env):
     assert len(examples) == 3  # the validation example is not a shot
     base = EchoAnswerer()
     answerer = FewShotAnswerer(base, base.spec, ExampleIndex(examples), k=1)
-    answerer.answer([{"role": "system", "content": "sys"},
-                     {"role": "user", "content": "I need a refund please"}])
+    answerer.answer(
+        [
+            {"role": "system", "content": "sys"},
+            {"role": "user", "content": "I need a refund please"},
+        ]
+    )
     sent = base.seen[-1]
     assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
     assert "Refunds within 30 days" in sent[2]["content"]
 
 
-@pytest.mark.parametrize(("kw", "match"), [
-    ({"strategy": "dpo"}, "needs a dataset of kind preference_pairs"),
-    ({"dataset_version_id": "nope"}, "no dataset version 'nope'"),
-    ({"base": "missing"}, "no model version 'missing'"),
-    ({"strategy": "rlhf"}, "strategy must be one of"),
-    ({"agent_id": "other-bot"}, "belongs to another agent than 'other-bot'"),
-])
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"strategy": "dpo"}, "needs a dataset of kind preference_pairs"),
+        ({"dataset_version_id": "nope"}, "no dataset version 'nope'"),
+        ({"base": "missing"}, "no model version 'missing'"),
+        ({"strategy": "rlhf"}, "strategy must be one of"),
+        ({"agent_id": "other-bot"}, "belongs to another agent than 'other-bot'"),
+    ],
+)
 def test_bad_requests_are_refused_before_any_record(env, kw, match):
     ctx = _ctx(env, FakeTrainer())
     with pytest.raises(TrainingError, match=match):
@@ -322,7 +376,8 @@ def test_the_real_local_backend_trains_a_candidate_that_answers_with_its_example
 
 
 def test_a_few_shot_candidate_answers_through_the_registry_with_its_base_wrapped(
-        env, tmp_path, monkeypatch):
+    env, tmp_path, monkeypatch
+):
     from ratchet.backends import BACKENDS, BackendContext, answerer_for
     from ratchet.backends.fewshot import FewShotAnswerer
     from ratchet.settings import get_settings
