@@ -174,7 +174,7 @@ def test_cli_rollback_and_route(ratchet_env, monkeypatch) -> None:
         repo.promote(s, good, Decision(decided_by="t"))
     res = runner.invoke(app, ["models", "route", "--agent", AGENT, "--user", "u-1", "--json"])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output) == {
+    assert json.loads(res.stdout) == {
         "agent": AGENT,
         "version": good,
         "production": good,
@@ -185,7 +185,8 @@ def test_cli_rollback_and_route(ratchet_env, monkeypatch) -> None:
     assert res.exit_code == 2 and "--reason" in res.output
     res = runner.invoke(app, ["rollback", "--json"])  # the only agent with a production
     assert res.exit_code == 0, res.output
-    out = json.loads(res.output)
+    # JSON on stdout; the core's INFO line may go to stderr (once a flow command routed it)
+    out = json.loads(res.stdout)
     assert (out["action"], out["candidate"], out["baseline"]) == ("rollback", prod, good)
     res = runner.invoke(app, ["rollback", "--agent", AGENT])  # prod replaced nothing
     assert res.exit_code == 1 and "replaced nothing" in res.output

@@ -18,7 +18,7 @@ def test_config_show_masks_secrets(ratchet_env, monkeypatch) -> None:
     assert result.exit_code == 0, result.output
     assert "super-secret-pseudonym-key-123" not in result.output
     assert "pg-pass-777" not in result.output
-    shown = json.loads(result.output)
+    shown = json.loads(result.stdout)
     assert shown["config"]["ingest"]["batch_size"] == 10_000
     assert shown["settings"]["pseudonym_key"] == "**********"
 

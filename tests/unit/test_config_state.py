@@ -71,7 +71,7 @@ def test_config_show_says_which_home_store_and_database(tmp_path, monkeypatch) -
     monkeypatch.chdir(tmp_path)
     res = runner.invoke(app, ["config", "show"])
     assert res.exit_code == 0, res.output
-    state = json.loads(res.output)["state"]
+    state = json.loads(res.stdout)["state"]
     assert state["home"] == str(tmp_path / ".ratchet")
     assert state["store"] == str(tmp_path / ".ratchet" / "store")
     assert state["database"].endswith(str(tmp_path / ".ratchet" / "ratchet.db"))

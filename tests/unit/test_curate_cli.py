@@ -202,14 +202,14 @@ def test_datasets_list_show_diff(seeded: Path) -> None:
 
     res = runner.invoke(app, ["datasets", "list", "--json"])
     assert res.exit_code == 0, res.output
-    listed = json.loads(res.output)
+    listed = json.loads(res.stdout)
     assert {r["version"] for r in listed} >= set(first.values()) | set(second.values())
     res = runner.invoke(app, ["datasets", "list", "--agent", AGENT, "--kind", "eval_cases"])
     assert res.exit_code == 0 and first["eval_cases"] in res.output
     assert runner.invoke(app, ["datasets", "list", "--kind", "nope"]).exit_code == 2
 
     res = runner.invoke(app, ["datasets", "show", second["eval_cases"], "--json"])
-    info = json.loads(res.output)
+    info = json.loads(res.stdout)
     assert info["kind"] == "eval_cases" and info["agent"] == AGENT
     assert info["parent"] == first["eval_cases"]
     assert {"kind": "dataset_version", "ref": first["eval_cases"]} in info["lineage"]
@@ -222,7 +222,7 @@ def test_datasets_list_show_diff(seeded: Path) -> None:
     res = runner.invoke(
         app, ["datasets", "diff", first["eval_cases"], second["eval_cases"], "--json"]
     )
-    diff = json.loads(res.output)
+    diff = json.loads(res.stdout)
     assert diff["status_changes"] == {"active->retired": 1}
     assert diff["changed"] == 1 and diff["removed"] == 0
     text = runner.invoke(app, ["datasets", "diff", first["eval_cases"], second["eval_cases"]])

@@ -93,7 +93,7 @@ def test_store_gc_command_dry_run_and_json(ratchet_env: Path) -> None:
     store, _, orphans = _setup(ratchet_env)
     res = runner.invoke(app, ["store", "gc", "--dry-run", "--json"])
     assert res.exit_code == 0, res.output
-    out = json.loads(res.output)
+    out = json.loads(res.stdout)
     assert sorted(out["orphans"]) == sorted(orphans) and out["deleted"] == []
     assert out["dry_run"] is True
     res = runner.invoke(app, ["store", "gc", "--grace", "3h"])
