@@ -185,7 +185,7 @@ def _decided(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _stage(name: str, state: Any, runs: dict[str, Any]) -> tuple[Any, str | None]:
+def stage_result(name: str, state: Any, runs: dict[str, Any]) -> tuple[Any, str | None]:
     """A subflow's result (or its failure reason), recording its run for the report."""
     runs[name] = {"id": state.state_details.flow_run_id, "state": state.name}
     if state.is_completed():
@@ -235,14 +235,14 @@ def weekly_flow(
             inputs=inputs,
             return_state=True,
         )
-        out["ingest"], failure = _stage("ingest", state, runs)
+        out["ingest"], failure = stage_result("ingest", state, runs)
         if until is None:  # the window is on arrival: what this run just received counts now
             end = datetime.now(UTC)
             begin = None if all_time else (to_utc(since) or end - timedelta(days=window_days))
     if failure is None:
         log.info("stage curate: started")
         state = curate_flow(agent=agent, since=begin, until=end, return_state=True)
-        out["curate"], failure = _stage("curate", state, runs)
+        out["curate"], failure = stage_result("curate", state, runs)
     loop: list[dict[str, Any]] = []
     if failure is None and improve:
         from flows.weekly_loop import improve_agent

@@ -22,6 +22,7 @@ from typing import Any
 from flows.evaluate import evaluate_flow
 from flows.promote import comparison_markdown, promote_flow
 from flows.train import train_flow
+from flows.weekly import stage_result
 from ratchet.config import load_config
 from ratchet.settings import get_settings
 from ratchet.training import STRATEGY_KINDS
@@ -37,17 +38,6 @@ def pick_dataset(report: dict[str, Any], strategy: str) -> dict[str, Any] | None
         if kind in by_kind and by_kind[kind].get("rows", 0) > 0:
             return dict(by_kind[kind])
     return None
-
-
-def _state(name: str, state: Any, runs: dict[str, Any]) -> tuple[Any, str | None]:
-    runs[name] = {"id": state.state_details.flow_run_id, "state": state.name}
-    if state.is_completed():
-        return state.result(), None
-    try:
-        state.result()
-    except Exception as exc:  # the stage's own value-free message
-        return None, f"{name}: {type(exc).__name__}: {exc}"
-    return None, f"{name}: ended {state.name}"
 
 
 def _status_of(version_id: str) -> str:
@@ -87,7 +77,7 @@ def improve_agent(
         notes="weekly run",
         return_state=True,
     )
-    trained, out["failure"] = _state("train", state, runs)
+    trained, out["failure"] = stage_result("train", state, runs)
     if trained is None:
         return _history(out)
     out["train"] = trained
@@ -97,7 +87,7 @@ def improve_agent(
         out["skipped"] = f"candidate {candidate} was already decided ({status})"
         return _history(out)
     state = evaluate_flow(candidate=candidate, return_state=True)
-    evaluated, out["failure"] = _state("evaluate", state, runs)
+    evaluated, out["failure"] = stage_result("evaluate", state, runs)
     if evaluated is None:
         return _history(out)
     out["evaluate"] = {
@@ -111,7 +101,7 @@ def improve_agent(
         dry_run=dry_run,
         return_state=True,
     )
-    out["decision"], out["failure"] = _state("promote", state, runs)
+    out["decision"], out["failure"] = stage_result("promote", state, runs)
     return _history(out)
 
 

@@ -85,20 +85,7 @@ def finish_eval_run(
     row.completed_at = utcnow()
     row.error = error
     session.flush()
-    values = [
-        {
-            "eval_run_id": run_id,
-            "subset": m.subset,
-            "metric": m.metric,
-            "value": m.value,
-            "ci_low": m.ci_low,
-            "ci_high": m.ci_high,
-            "n": m.n,
-        }
-        for m in metrics
-    ]
-    if values:
-        session.execute(insert(EvalMetric), values)
+    add_eval_metrics(session, run_id, metrics)
     return row
 
 
