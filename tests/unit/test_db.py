@@ -82,14 +82,14 @@ def test_migrations_from_empty_match_the_models_and_reapply_as_noop(db_url: str)
     try:
         assert current_revision(engine) is None
         upgrade(engine)
-        assert current_revision(engine) == head_revision() == "0001"
+        assert current_revision(engine) == head_revision() is not None
         with engine.connect() as conn:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(ctx, Base.metadata) == []
             tables = set(inspect(conn).get_table_names())
         assert tables == set(Base.metadata.tables) | {"alembic_version"}
         upgrade(engine)  # second time: nothing to do, nothing changes
-        assert current_revision(engine) == "0001"
+        assert current_revision(engine) == head_revision()
         with engine.connect() as conn:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(ctx, Base.metadata) == []
@@ -102,7 +102,10 @@ def test_session_factory_is_one_per_url_and_migrated(db_url: str) -> None:
         first = session_factory(db_url)
         assert session_factory(db_url) is first
         with first() as s:
-            assert s.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+            assert (
+                s.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+                == head_revision()
+            )
     finally:
         dispose_all()
 
