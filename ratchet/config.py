@@ -370,6 +370,33 @@ class RuntimeConfig(_Section):
     max_workers: int = Field(
         2, ge=1, le=64, description="Threads of the flow's task runner (never unbounded)."
     )
+    task_runner: Literal["threads", "dask"] = Field(
+        "threads",
+        description="Where a flow's fanned-out tasks run. threads: in the flow's process, ingest "
+        "files one after another (each file's batches on ingest.workers processes); dask: "
+        "files, byte ranges of large files, curation per agent and evaluation per batch of "
+        "cases as parallel tasks on a Dask cluster (needs the `scale` extra, prefect-dask).",
+    )
+    dask_address: str = Field(
+        "",
+        description="Scheduler address of an existing Dask cluster (tcp://host:8786) for "
+        "task_runner dask; empty: a LocalCluster of dask_workers processes on this machine, "
+        "started for the flow run and stopped after it.",
+    )
+    dask_workers: int = Field(
+        2,
+        ge=1,
+        le=256,
+        description="Worker processes of the LocalCluster started when dask_address is empty "
+        "(one thread each: the work is CPU-bound Python).",
+    )
+    ingest_chunk_bytes: int = Field(
+        64 << 20,
+        ge=1 << 16,
+        description="With task_runner dask, an uncompressed input file larger than this is cut "
+        "into byte ranges of about this size, at line boundaries, each ingested as its own task "
+        "(a gzipped file is one task: it cannot be cut).",
+    )
 
 
 class BackendsConfig(_Section):
