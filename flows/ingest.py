@@ -34,6 +34,7 @@ from prefect.runtime import flow_run
 
 from ratchet.config import load_config
 from ratchet.db import repo
+from ratchet.ingest.adapters import FORMATS
 from ratchet.ingest.inputs import (
     InputKind,
     display_name,
@@ -201,7 +202,9 @@ def ingest_flow(
     config_overrides: dict[str, Any] | None = None,
     inputs: str | None = None,
 ) -> dict[str, Any]:
-    """Ingest interaction files (canonical or OpenAI chat logs) and feedback files.
+    """Ingest interaction files (canonical, OpenAI chat logs, or a source's export: OTLP
+    GenAI traces, OpenAI stored completions...: ``ratchet.ingest.adapters.FORMATS``) and
+    feedback files.
 
     ``inputs`` is an input list reference (``ratchet.ingest.inputs.write_input_list``: what the
     CLI passes, so no path is a parameter); else ``paths`` (kind told by content) and
@@ -212,8 +215,8 @@ def ingest_flow(
     logger = get_run_logger()
     settings = get_settings()
     config = load_config(settings, config_overrides)
-    if fmt not in ("auto", "canonical", "openai-chat"):
-        raise ValueError("fmt must be auto, canonical or openai-chat")
+    if fmt not in ("auto", *FORMATS):
+        raise ValueError(f"fmt must be auto or one of {', '.join(FORMATS)}")
     runtime.pseudonym_key(settings)  # an unreadable Secret block stops the run here
     ref, entries, empty_folders = _entries(paths, feedback_paths, inputs)
     if empty_folders:

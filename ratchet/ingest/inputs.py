@@ -8,7 +8,9 @@ decides what it is, never its name (:func:`sniff_kind`):
 - the first readable JSON object among its first lines decides: an OpenAI chat log (a
   ``request`` object and a ``response``) or an object with ``messages`` or ``response`` is an
   **interaction** file; an object with ``rating``, ``thumb`` or ``feedback_id`` (and no
-  ``messages``) is a **feedback** file; other objects and unreadable lines do not decide;
+  ``messages``) is a **feedback** file; an object with a registered source's shape (an OTLP
+  trace request, a vendor's page: :mod:`ratchet.ingest.adapters`) is what that source says;
+  other objects and unreadable lines do not decide;
 - a file with no line that decides is read as interactions, so its lines are quarantined with
   their reasons (a garbage file fails loudly, it is not skipped);
 - a ``.json`` file whose whole content is one JSON document that is not a record (the sample's
@@ -37,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ratchet.ingest.adapters import looks_like_openai_chat
+from ratchet.ingest.adapters import formats_of, looks_like_openai_chat
 from ratchet.ingest.reader import _SUFFIXES, InputError, _open
 
 SniffedKind = Literal["interactions", "feedback", "not_records", "empty"]
@@ -100,7 +102,8 @@ def _decides(obj: object) -> SniffedKind | None:
         return "interactions"
     if _FEEDBACK_KEYS & obj.keys():
         return "feedback"
-    return None
+    found = formats_of(obj)  # a source's shape (an OTLP request, a vendor page): its kind
+    return found[0][1] if found else None
 
 
 def sniff_kind(path: Path) -> SniffedKind:

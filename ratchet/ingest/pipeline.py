@@ -57,8 +57,10 @@ from ratchet.ingest.prepare import (
     quarantine_row,
     quarantine_table,
 )
-from ratchet.ingest.reader import file_sha256, iter_batches
+from ratchet.ingest.adapters import AmbiguousFormat
+from ratchet.ingest.reader import Line, file_sha256, iter_batches
 from ratchet.ingest.records import Reject
+from ratchet.ingest.sources.detect import source_format, source_lines
 from ratchet.quality import (
     DataQualityError,
     QualityReport,
@@ -149,7 +151,7 @@ class _Pending:
     inside the batch; earlier batches are already in the ledger)."""
 
     parts: list[tuple[str, WrittenPart, str | None, date | None]] = field(default_factory=list)
-    keys: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # path -> (id, hash)
+    keys: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)  # path -> (id, hash[, iid])
     seen: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (kind, agent, id)->hash
     frames: dict[str, list[pa.Table]] = field(default_factory=lambda: defaultdict(list))
     # quarantine rows an earlier attempt at this file already committed: counted, not rewritten
@@ -172,12 +174,29 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="ratchet-parent-watch").start()
 
 
-def _prepared_batches(spec: PrepareSpec, path: Path, workers: int) -> Iterator[PreparedBatch]:
+def _chunks(lines: Iterator[Line], size: int) -> Iterator[list[Line]]:
+    batch: list[Line] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _prepared_batches(
+    spec: PrepareSpec, path: Path, workers: int, lines: Iterator[Line] | None = None
+) -> Iterator[PreparedBatch]:
     """Prepared batches in file order. The first batch is prepared in process; from the second
     on, batches go to a pool of worker processes, at most ``2 × workers`` in flight, so memory
-    stays bounded by the batch size whatever the file size."""
+    stays bounded by the batch size whatever the file size. ``lines``: a source file's mapped
+    records (:func:`ratchet.ingest.sources.detect.source_lines`) instead of the file's lines."""
     cfg = spec.config.ingest
-    batches = iter_batches(path, cfg.batch_size, cfg.max_record_bytes)
+    if lines is None:
+        batches = iter_batches(path, cfg.batch_size, cfg.max_record_bytes)
+    else:
+        batches = _chunks(lines, cfg.batch_size)
     first = next(batches, None)
     if first is None:
         return
@@ -256,6 +275,10 @@ def ingest_file(
         )  # fmt: skip
         return report
     file_kind = cast(Kind, kind_now)
+    try:  # a vendor export (a source) is mapped to records first; see ratchet.ingest.adapters
+        source_name = source_format(path, fmt)
+    except AmbiguousFormat as exc:
+        raise IngestError(f"{name} ({source[:12]}): {exc}") from None
     report = FileReport(source_file=source, name=name, kind=file_kind)
     with ctx.sessions() as s, s.begin():
         row, should_process = repo.begin_source_file(
@@ -270,17 +293,25 @@ def ingest_file(
 
     cfg = ctx.config.ingest
     spec = PrepareSpec(
-        kind=file_kind, fmt=fmt, default_agent=default_agent, source=source, source_name=name,
+        kind=file_kind, fmt="canonical" if source_name else fmt, default_agent=default_agent, source=source, source_name=name,
         config=ctx.config, key=ctx.pseudonym_key, now=ctx.now,
         redaction_version=ctx.redactor.version, redactor_cls=type(ctx.redactor),
     )  # fmt: skip
     before = _quarantined_before(ctx, source) if attempts > 1 else frozenset()
     quality: dict[str, QualityReport] = {}
-    logger.info("%s (%s): ingest started, %s, %d bytes", name, source[:12], file_kind, size)
+    logger.info(
+        "%s (%s): ingest started, %s%s, %d bytes", name, source[:12], file_kind,
+        f" ({source_name})" if source_name else "", size,
+    )  # fmt: skip
     try:
         for batch_no, prepared in enumerate(
-            _prepared_batches(spec, path, _workers(cfg.workers)), start=1
-        ):
+            _prepared_batches(
+                spec, path, _workers(cfg.workers),
+                source_lines(path, source_name, source_name == fmt, cfg.max_record_bytes)
+                if source_name else None,
+            ),
+            start=1,
+        ):  # fmt: skip
             pending = _Pending(quarantined_before=before)
             _commit_side(ctx, spec, prepared, report, pending)
             bad = sum(report.quarantined.values())
@@ -482,10 +513,11 @@ def _store_new(
         part_table = table.take(idx)
         part = ctx.store.write_part(directory_of(agent, day), part_table, schema)
         pending.parts.append((table_name, part, agent, date.fromisoformat(day)))
+        # feedback keys carry their interaction id: the ledger's feedback index (issue 13)
+        key_cols = [id_col, "content_hash"] + (["interaction_id"] if table_name == "feedback" else [])
         pending.keys[part.path] = list(
-            zip(part_table.column(id_col).to_pylist(),
-                part_table.column("content_hash").to_pylist(), strict=True)
-        )  # fmt: skip
+            zip(*(part_table.column(c).to_pylist() for c in key_cols), strict=True)
+        )
         report.stored[table_name] += part_table.num_rows
         pending.frames[table_name].append(_quality_frame(table_name, part_table))
 

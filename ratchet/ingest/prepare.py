@@ -35,7 +35,9 @@ from ratchet.schemas import FEEDBACK, INTERACTIONS, QUARANTINE
 from ratchet.store import valid_agent_id
 
 Kind = Literal["interactions", "feedback"]
-Format = Literal["auto", "canonical", "openai-chat"]
+Format = Literal[
+    "auto", "canonical", "openai-chat", "otel-genai", "openai-stored", "langfuse", "langsmith"
+]  # the names ratchet.ingest.adapters.FORMATS may hold
 RECORD_KIND = {"interactions": "interaction", "feedback": "feedback"}
 ID_COLUMN = {"interactions": "interaction_id", "feedback": "feedback_id"}
 PSEUDONYM_COLUMN = {"interactions": "user_id", "feedback": "annotator"}
@@ -127,8 +129,12 @@ def _parse_line(
     Never raises for any input: each rule's rejection names its field, and a value no rule
     foresaw still becomes a rejection (``invalid_value``) rather than failing the file.
     """
-    own = RECORD_KIND[spec.kind]
+    record = getattr(line, "record", None)  # a source's mapped record says its kind
+    own = record or RECORD_KIND[spec.kind]
     try:
+        refused = getattr(line, "refused", None)
+        if refused is not None:  # a record the source could not map, with its reason
+            raise Reject(*refused)
         if line.oversize:
             raise Reject(
                 "too_large", f"line longer than {spec.config.ingest.max_record_bytes} bytes"
@@ -149,7 +155,7 @@ def _parse_line(
             raise Reject("not_object", "line is JSON but not an object")
         if _SURROGATE_ESCAPE.search(line.data) and _has_lone_surrogate(obj):
             raise Reject("not_utf8", "a string escapes a lone UTF-16 surrogate (not valid Unicode)")
-        if spec.kind == "feedback":
+        if own == "feedback":
             return None, [parse_feedback(obj, rules, spec.default_agent)], []
         if spec.fmt == "openai-chat" or (spec.fmt == "auto" and looks_like_openai_chat(obj)):
             obj = from_openai_chat(obj)
