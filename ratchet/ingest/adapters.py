@@ -33,8 +33,9 @@ spans) are *sources*: each is a module under ``ratchet/ingest/sources/`` named i
   line, or the whole file when it is one JSON document) has this source's shape, and what it
   mostly holds (the file's kind in the ledger). It must be cheap and strict: it runs on the
   first objects of every file, and two detectors matching one object make the file ambiguous.
-- ``map_objects(objects: list[FileObject]) -> Iterator[Mapped]``: the file's objects (all of
-  them, so spans and pages can be joined across lines) to canonical interaction and feedback
+- ``map_objects(objects: list[FileObject], config=None) -> Iterator[Mapped]``: the file's
+  objects (all of them, so spans and pages can be joined across lines; ``config`` is the run's
+  ``sources`` config section when there is one, else None) to canonical interaction and feedback
   dicts (:meth:`Mapped.interaction`, :meth:`Mapped.feedback`), or to refusals
   (:meth:`Mapped.refused`, reason one of QUARANTINE_REASONS and a detail that starts with the
   source's name and names the missing piece, never a value). One object may give several
@@ -114,7 +115,7 @@ class Source:
 
     name: str
     detect: Callable[[Any], FileKind | None]
-    map_objects: Callable[[list[FileObject]], Iterator[Mapped]]
+    map_objects: Callable[..., Iterator[Mapped]]  # (objects, config=None)
 
 
 def source(name: str) -> Source:

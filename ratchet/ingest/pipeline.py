@@ -307,7 +307,10 @@ def ingest_file(
         for batch_no, prepared in enumerate(
             _prepared_batches(
                 spec, path, _workers(cfg.workers),
-                source_lines(path, source_name, source_name == fmt, cfg.max_record_bytes)
+                source_lines(
+                    path, source_name, source_name == fmt, cfg.max_record_bytes,
+                    getattr(ctx.config, "sources", None),
+                )
                 if source_name else None,
             ),
             start=1,

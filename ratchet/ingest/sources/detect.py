@@ -157,21 +157,22 @@ def _map_line_format(objects: list[FileObject]) -> Iterator[Mapped]:
             yield Mapped.interaction(o.line, o.obj)
 
 
-def _map_group(name: str, objects: list[FileObject]) -> list[Mapped]:
+def _map_group(name: str, objects: list[FileObject], config: Any) -> list[Mapped]:
     """One source's share of the file, mapped; a mapper that fails refuses its objects (by
     the error's type, never a value) rather than the whole file."""
     if name in LINE_FORMATS:
         return list(_map_line_format(objects))
     try:
-        return list(source(name).map_objects(objects))
+        return list(source(name).map_objects(objects, config))
     except _VALUE_ERRORS as exc:
         logger.warning("%s: mapping failed (%s); its objects are quarantined", name, type(exc).__name__)
         detail = f"{name}: a value could not be read ({type(exc).__name__})"
         return [_refusal(o.line, "invalid_value", detail, _raw(o.obj)) for o in objects]
 
 
-def map_file(path: Path, name: str, forced: bool) -> list[Mapped]:
-    """Every record (or refusal) of a source file, in file order, conversations joined."""
+def map_file(path: Path, name: str, forced: bool, config: Any = None) -> list[Mapped]:
+    """Every record (or refusal) of a source file, in file order, conversations joined.
+    ``config``: the run's ``sources`` config section, handed to each source's mapper."""
     objects, mapped = read_objects(path)
     groups: dict[str, list[FileObject]] = {}
     for o in objects:
@@ -187,15 +188,17 @@ def map_file(path: Path, name: str, forced: bool) -> list[Mapped]:
             continue
         groups.setdefault(found[0][0] if found else name, []).append(o)
     for group, members in groups.items():
-        mapped.extend(_map_group(group, members))
+        mapped.extend(_map_group(group, members, config))
     mapped.sort(key=lambda m: m.line)  # stable: a line's records keep their order
     join_conversations([m.record for m in mapped if m.record is not None and m.kind == "interaction"])
     return mapped
 
 
-def source_lines(path: Path, name: str, forced: bool, max_record_bytes: int) -> Iterator[SourceLine]:
+def source_lines(
+    path: Path, name: str, forced: bool, max_record_bytes: int, config: Any = None
+) -> Iterator[SourceLine]:
     """The file's records as lines for the ordinary ingest path (see the module docstring)."""
-    for m in map_file(path, name, forced):
+    for m in map_file(path, name, forced, config):
         if m.reject is not None:
             raw = m.raw or _raw({"source": name})  # never blank: a blank line is not a refusal
             yield SourceLine(m.line, raw[:max_record_bytes], False, m.kind, (m.reject.reason, m.reject.detail))

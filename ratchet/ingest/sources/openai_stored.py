@@ -153,7 +153,7 @@ def _completion(obj: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str
     return record
 
 
-def map_objects(objects: list[FileObject]) -> Iterator[Mapped]:
+def map_objects(objects: list[FileObject], config: Any = None) -> Iterator[Mapped]:
     """Completions joined with their input messages (see the module docstring)."""
     completions: list[tuple[int, dict[str, Any]]] = []
     messages: dict[str, list[tuple[int, dict[str, Any]]]] = {}

@@ -537,7 +537,7 @@ def _refuse(span: _Span, detail: str) -> Mapped:
     return Mapped.refused(span.line, "interaction", "missing_field", f"{NAME}: {detail}", raw)
 
 
-def map_objects(objects: list[FileObject]) -> Iterator[Mapped]:
+def map_objects(objects: list[FileObject], config: Any = None) -> Iterator[Mapped]:
     """The file's GenAI spans to interactions with their feedback (module docstring)."""
     spans, refused = _spans(objects)
     yield from refused
