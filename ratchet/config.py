@@ -605,6 +605,62 @@ class EvaluationConfig(_Section):
         return self
 
 
+class CategoryMeaning(_Section):
+    """What one categorical feedback label means: a thumb or a rating (one of them)."""
+
+    thumb: Literal[1, -1] | None = Field(None, description="+1 (good) or -1 (bad).")
+    rating: int | None = Field(None, ge=1, le=5, description="A rating from 1 to 5.")
+
+    @model_validator(mode="after")
+    def _one_meaning(self) -> CategoryMeaning:
+        if (self.thumb is None) == (self.rating is None):
+            raise ValueError("a category means either a thumb or a rating")
+        return self
+
+
+class SourcesConfig(_Section):
+    """How vendor feedback (Langfuse scores, LangSmith feedback) becomes feedback events."""
+
+    langfuse_numeric_as_rating: bool = Field(
+        False,
+        description="Every Langfuse NUMERIC score is a rating (rescaled from "
+        "sources.rating_range to 1-5). Off: only those named in sources.rating_names are; "
+        "another NUMERIC score of exactly 1 or 0 is a thumb up or down, any other is "
+        "quarantined.",
+    )
+    rating_names: list[str] = Field(
+        default_factory=list,
+        description="Langfuse score names and LangSmith feedback keys whose number is a "
+        "rating (rescaled from sources.rating_range to 1-5); other numbers of exactly 1 or 0 "
+        "(or true/false) are thumbs up or down.",
+    )
+    rating_range: tuple[float, float] = Field(
+        (1.0, 5.0),
+        description="The scale of vendor numbers read as ratings: [low, high] maps to [1, 5] "
+        "(rounded); a number outside it is quarantined.",
+    )
+    categorical_map: dict[str, CategoryMeaning] = Field(
+        default_factory=dict,
+        description="Categorical feedback labels (a Langfuse CATEGORICAL score's stringValue, "
+        "a LangSmith feedback's string value) to what they mean, e.g. {helpful: {thumb: 1}, "
+        "wrong: {thumb: -1}, excellent: {rating: 5}}; labels compare case-insensitively; an "
+        "unmapped label is quarantined naming this key.",
+    )
+    correction_names: list[str] = Field(
+        default_factory=lambda: ["correction", "corrected_output", "expected_output"],
+        description="Langfuse score names and LangSmith feedback keys whose text is the right "
+        "answer (a correction); Langfuse CORRECTION scores and LangSmith's correction field "
+        "are corrections whatever their name.",
+    )
+
+    @model_validator(mode="after")
+    def _range_ordered(self) -> SourcesConfig:
+        low, high = self.rating_range
+        if not low < high:
+            raise ValueError("sources.rating_range must be [low, high] with low < high")
+        return self
+
+
 class PipelineConfig(_Section):
     """Everything a run needs to know that is not a secret or a location."""
 
@@ -626,6 +682,10 @@ class PipelineConfig(_Section):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="Execution.")
     evaluation: EvaluationConfig = Field(
         default_factory=EvaluationConfig, description="Evaluation: answering, scoring, intervals."
+    )
+    sources: SourcesConfig = Field(
+        default_factory=SourcesConfig,
+        description="Vendor sources (langfuse, langsmith): how their feedback maps to events.",
     )
 
     @model_validator(mode="after")
