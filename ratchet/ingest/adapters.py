@@ -62,6 +62,8 @@ from ratchet.ingest.records import Reject
 SOURCE_MODULES: dict[str, str] = {
     "otel-genai": "ratchet.ingest.sources.otel_genai",
     "openai-stored": "ratchet.ingest.sources.openai_stored",
+    "langfuse": "ratchet.ingest.sources.langfuse",
+    "langsmith": "ratchet.ingest.sources.langsmith",
 }
 LINE_FORMATS = ("canonical", "openai-chat")  # one record per line, streamed in batches
 FORMATS = (*LINE_FORMATS, *SOURCE_MODULES)
