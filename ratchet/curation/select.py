@@ -12,11 +12,12 @@ own timestamp is after ``until`` are ignored, and counted, by :mod:`ratchet.cura
 
 Reads go through the ledger, never a folder listing:
 
-* the window's feedback ids and the parts that hold the agent's feedback come from
-  ``record_keys`` joined to ``parts`` (live parts only); the earlier events of the selected
-  interactions can be in any older feedback part of the agent (no index maps an interaction to
-  its feedback), so those parts are read too, with only the rows of the selected interactions
-  kept. Feedback is small next to interactions (one event per rated interaction);
+* the window's feedback ids and the parts that hold them come from ``record_keys`` joined to
+  ``parts`` (live parts only); the earlier events of the selected interactions can be in any
+  older feedback part of the agent, and the ledger's feedback index
+  (:mod:`ratchet.db.feedback_index`, issue 13) names the parts that hold them, so only those are
+  read (plus any unindexed part, read whole), with only the rows of the selected interactions
+  kept;
 * interactions are looked up by id in ``record_keys`` → ``part_id`` → ``parts.path`` and only
   the parts that hold them are read (never a scan of the interactions table).
 """
@@ -33,6 +34,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ratchet import schemas
+from ratchet.db._common import _member_chunks
+from ratchet.db.feedback_index import feedback_parts_for, unindexed_feedback_parts
 from ratchet.db.models import DatasetVersion, Part, RecordKey
 from ratchet.store import Store
 
@@ -129,8 +132,8 @@ def _arrivals(
     """What the ledger had received for this agent, by commit time (``first_seen_at``).
 
     Returns (feedback ids that arrived in the window -> part id, feedback ids that arrived at or
-    after ``until`` (hidden from this run), part id -> path of every live part holding feedback
-    that arrived before ``until``).
+    after ``until`` (hidden from this run), part id -> path of the live parts holding the
+    window's feedback).
     """
     arrived = RecordKey.first_seen_at
     base = (
@@ -153,18 +156,10 @@ def _arrivals(
             )
         ).scalars()
     )
-    parts_stmt = (
-        select(Part.id, Part.path)
-        .join(RecordKey, RecordKey.part_id == Part.id)
-        .where(
-            RecordKey.kind == "feedback",
-            RecordKey.agent_id == agent_id,
-            arrived < window.until,
-            Part.retired_at.is_(None),
-        )
-        .distinct()
-    )
-    parts = {pid: path for pid, path in session.execute(parts_stmt).tuples()}
+    parts: dict[str, str] = {}
+    for member in _member_chunks(session, Part.id, window_ids.values()):
+        rows = session.execute(select(Part.id, Part.path).where(member)).tuples()
+        parts.update({pid: path for pid, path in rows})
     return window_ids, late, parts
 
 
@@ -176,20 +171,31 @@ def _ids(values: Iterable[str]) -> pa.Array:
 def select_inputs(session: Session, store: Store, agent_id: str, window: Window) -> Selection:
     """Read the feedback that arrived in the window (plus the earlier-arrived history of the same
     interactions) and the interactions it points at, from the parts that hold them."""
-    window_ids, late, parts = _arrivals(session, agent_id, window)
-    window_parts = set(window_ids.values())
+    window_ids, late, window_parts = _arrivals(session, agent_id, window)
     stats: dict[str, int] = {"feedback_parts_in_window": len(window_parts)}
-    read: list[tuple[str, pa.Table]] = []
+    read: dict[str, pa.Table] = {}
     ids: set[str] = set()
     late_set, window_set = _ids(late), _ids(window_ids)
-    for pid, path in sorted(parts.items(), key=lambda kv: kv[1]):
+
+    def read_part(pid: str, path: str) -> pa.Table:
         t = store.read_table(path, schemas.FEEDBACK)
         if late:  # arrived after until: a rerun of an old window must not see it
             t = t.filter(pc.invert(pc.is_in(t["feedback_id"], value_set=late_set)))
-        read.append((pid, t))
-        if pid in window_parts:
-            hit = t.filter(pc.is_in(t["feedback_id"], value_set=window_set))
-            ids.update(hit["interaction_id"].to_pylist())
+        read[pid] = t
+        return t
+
+    for pid, path in sorted(window_parts.items(), key=lambda kv: kv[1]):
+        t = read_part(pid, path)
+        hit = t.filter(pc.is_in(t["feedback_id"], value_set=window_set))
+        ids.update(hit["interaction_id"].to_pylist())
+    # the earlier events of the selected interactions: the parts the index names, and any
+    # unindexed part (committed before the index, read whole)
+    history = feedback_parts_for(session, agent_id, ids) if ids else {}
+    history.update(unindexed_feedback_parts(session, agent_id) if ids else {})
+    for pid, path in sorted(history.items(), key=lambda kv: kv[1]):
+        if pid not in read:
+            read_part(pid, path)
+    stats["feedback_parts_read"] = len(read)
     stats["feedback_in_window"] = len(window_ids)
     stats["interactions_selected"] = len(ids)
     if not ids:
@@ -204,7 +210,7 @@ def select_inputs(session: Session, store: Store, agent_id: str, window: Window)
     id_set = _ids(ids)
     fb_tables: list[pa.Table] = []
     fb_parts: list[str] = []
-    for pid, t in read:
+    for pid, t in sorted(read.items(), key=lambda kv: history.get(kv[0]) or window_parts[kv[0]]):
         t = t.filter(pc.is_in(t["interaction_id"], value_set=id_set))
         if t.num_rows:
             fb_tables.append(t)
