@@ -139,6 +139,10 @@ def _attrs(items: Any) -> dict[str, Any]:
     return out
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _json(value: Any) -> Any:
     """An attribute that may hold JSON text (most instrumentations serialise messages)."""
     if isinstance(value, str) and value[:1] in ("[", "{"):
@@ -180,7 +184,7 @@ class _Span:
     start: int | None
     end: int | None
     attrs: dict[str, Any]
-    events: list[tuple[str, dict[str, Any]]]
+    events: list[tuple[str, dict[str, Any], int | None]]  # name, attributes, time
     resource: dict[str, Any]
     scope: dict[str, Any]
     children: list[_Span] = field(default_factory=list)
@@ -216,7 +220,8 @@ def _spans(objects: list[FileObject]) -> tuple[list[_Span], list[Mapped]]:
         for rs in resource_spans:
             if not isinstance(rs, dict):
                 continue
-            resource = _attrs((rs.get("resource") or {}).get("attributes"))
+            res = rs.get("resource")
+            resource = _attrs(res.get("attributes")) if isinstance(res, dict) else {}
             scope_spans = _g(rs, "scopeSpans", "scope_spans") or rs.get("instrumentationLibrarySpans")
             for ss in scope_spans if isinstance(scope_spans, list) else []:
                 if not isinstance(ss, dict):
@@ -226,9 +231,10 @@ def _spans(objects: list[FileObject]) -> tuple[list[_Span], list[Mapped]]:
                     if not isinstance(sp, dict):
                         continue
                     events = [
-                        (str(e.get("name")), _attrs(e.get("attributes")))
-                        for e in sp.get("events") or [] if isinstance(e, dict)
-                    ]
+                        (str(e.get("name")), _attrs(e.get("attributes")),
+                         _nanos(_g(e, "timeUnixNano", "time_unix_nano")))
+                        for e in _list(sp.get("events")) if isinstance(e, dict)
+                    ]  # fmt: skip
                     spans.append(_Span(
                         line=o.line, raw=sp, span_id=_hex_id(_g(sp, "spanId", "span_id")),
                         parent_id=_hex_id(_g(sp, "parentSpanId", "parent_span_id")),
@@ -287,6 +293,8 @@ def _from_parts(message: dict[str, Any]) -> list[dict[str, Any]]:
             msg["tool_calls"] = calls
         if message.get("name") is not None:
             msg["name"] = message["name"]
+        if message.get("finish_reason") is not None:
+            msg["finish_reason"] = message["finish_reason"]
         out.insert(0, msg)
     return out
 
@@ -318,6 +326,8 @@ def _indexed(attrs: dict[str, Any], which: str) -> list[dict[str, Any]] | None:
             if t:
                 calls.setdefault(int(t[1]), {})[t[2]] = value
         msg: dict[str, Any] = {"role": fields.get("role"), "content": fields.get("content")}
+        if fields.get("finish_reason") is not None:
+            msg["finish_reason"] = fields["finish_reason"]
         if fields.get("tool_call_id") is not None:
             msg["tool_call_id"] = fields["tool_call_id"]
         if calls:
@@ -332,7 +342,7 @@ def _event_messages(span: _Span) -> tuple[list[dict[str, Any]] | None, list[dict
     """Per-message span events (semconv 1.27-1.36) and the older content events."""
     inputs: list[dict[str, Any]] = []
     outputs: list[dict[str, Any]] = []
-    for name, a in span.events:
+    for name, a, _ in span.events:
         if name in _EVENT_ROLES:
             msg: dict[str, Any] = {"role": a.get("role") or _EVENT_ROLES[name], "content": _json(a.get("content"))}
             calls = _json(a.get("tool_calls"))
@@ -445,7 +455,7 @@ def _tool_spans_as_calls(tools: list[_Span]) -> tuple[list[dict[str, Any]], list
 def _response(outputs: list[dict[str, Any]]) -> dict[str, Any]:
     first = outputs[0]
     response: dict[str, Any] = {"role": "assistant", "content": first.get("content")}
-    calls = [c for m in outputs for c in (m.get("tool_calls") or [])]
+    calls = [c for m in outputs for c in _list(m.get("tool_calls"))]
     if calls:
         response["tool_calls"] = calls
     return response
@@ -462,10 +472,12 @@ def _agent(span: _Span) -> str | None:
     return service if isinstance(service, str) and valid_agent_id(service) else None
 
 
-def _feedback(span: _Span, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _feedback(events: list[tuple[dict[str, Any], int | None]]) -> list[dict[str, Any]]:
     out = []
-    for a in events:
+    for a, when in events:
         event: dict[str, Any] = {"source": a.get("ratchet.feedback.source") or "system"}
+        if when is not None:
+            event["timestamp"] = _iso(when)
         score = a.get("gen_ai.evaluation.score.value")
         if isinstance(score, int | float) and not isinstance(score, bool) and float(score).is_integer() and 1 <= score <= 5:
             event["rating"] = int(score)
@@ -481,7 +493,10 @@ def _feedback(span: _Span, events: list[dict[str, Any]]) -> list[dict[str, Any]]
             event["correction"] = a["ratchet.feedback.correction"]
         if a.get("ratchet.feedback.annotator") is not None:
             event["annotator"] = a["ratchet.feedback.annotator"]
-        rest = {k: v for k, v in a.items() if not k.startswith(("gen_ai.evaluation.", "ratchet.feedback."))}
+        rest = {
+            k: v for k, v in a.items()
+            if not k.startswith(("gen_ai.evaluation.", "ratchet.feedback.")) and k != "gen_ai.response.id"
+        }  # fmt: skip
         if rest:
             event["otel"] = rest
         out.append(event)
@@ -543,12 +558,12 @@ def map_objects(objects: list[FileObject], config: Any = None) -> Iterator[Mappe
     yield from refused
     models = _model_spans(spans)
     model_ids = {id(s) for s in models}
-    evaluations: dict[str, list[dict[str, Any]]] = {}
+    evaluations: dict[str, list[tuple[dict[str, Any], int | None]]] = {}
     for s in spans:  # evaluation events that name a response rather than ride on its span
-        for name, a in s.events:
+        for name, a, when in s.events:
             rid = a.get("gen_ai.response.id")
             if name == "gen_ai.evaluation.result" and rid and id(s) not in model_ids:
-                evaluations.setdefault(str(rid), []).append(a)
+                evaluations.setdefault(str(rid), []).append((a, when))
     previous: dict[Any, list[dict[str, Any]]] = {}  # per parent: the exchange so far
     skipped = len(spans) - len(models) - sum(1 for s in spans if s.operation in ("execute_tool", "invoke_agent"))
     for span in models:
@@ -571,10 +586,10 @@ def map_objects(objects: list[FileObject], config: Any = None) -> Iterator[Mappe
         _, results = _tool_spans_as_calls(tools)
         answer = answer_message(record["response"])
         previous[key] = record["messages"] + ([answer] if answer else []) + results
-        own = [a for name, a in span.events if name == "gen_ai.evaluation.result"]
+        own = [(a, when) for name, a, when in span.events if name == "gen_ai.evaluation.result"]
         own += evaluations.get(str(record["interaction_id"]), [])
         if own:
-            record["feedback"] = _feedback(span, own)
+            record["feedback"] = _feedback(own)
         yield Mapped.interaction(span.line, record)
     if skipped > 0:
         logger.info("%s: %d span(s) without GenAI content are not interactions", NAME, skipped)
