@@ -52,8 +52,9 @@ extra.langsmith      every other run field (``name``, ``tags``, ``session_id``, 
 ===================  =========================================================================
 
 **Feedback → feedback event.** ``feedback_id`` = ``id``; ``interaction_id`` = ``trace_id``,
-else the trace of ``run_id`` when that run is in the same file, else ``run_id`` (feedback on
-a session or an experiment is refused: it is about no single interaction); ``timestamp`` =
+else the trace of ``run_id`` when that run is in the same file, else ``run_id`` (which
+names the interaction only when it is a trace's root: export feedback with its ``trace_id``);
+feedback on a session or an experiment is refused (it is about no single interaction); ``timestamp`` =
 ``created_at`` (else ``modified_at``); ``source`` from ``feedback_source.type``: ``api``
 (the application, i.e. its users) → ``user``, ``app`` (a person in LangSmith's UI or an
 annotation queue) → ``expert``, ``model`` (an evaluator) → ``system``; ``annotator`` =
