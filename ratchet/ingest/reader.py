@@ -65,18 +65,33 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def iter_lines(path: Path, max_bytes: int, block_size: int = 1 << 22) -> Iterator[Line]:
+def iter_lines(
+    path: Path,
+    max_bytes: int,
+    block_size: int = 1 << 22,
+    start: int = 0,
+    end: int | None = None,
+    first_line: int = 1,
+) -> Iterator[Line]:
     """Every line of a file, blank ones included (the caller counts them), lengths capped.
 
     Reads in blocks (a ``readline`` per line cost the writer process ~10 µs a record). An
     over-size line is never held whole: its first ``max_bytes`` are kept (enough to quarantine a
     redacted excerpt) and the rest is skipped up to its newline.
+
+    ``start``/``end``/``first_line``: only the bytes ``[start, end)`` of an uncompressed file,
+    numbered from ``first_line`` (a byte range cut at line boundaries by
+    :func:`ratchet.ingest.ranges.cut_ranges`, so line numbers stay those of the whole file).
     """
-    number = 0
+    number = first_line - 1
     carry = b""  # a partial line from the previous block (at most max_bytes)
     skipping = False  # inside an over-size line whose head was already yielded
-    with _open(path) as f:
-        while block := f.read(block_size):
+    with _open(path) if not start and end is None else path.open("rb") as f:
+        f.seek(start)
+        left = None if end is None else max(0, end - start)
+        while block := f.read(block_size if left is None else min(block_size, left)):
+            if left is not None:
+                left -= len(block)
             parts = (carry + block).split(b"\n") if carry else block.split(b"\n")
             carry = b""
             tail = parts.pop()  # after the block's last newline: maybe a partial line
