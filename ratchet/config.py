@@ -94,6 +94,12 @@ class IngestConfig(_Section):
     quarantine_line_chars: int = Field(
         4096, ge=0, description="How much of a quarantined line is kept (after redaction)."
     )
+    fast_path: bool = Field(
+        True,
+        description="Interaction lines in the common clean shape take the vectorised path "
+        "(ratchet.ingest.fast; same bytes, hashes and quarantine rows as the per-line path); "
+        "false sends every line through the per-line path.",
+    )
 
 
 class RedactionConfig(_Section):
