@@ -225,7 +225,14 @@ def ingest(
         list[str] | None, typer.Option("--feedback", help="Feedback-event files (repeatable).")
     ] = None,
     agent: Annotated[str | None, typer.Option(help="Agent id for lines that name none.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="auto | canonical | openai-chat")] = "auto",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="auto | canonical | openai-chat | a source: otel-genai, openai-stored... "
+            "(auto tells each file's format by its shape and refuses an ambiguous one)",
+        ),
+    ] = "auto",
 ) -> None:
     """Ingest agent logs (and feedback): redact, validate, store exactly once.
 
@@ -235,10 +242,13 @@ def ingest(
     _quiet_prefect()
     _check_config()
     from flows.ingest import ingest_flow
+    from ratchet.ingest.adapters import FORMATS
     from ratchet.ingest.inputs import remove_input_list, resolve_inputs, write_input_list
     from ratchet.ingest.reader import InputError
     from ratchet.settings import get_settings
 
+    if fmt not in ("auto", *FORMATS):
+        raise _fail(f"--format must be auto or one of {', '.join(FORMATS)}", 2)
     try:
         resolved = resolve_inputs(list(paths), list(feedback or []))
     except InputError as exc:
