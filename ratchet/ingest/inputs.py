@@ -138,7 +138,9 @@ def _is_a_document(path: Path, head: bytes) -> bool:
         doc = json.loads(head)
     except (ValueError, RecursionError):
         return False
-    return isinstance(doc, dict | list) and _decides(doc) is None
+    # a JSON array of records (a vendor's list endpoint saved as .json) is records, not a manifest
+    items = doc[:_SNIFF_LINES] if isinstance(doc, list) else [doc]
+    return isinstance(doc, dict | list) and all(_decides(o) is None for o in items)
 
 
 _PIECES = re.compile(r"([_\s]+)")

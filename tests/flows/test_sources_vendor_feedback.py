@@ -315,3 +315,13 @@ def test_feedback_import_reads_a_file_mixing_vendors(env: Path, monkeypatch: pyt
     assert by_id[ls_feedback[1]["id"]]["correction"] == CORRECTION  # LangSmith's correction
     assert by_id[ls_feedback[1]["id"]]["source"] == "expert"  # feedback_source type "app"
     assert sum(r["interaction_id"] == "lf-trace-5" for r in rows) == 1
+
+
+def test_feedback_import_reads_a_json_array_export(env: Path) -> None:
+    """``list_feedback`` saved as one pretty-printed JSON array is records, not a manifest."""
+    ls_feedback = [json.loads(x) for x in langsmith_files(env)[1].read_text().splitlines()]
+    exported = env / "langsmith-feedback.json"
+    exported.write_text(json.dumps(ls_feedback[:3], indent=2))
+    res = CliRunner().invoke(app, ["feedback", "import", str(exported), "--agent", AGENT])
+    assert res.exit_code == 0, res.output
+    assert "recorded 3 feedback event(s)" in res.output
