@@ -80,11 +80,15 @@ def _logged_history(i: int) -> list[dict[str, Any]]:
 def canonical_files(tmp: Path, ids: list[str], fids: dict[tuple[int, int], str]) -> list[Path]:
     rows = [
         {
-            "interaction_id": ids[i], "agent_id": AGENT, "timestamp": _when(i).isoformat(),
-            "messages": _canonical_history(i), "response": _answer(i),
-            "conversation_id": "conv-1" if i >= 10 else None, "user_id": f"cust-{i}",
+            "interaction_id": ids[i],
+            "agent_id": AGENT,
+            "timestamp": _when(i).isoformat(),
+            "messages": _canonical_history(i),
+            "response": _answer(i),
+            "conversation_id": "conv-1" if i >= 10 else None,
+            "user_id": f"cust-{i}",
             "model_version": "gpt-4.1-mini",
-        }  # fmt: skip
+        }
         for i in range(len(TOPICS))
     ]
     events = []
@@ -147,7 +151,10 @@ def langfuse_files(tmp: Path) -> list[Path]:
         if i != 0:
             pages.extend(scores)
     page = {"data": pages, "meta": {"page": 1, "limit": 100, "totalItems": len(pages)}}
-    return [_jsonl(tmp / "langfuse-traces.jsonl", traces), _jsonl(tmp / "langfuse-scores.jsonl", [page])]
+    return [
+        _jsonl(tmp / "langfuse-traces.jsonl", traces),
+        _jsonl(tmp / "langfuse-scores.jsonl", [page]),
+    ]
 
 
 # --- LangSmith ------------------------------------------------------------------------------
@@ -290,11 +297,15 @@ def test_detection_refuses_an_ambiguous_file(env: Path, monkeypatch: pytest.Monk
     assert forced.stored["interactions"] == 1  # the run is refused by the langfuse mapper
     assert dict(forced.quarantined) == {"missing_field": 1}
     quarantine = Path(get_settings().store_root) / "quarantine"
-    details = [r["detail"] for p in quarantine.rglob("*.parquet") for r in pq.read_table(p).to_pylist()]
+    details = [
+        r["detail"] for p in quarantine.rglob("*.parquet") for r in pq.read_table(p).to_pylist()
+    ]
     assert details == ["langfuse: object is neither a trace with observations nor a score"]
 
 
-def test_feedback_import_reads_a_file_mixing_vendors(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_feedback_import_reads_a_file_mixing_vendors(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lf_scores = json.loads(langfuse_files(env)[1].read_text())["data"]
     ls_feedback = [json.loads(x) for x in langsmith_files(env)[1].read_text().splitlines()]
     canonical = {"interaction_id": "lf-trace-5", "agent_id": AGENT, "thumb": 1,

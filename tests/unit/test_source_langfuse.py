@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from langfuse.api import (
     ObservationV2,
     Score_Boolean,
@@ -281,3 +283,50 @@ def test_map_objects_gives_the_interaction_its_scores_and_refusals() -> None:
     assert out[1].record["agent_id"] == "shop-assistant"  # and its agent
     assert all(m.reject.detail.startswith("langfuse: ") for m in out if m.reject)
     assert out[3].raw and out[4].raw  # what the quarantine row shows (redacted there)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    base=st.sampled_from(["trace", "score", "page"]),
+    changes=st.dictionaries(
+        st.sampled_from(["id", "timestamp", "observations", "scores", "metadata", "latency",
+                         "totalCost", "traceId", "dataType", "value", "stringValue", "source",
+                         "name", "data", "input", "output", "sessionId"]),
+        JSON, max_size=4,
+    ),
+    obs_changes=st.dictionaries(
+        st.sampled_from(["type", "input", "output", "startTime", "usageDetails", "model",
+                         "metadata", "calculatedTotalCost", "usage"]),
+        JSON, max_size=3,
+    ),
+)  # fmt: skip
+def test_any_value_is_mapped_or_refused_never_raised(
+    base: str, changes: dict, obs_changes: dict
+) -> None:
+    if base == "trace":
+        obs = [{**AGENT_TRACE[2], **obs_changes}, AGENT_TRACE[0]]
+        obj: Any = {**trace(obs), **changes}
+    elif base == "score":
+        obj = {**score("BOOLEAN"), **changes}
+    else:
+        obj = {"data": [{**score("NUMERIC"), **changes}], "meta": {}}
+    lf.detect(obj)
+    for m in lf.map_objects([FileObject(1, obj)], SourcesConfig(rating_names=["x"])):
+        assert (m.record is None) != (m.reject is None)
+        if m.reject is not None:
+            assert m.reject.detail.startswith("langfuse: ")
+
+
+def test_a_number_too_large_for_a_float_is_refused_not_raised() -> None:
+    body = {**score("NUMERIC", name="stars"), "value": 10**400}  # JSON allows it
+    with pytest.raises(Reject, match="langfuse: score is out of range"):
+        lf.feedback_from_score(body, RATING_1_5)

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from langsmith.schemas import Feedback, FeedbackSourceBase, Run
 
 from ratchet.config import SourcesConfig
@@ -213,3 +215,35 @@ def test_map_objects_feedback_follows_runs_and_refuses_strangers() -> None:
     ]  # fmt: skip
     assert out[1].record["interaction_id"] == str(ROOT)
     assert out[2].reject.detail.startswith("langsmith: ")
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    which=st.sampled_from([0, 1, 3]),
+    changes=st.dictionaries(
+        st.sampled_from(["id", "trace_id", "parent_run_id", "run_type", "inputs", "outputs",
+                         "start_time", "end_time", "extra", "prompt_tokens", "total_cost",
+                         "child_runs", "key", "score", "value", "correction", "run_id",
+                         "feedback_source", "created_at"]),
+        JSON, max_size=4,
+    ),
+)  # fmt: skip
+def test_any_value_is_mapped_or_refused_never_raised(which: int, changes: dict) -> None:
+    objects = [*agent_trace(), feedback()]
+    objects[which] = {**objects[which], **changes}
+    for obj in objects:
+        ls.detect(obj)
+    files = [FileObject(n, o) for n, o in enumerate(objects, start=1)]
+    for m in ls.map_objects(files, SourcesConfig(rating_names=["x"])):
+        assert (m.record is None) != (m.reject is None)
+        if m.reject is not None:
+            assert m.reject.detail.startswith("langsmith: ")

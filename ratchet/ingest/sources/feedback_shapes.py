@@ -47,9 +47,13 @@ def _is_rating_name(name: Any, config: SourcesConfig) -> bool:
 def rating_of(value: float, vendor: str, config: SourcesConfig) -> int:
     """A number on ``sources.rating_range`` rescaled to a 1-5 rating (rounded half up)."""
     low, high = config.rating_range
+    try:
+        value = float(value)  # an integer past ~1.8e308 does not fit a float
+    except OverflowError:
+        raise Reject("invalid_value", f"{vendor}: score is out of range") from None
     if not math.isfinite(value) or not low <= value <= high:
         raise Reject("invalid_value", f"{vendor}: score is outside sources.rating_range")
-    return int(math.floor(1 + 4 * (value - low) / (high - low) + 0.5))
+    return math.floor(1 + 4 * (value - low) / (high - low) + 0.5)
 
 
 def vote_of_number(
@@ -59,7 +63,7 @@ def vote_of_number(
     if isinstance(value, bool):
         return {"thumb": 1 if value else -1}
     if as_rating or _is_rating_name(name, config):
-        return {"rating": rating_of(float(value), vendor, config)}
+        return {"rating": rating_of(value, vendor, config)}
     if value == 1:
         return {"thumb": 1}
     if value in (0, -1):
@@ -79,9 +83,7 @@ def vote_of_label(label: str, vendor: str, config: SourcesConfig) -> dict[str, i
             if meaning.thumb is not None:
                 return {"thumb": meaning.thumb}
             return {"rating": int(meaning.rating or 0)}
-    raise Reject(
-        "invalid_value", f"{vendor}: categorical label is not in sources.categorical_map"
-    )
+    raise Reject("invalid_value", f"{vendor}: categorical label is not in sources.categorical_map")
 
 
 def correction_text(value: Any) -> str | None:

@@ -116,9 +116,9 @@ def _is_trace(obj: Any) -> bool:
 def _is_score(obj: Any) -> bool:
     return (
         isinstance(obj, dict)
-        and obj.get("dataType") in SCORE_TYPES
+        and str(obj.get("dataType")) in SCORE_TYPES
         and isinstance(obj.get("name"), str)
-        and obj.get("source") in SCORE_SOURCES
+        and str(obj.get("source")) in SCORE_SOURCES
         and "value" in obj
     )
 
@@ -253,7 +253,9 @@ def interaction_from_trace(trace: dict[str, Any]) -> dict[str, Any]:
         raise Reject("missing_field", f"langfuse: {where} holds no chat messages")
     answer = _answer(source.get("output"))
     if answer is None:
-        where = "generation output" if gen is not None else "trace (no GENERATION observation) output"
+        where = (
+            "generation output" if gen is not None else "trace (no GENERATION observation) output"
+        )
         raise Reject("missing_field", f"langfuse: {where} holds no answer")
     raw_meta = trace.get("metadata")
     metadata = dict(raw_meta) if isinstance(raw_meta, dict) else {}
@@ -306,7 +308,7 @@ def _vote(score: dict[str, Any], config: SourcesConfig) -> dict[str, Any]:
             raise Reject("missing_field", "langfuse: correction score has no text (stringValue)")
         return {"correction": text}
     if kind == "BOOLEAN":
-        if isinstance(value, bool) or value in (0, 1):
+        if isinstance(value, bool) or (isinstance(value, int | float) and value in (0, 1)):
             return {"thumb": 1 if value else -1}
         if isinstance(label, str) and label.strip().lower() in ("true", "false"):
             return {"thumb": 1 if label.strip().lower() == "true" else -1}
@@ -347,7 +349,7 @@ def feedback_from_score(
             "langfuse: score traceId is required (session and dataset-run scores are about no "
             "single interaction)",
         )
-    source = SCORE_SOURCES.get(score.get("source"))  # type: ignore[arg-type]
+    source = SCORE_SOURCES.get(str(score.get("source")))
     if source is None:
         raise Reject("invalid_value", "langfuse: score source must be API, ANNOTATION or EVAL")
     out: dict[str, Any] = {
@@ -410,9 +412,7 @@ def _map_one(line: int, obj: Any, config: SourcesConfig) -> Iterator[Mapped]:
             yield Mapped(line, "feedback", reject=why, raw=_raw(score))
 
 
-def map_objects(
-    objects: list[FileObject], config: SourcesConfig | None = None
-) -> Iterator[Mapped]:
+def map_objects(objects: list[FileObject], config: SourcesConfig | None = None) -> Iterator[Mapped]:
     """Each trace to an interaction plus its scores' events; each score to an event; pages
     to their items. Refusals name the missing piece (``langfuse: ...``)."""
     cfg = config or DEFAULT_SOURCES

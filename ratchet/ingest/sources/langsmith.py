@@ -102,7 +102,7 @@ _FEEDBACK_MAPPED = frozenset(
 def _is_run(obj: Any) -> bool:
     return (
         isinstance(obj, dict)
-        and obj.get("run_type") in RUN_TYPES
+        and str(obj.get("run_type")) in RUN_TYPES
         and isinstance(obj.get("inputs"), dict)
         and "id" in obj
         and "start_time" in obj
@@ -241,7 +241,9 @@ def _child_summary(run: dict[str, Any]) -> dict[str, Any]:
     return keep
 
 
-def interaction_from_runs(root: dict[str, Any] | None, runs: list[dict[str, Any]]) -> dict[str, Any]:
+def interaction_from_runs(
+    root: dict[str, Any] | None, runs: list[dict[str, Any]]
+) -> dict[str, Any]:
     """One trace's runs as a canonical interaction (see the module table). ``root``: the trace's
     root run when present; ``runs``: all of its runs (root included). :class:`Reject` names
     what is missing."""
@@ -257,7 +259,10 @@ def interaction_from_runs(root: dict[str, Any] | None, runs: list[dict[str, Any]
         answer, history = _answer(run.get("outputs"))
         question = _question(run.get("inputs"))
         if answer is not None and (history or question):
-            answering, messages = run, history if history and len(history) >= len(question or []) else question
+            answering, messages = (
+                run,
+                history if history and len(history) >= len(question or []) else question,
+            )
             break
     if answering is None or messages is None or answer is None:
         raise Reject(
@@ -287,7 +292,8 @@ def interaction_from_runs(root: dict[str, Any] | None, runs: list[dict[str, Any]
         "response": answer,
         "conversation_id": thread,
         "user_id": user,
-        "model_version": _model(answering) or next(filter(None, map(_model, reversed(llm_runs))), None),
+        "model_version": _model(answering)
+        or next(filter(None, map(_model, reversed(llm_runs))), None),
         "latency_ms": round((end - start).total_seconds() * 1000, 3) if start and end else None,
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -333,7 +339,9 @@ def _vote(fb: dict[str, Any], config: SourcesConfig) -> dict[str, Any]:
 
 
 def feedback_from_langsmith(
-    fb: dict[str, Any], config: SourcesConfig = DEFAULT_SOURCES, trace_of: dict[str, str] | None = None
+    fb: dict[str, Any],
+    config: SourcesConfig = DEFAULT_SOURCES,
+    trace_of: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """A LangSmith feedback as a canonical feedback event dict (see the module docstring).
     ``trace_of``: run id → trace id for the runs of the same file."""
@@ -377,9 +385,7 @@ def _raw(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, default=str).encode()
 
 
-def map_objects(
-    objects: list[FileObject], config: SourcesConfig | None = None
-) -> Iterator[Mapped]:
+def map_objects(objects: list[FileObject], config: SourcesConfig | None = None) -> Iterator[Mapped]:
     """Runs grouped by trace to one interaction each (at the line of the trace's root, else
     its first run); feedback to events. Refusals name the missing piece (``langsmith: ...``)."""
     cfg = config or DEFAULT_SOURCES
@@ -404,7 +410,9 @@ def map_objects(
             ))  # fmt: skip
     for trace, members in traces.items():
         runs = [r for _, top in members for r in _flatten(top)]
-        roots = [(n, r) for n, r in members if not r.get("parent_run_id") or str(r.get("id")) == trace]
+        roots = [
+            (n, r) for n, r in members if not r.get("parent_run_id") or str(r.get("id")) == trace
+        ]
         line, root = roots[0] if roots else (members[0][0], None)
         try:
             out.append(Mapped.interaction(line, interaction_from_runs(root, runs)))
