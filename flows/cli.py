@@ -808,6 +808,18 @@ from flows import cli_promote as _cli_promote  # noqa: E402  (promote, rollback,
 
 _cli_promote.register(app)
 
+from flows import cli_audit as _cli_audit  # noqa: E402  (audit pii, audit lineage)
+
+_cli_audit.register(app)
+
+from flows import cli_privacy as _cli_privacy  # noqa: E402  (forget, retention)
+
+_cli_privacy.register(app)
+
+from flows import cli_store as _cli_store  # noqa: E402  (store compact)
+
+_cli_store.register(store_app)
+
 
 def main(argv: list[str] | None = None) -> None:
     app(args=argv if argv is not None else sys.argv[1:], prog_name="ratchet")

@@ -3,7 +3,8 @@
 ingest → curate (which writes the exports of the versions it makes), then per agent
 (:mod:`flows.weekly_loop`) train → evaluate → gate → promote; the first run makes the agent's
 logs model its first production, ``dry_run`` does everything but promote, ``improve=False``
-stops after curate. Each stage is its own flow (a subflow here), so each is also deployable and
+stops after curate. Last, always (a failed stage wrote things too), a PII audit of what the run
+wrote (:mod:`tasks.audit`): a hit fails the run, naming table, file and column. Each stage is its own flow (a subflow here), so each is also deployable and
 runnable alone.
 
 **Inputs.** An input list reference (``inputs``: what the CLI passes, so no file path is ever a
@@ -29,7 +30,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -40,6 +41,8 @@ from flows.ingest import ingest_flow
 from ratchet.curation.select import to_utc
 from ratchet.settings import Settings, get_settings
 from tasks import runtime
+from tasks.audit import audit_written
+from tasks.compact import compact_written
 
 log = logging.getLogger("ratchet.flows.weekly")
 
@@ -132,6 +135,15 @@ def report_markdown(
             f"- dropped for consent: {ing.get('dropped_consent', 0)}; skipped for tombstones: "
             f"{ing.get('skipped_tombstone', 0)}",
         ]
+    comp = out.get("compact") or {}
+    if comp.get("failed"):
+        lines.append(f"- compaction failed (curation reads the same records): {comp['failed']}")
+    elif comp:
+        lines.append(
+            f"- compaction: {comp.get('partitions', 0)} partition(s), {comp.get('parts_in', 0)} "
+            f"small parts -> {comp.get('parts_out', 0)}; {comp.get('purged_files', 0)} retired "
+            f"file(s) purged"
+        )
     lines += ["", "## Quarantine", "", "| reason | lines |", "|---|---|"]
     quarantined = ing.get("quarantined") or {}
     lines += [f"| {k} | {v} |" for k, v in sorted(quarantined.items())] or ["| (none) | 0 |"]
@@ -211,12 +223,15 @@ def weekly_flow(
     backend: str | None = None,
     dry_run: bool = False,
     improve: bool = True,
+    agent_concurrency: Literal["off", "wait", "refuse"] | None = None,
 ) -> dict[str, Any]:
     """Run every stage in order (inputs default to the inbox); a failed stage fails the run
     with its reason, after the run's report is published. ``improve``: then, per agent, train
-    → evaluate → gate → promote (flows/weekly_loop.py; ``dry_run``: everything but promote)."""
+    → evaluate → gate → promote (flows/weekly_loop.py; ``dry_run``: everything but promote),
+    holding each agent's slot (``agent_concurrency``, default ``runtime.agent_concurrency``)."""
     runtime.route_core_logs()
     logger = get_run_logger()
+    started = datetime.now(UTC)  # the PII audit reads what was written from here on
     if window_days < 1:
         raise ValueError("window_days must be at least 1")
     begin, end = planned_window(since, until, window_days, all_time, flow_run.scheduled_start_time)
@@ -239,6 +254,10 @@ def weekly_flow(
         if until is None:  # the window is on arrival: what this run just received counts now
             end = datetime.now(UTC)
             begin = None if all_time else (to_utc(since) or end - timedelta(days=window_days))
+    if failure is None and out.get("ingest") is not None:
+        log.info("stage compact: started")  # after ingest, before curate: fewer files to read
+        counts, why = compact_written(agent)
+        out["compact"] = counts if why is None else {"failed": why}
     if failure is None:
         log.info("stage curate: started")
         state = curate_flow(agent=agent, since=begin, until=end, return_state=True)
@@ -251,13 +270,17 @@ def weekly_flow(
             log.info("stage improve %s: started", rep["agent"])
             loop.append(
                 improve_agent(
-                    rep["agent"], rep, strategy=strategy, backend=backend, dry_run=dry_run
-                )
+                    rep["agent"], rep, strategy=strategy, backend=backend, dry_run=dry_run,
+                    agent_concurrency=agent_concurrency,
+                )  # fmt: skip
             )
             failure = failure or (
                 f"{rep['agent']}: {loop[-1]['failure']}" if loop[-1]["failure"] else None
             )
         out["improve"] = {r["agent"]: _decided(r) for r in loop}
+    log.info("stage audit: started")  # even after a failed stage: what it wrote is kept too
+    out["audit"], audit_failure = audit_written(started, agent)
+    failure = failure or audit_failure
     window = f"[{begin.isoformat() if begin else 'beginning'}, {end.isoformat()})"
     markdown = report_markdown(name, window, out, runs, failure)
     if loop:

@@ -396,6 +396,20 @@ class RuntimeConfig(_Section):
         description="Worker processes of the LocalCluster started when dask_address is empty "
         "(one thread each: the work is CPU-bound Python).",
     )
+    agent_concurrency: Literal["off", "wait", "refuse"] = Field(
+        "off",
+        description="One pipeline run per agent at a time, through a Prefect global concurrency "
+        "limit per agent (ratchet-agent-<agent>, one slot, created on first use). off: no limit "
+        "(runs by hand, tests); wait: a second run for the same agent queues, at most "
+        "agent_wait_s; refuse: it ends at once in a Cancelled state naming the agent. The "
+        "weekly deployment (deployments/prefect.yaml) sets wait.",
+    )
+    agent_wait_s: float = Field(
+        6 * 3600.0,
+        gt=0,
+        description="With agent_concurrency wait: how long a run waits for the agent's slot "
+        "before it ends Cancelled.",
+    )
     ingest_chunk_bytes: int = Field(
         64 << 20,
         ge=1 << 16,
@@ -611,6 +625,30 @@ class EvaluationConfig(_Section):
         return self
 
 
+class StoreConfig(_Section):
+    """Store maintenance: compaction of small parts (issue 13, ``ratchet store compact``)."""
+
+    compaction_target_rows: int = Field(
+        100_000,
+        ge=1,
+        description="Rows per compacted part. A live interactions or feedback part with fewer "
+        "rows is small; the small parts of one partition (agent, day, table, redaction version) "
+        "are merged into parts of this many rows (the last one holds the rest).",
+    )
+    compaction_min_parts: int = Field(
+        2,
+        ge=2,
+        description="A partition is compacted when it holds at least this many small parts "
+        "(so a rerun with only the remainder part left is a no-op).",
+    )
+    compaction_grace_s: int = Field(
+        3600,
+        ge=0,
+        description="Seconds a part retired by compaction stays on disk before the purge deletes "
+        "its file: longer than the longest read of a part that was listed before the switch.",
+    )
+
+
 class CategoryMeaning(_Section):
     """What one categorical feedback label means: a thumb or a rating (one of them)."""
 
@@ -667,6 +705,32 @@ class SourcesConfig(_Section):
         return self
 
 
+class RetentionConfig(_Section):
+    """How long records are kept (issue 12): a maximum age per table, null = kept for good.
+
+    The ``retention`` flow (scheduled in deployments/prefect.yaml; ``ratchet retention``)
+    deletes what is older, with the same reach as an erasure (every dataset version, export,
+    cached answer and retrieval model that holds it)."""
+
+    interactions_days: int | None = Field(
+        None, ge=1, description="Maximum age in days of an interaction (by its timestamp); "
+        "its feedback and everything derived from it go with it. null: kept.",
+    )  # fmt: skip
+    feedback_days: int | None = Field(
+        None, ge=1, description="Maximum age in days of a feedback event (by when it was "
+        "given); the curated cases it made go with it. null: kept.",
+    )  # fmt: skip
+    quarantine_days: int | None = Field(
+        None, ge=1, description="Maximum age in days of a quarantine part (by when it was "
+        "committed). null: kept.",
+    )  # fmt: skip
+    eval_answers_days: int | None = Field(
+        None, ge=1, description="Maximum age in days of evaluation answers: per-case results of "
+        "eval runs started earlier and cached answers written earlier (their metrics stay). "
+        "null: kept.",
+    )  # fmt: skip
+
+
 class PipelineConfig(_Section):
     """Everything a run needs to know that is not a secret or a location."""
 
@@ -686,12 +750,20 @@ class PipelineConfig(_Section):
         default_factory=BackendsConfig, description="Retrieval backends (local, logs)."
     )
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="Execution.")
+    store: StoreConfig = Field(
+        default_factory=StoreConfig, description="Store maintenance (compaction of small parts)."
+    )
     evaluation: EvaluationConfig = Field(
         default_factory=EvaluationConfig, description="Evaluation: answering, scoring, intervals."
     )
     sources: SourcesConfig = Field(
         default_factory=SourcesConfig,
         description="Vendor sources (langfuse, langsmith): how their feedback maps to events.",
+    )
+
+    retention: RetentionConfig = Field(
+        default_factory=RetentionConfig,
+        description="Maximum age per table (interactions, feedback, quarantine, eval answers).",
     )
 
     @model_validator(mode="after")

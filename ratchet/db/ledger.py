@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 from typing import Any, NamedTuple, TypedDict
 
 from sqlalchemy import insert, select, update
+from sqlalchemy import text as sql_text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,6 +33,7 @@ from ratchet.db.errors import (
     DuplicateRecordKeyError,
     InvalidTransitionError,
 )
+from ratchet.db.feedback_index import drop_feedback_index, index_feedback_part
 from ratchet.db.models import (
     PART_TABLES,
     RECORD_KINDS,
@@ -292,7 +294,9 @@ def _copy_keys(session: Session, batch: Sequence[Mapping[str, Any]]) -> None:
 
 
 def record_part(
-    session: Session, part: PartRecord, keys: Sequence[PartKey | tuple[str, str]] = ()
+    session: Session,
+    part: PartRecord,
+    keys: Sequence[PartKey | tuple[str, str] | tuple[str, str, str]] = (),
 ) -> Part:
     """Record a written part together with its record keys, in the caller's transaction.
 
@@ -301,7 +305,9 @@ def record_part(
     without its keys or keys pointing at a missing part. Recording the same path again with the
     same content hash returns the stored part and adds nothing (a rerun after a lost commit
     acknowledgement); a different content hash at the same path raises :class:`ConflictError`.
-    Quarantine parts carry no keys.
+    Quarantine parts carry no keys. Feedback keys may carry a third element, the event's
+    ``interaction_id``: then the part is entered in the feedback index in the same transaction
+    (:mod:`ratchet.db.feedback_index`; without it the part stays unindexed, read whole).
     """
     _check(part.table_name, PART_TABLES, "part table_name")
     kind = _PART_TABLE_TO_RECORD_KIND.get(part.table_name)
@@ -339,10 +345,55 @@ def record_part(
                     "content_hash": h,
                     "part_id": row.id,
                 }
-                for rid, h in keys
+                for rid, h, *_ in keys
             ),
         )
+        _index_feedback(session, part.table_name, agent_id, row.id, keys)
     return row
+
+
+def lock_agents_for_commit(session: Session, agent_ids: Iterable[str | None]) -> None:
+    """Hold the per-agent commit lock for the rest of the caller's transaction.
+
+    Parallel ingest tasks (files, byte ranges of one file, two runs of the same file) prepare
+    their batches with no lock, look their keys up, write their parts, and only then commit;
+    this lock makes that commit short and one agent's commits serial, so a task that lost a
+    race sees the winner's keys when it looks again instead of colliding with rows still in
+    flight. PostgreSQL: ``pg_advisory_xact_lock`` per agent, taken in sorted order (two tasks
+    with overlapping agents never wait on each other in a cycle) and released by the commit or
+    rollback. SQLite: nothing more to take, since every transaction there starts with ``BEGIN
+    IMMEDIATE`` (:mod:`ratchet.db.session`), which already holds the database's write lock.
+    The unique key on (kind, agent, record id) stays the guard: the lock only keeps collisions
+    rare and retries short.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for agent in sorted({a or "" for a in agent_ids}):
+        session.execute(
+            sql_text("SELECT pg_advisory_xact_lock(:k)"), {"k": _commit_lock_key(agent)}
+        )
+
+
+def _commit_lock_key(agent_id: str) -> int:
+    """A signed 64-bit advisory lock key for an agent (namespaced, stable across processes)."""
+    digest = hashlib.sha256(b"ratchet-commit:" + agent_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _index_feedback(
+    session: Session,
+    table_name: str,
+    agent_id: str,
+    part_id: str,
+    keys: Sequence[PartKey | tuple[str, str] | tuple[str, str, str]],
+) -> None:
+    """The feedback index rows of a new feedback part, when its keys name their interactions."""
+    with_ids = sum(len(k) > 2 for k in keys)
+    if table_name != "feedback" or not with_ids:
+        return
+    if with_ids != len(keys):  # a half-indexed part would hide events from curation
+        raise ValueError("feedback keys must all carry an interaction_id, or none")
+    index_feedback_part(session, agent_id, part_id, (k[2] for k in keys))  # type: ignore[misc]
 
 
 def list_parts(
@@ -391,8 +442,10 @@ def referenced_part_paths(session: Session) -> set[str]:
 
 
 def retire_parts(session: Session, part_ids: Iterable[str]) -> int:
-    """Mark parts replaced (erasure rewrite, compaction); readers stop listing them."""
+    """Mark parts replaced (erasure rewrite, compaction); readers stop listing them, and their
+    feedback index rows go (the index names live parts only)."""
     ids = sorted(set(part_ids))
+    drop_feedback_index(session, ids)
     n = 0
     now = utcnow()
     for chunk in _chunks(ids, IN_CHUNK):

@@ -227,6 +227,38 @@ class RecordKey(Base):
     first_seen_at: Mapped[CreatedAt]
 
 
+class FeedbackIndex(Base):
+    """Which feedback parts hold events about an interaction (issue 13).
+
+    Curation must find every earlier event of the interactions it selects; without this it read
+    every feedback part of the agent. Written in the transaction that commits a feedback part,
+    moved by compaction and removed when a part is retired, so it lists live parts only. A live
+    feedback part with no rows here (committed before this table existed, or by a writer that
+    gave no interaction ids) is *unindexed*: readers read it whole.
+    """
+
+    __tablename__ = "feedback_index"
+
+    agent_id: Mapped[str] = mapped_column(String(MAX_ID_LENGTH), primary_key=True)
+    interaction_id: Mapped[str] = mapped_column(String(MAX_ID_LENGTH), primary_key=True)
+    part_id: Mapped[str] = mapped_column(ForeignKey("parts.id"), primary_key=True, index=True)
+
+
+class PartReplacement(Base):
+    """A compaction's record: ``old_part_id`` was merged into ``new_part_id`` (issue 13).
+
+    Kept for lineage (a dataset version names the parts it read; these rows say where their
+    records live now) and so that the purge of compacted files knows which retired parts are
+    compaction's to delete (erasure deletes its own).
+    """
+
+    __tablename__ = "part_replacements"
+
+    old_part_id: Mapped[str] = mapped_column(ForeignKey("parts.id"), primary_key=True)
+    new_part_id: Mapped[str] = mapped_column(ForeignKey("parts.id"), primary_key=True, index=True)
+    replaced_at: Mapped[CreatedAt]
+
+
 class DatasetVersion(Base):
     """A curated table; ``id`` hashes its content and the curation config (same inputs, same id)."""
 
@@ -247,6 +279,8 @@ class DatasetVersion(Base):
     created_at: Mapped[CreatedAt]
     flow_run_id: Mapped[FlowRunId]
     stats: Mapped[JsonDict]
+    # set by erasure/retention (migration 0003): the version made without the removed rows
+    superseded_by: Mapped[str | None] = mapped_column(String(64))
 
 
 class DatasetLineage(Base):
@@ -330,6 +364,8 @@ class ModelVersion(Base):
     created_at: Mapped[CreatedAt]
     promoted_at: Mapped[OptTime]
     retired_at: Mapped[OptTime]
+    # when an erasure removed records it was trained on ("trained on erased data"; 0003)
+    erased_data_at: Mapped[OptTime]
 
 
 class EvalRun(Base):
@@ -416,6 +452,8 @@ class Tombstone(Base):
     value: Mapped[str] = mapped_column(String(MAX_ID_LENGTH))
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[CreatedAt]
+    # when the erasure it asked for finished; NULL = pending (migration 0003)
+    erased_at: Mapped[OptTime]
 
 
 class PipelineRun(Base):
@@ -445,8 +483,10 @@ __all__ = [
     "DatasetVersion",
     "EvalMetric",
     "EvalRun",
+    "FeedbackIndex",
     "ModelVersion",
     "Part",
+    "PartReplacement",
     "PipelineRun",
     "PromotionDecision",
     "RecordKey",

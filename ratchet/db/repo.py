@@ -34,6 +34,12 @@ from ratchet.db.evals import (
     get_eval_run,
     list_eval_runs,
 )
+from ratchet.db.feedback_index import (
+    drop_feedback_index,
+    feedback_parts_for,
+    index_feedback_part,
+    unindexed_feedback_parts,
+)
 from ratchet.db.ledger import (
     PartKey,
     PartRecord,
@@ -45,6 +51,7 @@ from ratchet.db.ledger import (
     get_source_file,
     insert_keys,
     list_parts,
+    lock_agents_for_commit,
     lookup_keys,
     record_part,
     referenced_part_paths,
@@ -96,8 +103,10 @@ __all__ = [
     "create_model_version",
     "create_training_run",
     "dataset_lineage",
+    "drop_feedback_index",
     "eval_metrics",
     "fail_source_file",
+    "feedback_parts_for",
     "find_training_runs",
     "finish_eval_run",
     "finish_pipeline_run",
@@ -106,6 +115,7 @@ __all__ = [
     "get_model_version",
     "get_source_file",
     "get_training_run",
+    "index_feedback_part",
     "insert_keys",
     "latest_dataset_version",
     "list_dataset_versions",
@@ -115,6 +125,7 @@ __all__ = [
     "list_parts",
     "list_tombstones",
     "list_training_runs",
+    "lock_agents_for_commit",
     "lookup_keys",
     "model_version_of_run",
     "production_version",
@@ -131,6 +142,7 @@ __all__ = [
     "tombstone_id",
     "tombstoned",
     "training_spend_since",
+    "unindexed_feedback_parts",
     "update_training_run",
     "versions_referencing",
 ]

@@ -221,3 +221,21 @@ def test_an_output_identical_to_an_input_leaves_that_input_in_place(ratchet_env:
     assert ids[2] in live and ids[0] not in live and ids[1] not in live
     assert set(keys_resolve(store, sessions, "interactions").values()) == {1}
     assert compact(store, sessions, CFG, purge=False).partitions == 0
+
+
+def test_weekly_step_compacts_and_reports_counts_only(
+    env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.weekly import report_markdown
+    from tasks.compact import compact_store_task
+
+    over = tmp_path / "over.yaml"
+    over.write_text("store:\n  compaction_target_rows: 4\n")
+    monkeypatch.setenv("RATCHET_CONFIG", str(over))
+    counts = compact_store_task.fn(A)
+    assert (counts["partitions"], counts["parts_in"], counts["parts_out"]) == (2, 8, 6)
+    assert "purge" not in counts and counts["purged_files"] == 0  # no paths in Prefect's records
+    text = report_markdown(
+        "weekly-x", "[a, b)", {"ingest": {"files": 1}, "compact": counts}, {}, None
+    )
+    assert "- compaction: 2 partition(s), 8 small parts -> 6; 0 retired file(s) purged" in text
