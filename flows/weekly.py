@@ -4,8 +4,8 @@ ingest → curate (which writes the exports of the versions it makes), then per 
 (:mod:`flows.weekly_loop`) train → evaluate → gate → promote; the first run makes the agent's
 logs model its first production, ``dry_run`` does everything but promote, ``improve=False``
 stops after curate. Last, always (a failed stage wrote things too), a PII audit of what the run
-wrote (:mod:`tasks.audit`): a hit fails the run, naming table, file and column. Each stage is its own flow (a subflow here), so each is also deployable and
-runnable alone.
+wrote (:mod:`tasks.audit`): a hit fails the run, naming table, file and column. Each stage is
+its own flow (a subflow here), so each is also deployable and runnable alone.
 
 **Inputs.** An input list reference (``inputs``: what the CLI passes, so no file path is ever a
 Prefect parameter), or files or folders given as ``paths`` / ``feedback_paths``; when none is
