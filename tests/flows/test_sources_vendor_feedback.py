@@ -33,6 +33,7 @@ from ratchet.settings import get_settings
 from ratchet.store import Store
 
 AGENT = "shop-assistant"
+EMAIL = "jane.doe@example.com"
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 SYSTEM = {"role": "system", "content": "You help shoppers of the store."}
 TOPICS = [
@@ -311,7 +312,9 @@ def test_feedback_import_reads_a_file_mixing_vendors(
     canonical = {"interaction_id": "lf-trace-5", "agent_id": AGENT, "thumb": 1,
                  "timestamp": _when(5, 30).isoformat(), "source": "expert"}  # fmt: skip
     unmappable = {**lf_scores[1], "id": "lf-bad", "dataType": "TEXT", "value": None,
-                  "stringValue": "a note"}  # fmt: skip
+                  "stringValue": f"a note from {EMAIL}"}  # fmt: skip
+    ls_feedback[0] = {**ls_feedback[0], "comment": f"call me back at {EMAIL}",
+                      "extra": {"reviewer_email": EMAIL}}  # fmt: skip
     mixed = _jsonl(env / "mixed-feedback.jsonl",
                    [lf_scores[0], ls_feedback[0], canonical, ls_feedback[1], unmappable])  # fmt: skip
     res = CliRunner().invoke(app, ["feedback", "import", str(mixed), "--agent", AGENT])
@@ -326,6 +329,18 @@ def test_feedback_import_reads_a_file_mixing_vendors(
     assert by_id[ls_feedback[1]["id"]]["correction"] == CORRECTION  # LangSmith's correction
     assert by_id[ls_feedback[1]["id"]]["source"] == "expert"  # feedback_source type "app"
     assert sum(r["interaction_id"] == "lf-trace-5" for r in rows) == 1
+    # redacted as any input: the comment, the vendor's extra fields, the quarantined line
+    assert by_id[ls_feedback[0]["id"]]["comment"] == "call me back at [EMAIL]"
+    assert "[EMAIL]" in by_id[ls_feedback[0]["id"]]["extra"]
+    quarantine = Path(settings.store_root) / "quarantine"
+    q_rows = [r for p in quarantine.rglob("*.parquet") for r in pq.read_table(p).to_pylist()]
+    assert [r["detail"] for r in q_rows] == [
+        "langfuse: TEXT score carries no vote (name it in sources.correction_names if it is a "
+        "correction)"
+    ]
+    stored = [pq.read_table(p).to_pylist() for p in Path(settings.store_root).rglob("*.parquet")]
+    assert EMAIL not in json.dumps(stored, default=str)
+    assert "[EMAIL]" in q_rows[0]["raw_redacted"]
 
 
 def test_feedback_import_reads_a_json_array_export(env: Path) -> None:
