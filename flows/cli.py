@@ -502,7 +502,13 @@ def feedback_add(
 
 @feedback_app.command("import")
 def feedback_import(
-    file: Annotated[Path, typer.Argument(help="A filled review CSV, or a feedback JSONL.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="A filled review CSV, or a feedback JSONL/JSON: canonical events, Langfuse "
+            "scores, LangSmith feedback, mixed in one file if need be."
+        ),
+    ],
     agent: Annotated[
         str | None, typer.Option(help="Agent id for rows/lines that name none.")
     ] = None,
@@ -511,7 +517,12 @@ def feedback_import(
     ] = "expert",
     annotator: Annotated[str | None, typer.Option(help="Who labelled the CSV.")] = None,
 ) -> None:
-    """Import labels (no flow): a review CSV's filled rows become expert feedback events."""
+    """Import labels (no flow): a review CSV's filled rows become expert feedback events.
+
+    Any other file is read as feedback records, each line (or array item) by its own shape:
+    canonical events, Langfuse scores and LangSmith feedback may be mixed (sources.* in the
+    pipeline config says what their values mean); what cannot be mapped is quarantined.
+    """
     import tempfile
     from datetime import UTC, datetime
 
