@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
 
 from ratchet.config import load_config
@@ -25,10 +24,17 @@ from ratchet.redaction import Redactor, resolve_pseudonym_key
 from ratchet.schemas import schema_for
 from ratchet.settings import get_settings
 from ratchet.store import Store
+from tests.unit.openai_stored_fixtures import completion, stored_message
 from tests.unit.otel_fixtures import Tracer, messages_attr, ns, text, write_lines
 
 AGENT = "shop-assistant"
 SYSTEM = "You are the shop's support assistant."
+SYSTEM_S = "You are the shop's billing assistant."
+SQ1 = "Has my refund for invoice INV-2026-0042 been paid out yet?"
+SQ2 = "Could it go to a different bank account?"
+SA2 = "Your refund of 42 EUR was paid on 18 November."
+SA3 = "Refunds always go back to the original payment method."
+SFIX = "Yes: send the new account through the secure form and we will reissue the refund."
 Q1 = "Where is my order ORD-2026-118842?"
 Q2 = "Can you send it to my office instead?"
 ARGS = {"order_id": "ORD-2026-118842"}
@@ -59,7 +65,9 @@ def _otel_file(path: Path) -> Path:
         "gen_ai.agent.name": "Shop assistant", "gen_ai.conversation.id": "conv-7f3a",
         "enduser.id": "cust-812",
     }  # fmt: skip
-    with t.span("invoke_agent shop", "2026-11-20T10:00:00", "2026-11-20T10:00:03", agent_attrs) as a:
+    with t.span(
+        "invoke_agent shop", "2026-11-20T10:00:00", "2026-11-20T10:00:03", agent_attrs
+    ) as a:
         with t.span("chat gpt-4.1-mini", "2026-11-20T10:00:00.100", "2026-11-20T10:00:00.900", {
             "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
             "gen_ai.request.model": "gpt-4.1-mini", "gen_ai.request.temperature": 0.2,
@@ -141,47 +149,26 @@ def _otel_twin() -> list[dict[str, Any]]:
 
 
 # --- openai-stored -----------------------------------------------------------------------------
-def _completion(cid: str, created: int, message: dict[str, Any], meta: dict[str, str],
-                usage: tuple[int, int]) -> dict[str, Any]:  # fmt: skip
-    """A stored chat completion as ``GET /v1/chat/completions`` lists it."""
-    return {
-        "object": "chat.completion", "id": cid, "model": "gpt-4o-2024-08-06", "created": created,
-        "request_id": f"req_{cid[-4:]}", "tool_choice": None, "seed": None, "top_p": 1.0,
-        "temperature": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0,
-        "system_fingerprint": "fp_50cad350e4", "input_user": "cust-812", "service_tier": "default",
-        "tools": None, "metadata": meta, "response_format": None,
-        "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1],
-                  "total_tokens": sum(usage)},
-        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None, "message": {
-            "role": "assistant", "tool_calls": None, "function_call": None, **message}}],
-    }  # fmt: skip
-
-
-def _stored_message(cid: str, i: int, role: str, content: str | None, **kw: Any) -> dict[str, Any]:
-    return {"id": f"{cid}-{i}", "role": role, "content": content, "name": None,
-            "content_parts": None, **kw}  # fmt: skip
-
-
 T1, T2 = 1763632800, 1763633100  # 2025-11-20T10:00:00Z, 10:05:00Z
 
 
 def _stored_file(path: Path) -> Path:
-    meta = {"agent_id": AGENT, "conversation_id": "conv-7f3a"}
-    c1 = _completion("chatcmpl-S1", T1, {"content": A2},
+    meta = {"agent_id": AGENT, "conversation_id": "conv-s1"}
+    c1 = completion("chatcmpl-S1", T1, {"content": SA2},
                      {**meta, "rating": "5", "thumb": "up"}, (130, 25))  # fmt: skip
-    c2 = _completion("chatcmpl-S2", T2, {"content": A3},
-                     {**meta, "thumb": "down", "correction": FIX}, (160, 12))  # fmt: skip
+    c2 = completion("chatcmpl-S2", T2, {"content": SA3},
+                     {**meta, "thumb": "down", "correction": SFIX}, (160, 12))  # fmt: skip
     page = {"object": "list", "data": [c2, c1], "first_id": "chatcmpl-S2",
             "last_id": "chatcmpl-S1", "has_more": False}  # fmt: skip
     m1 = [
-        _stored_message("chatcmpl-S1", 0, "system", SYSTEM),
-        _stored_message("chatcmpl-S1", 1, "user", Q1),
-        _stored_message("chatcmpl-S1", 2, "assistant", None, tool_calls=[_call()]),
-        _stored_message("chatcmpl-S1", 3, "tool", RESULT, tool_call_id="call_1"),
+        stored_message("chatcmpl-S1", 0, "system", SYSTEM_S),
+        stored_message("chatcmpl-S1", 1, "user", SQ1),
+        stored_message("chatcmpl-S1", 2, "assistant", None, tool_calls=[_call()]),
+        stored_message("chatcmpl-S1", 3, "tool", RESULT, tool_call_id="call_1"),
     ]
     m2 = [*[{**m, "id": m["id"].replace("S1", "S2")} for m in m1],
-          _stored_message("chatcmpl-S2", 4, "assistant", A2),
-          _stored_message("chatcmpl-S2", 5, "user", Q2)]  # fmt: skip
+          stored_message("chatcmpl-S2", 4, "assistant", SA2),
+          stored_message("chatcmpl-S2", 5, "user", SQ2)]  # fmt: skip
 
     def msg_page(items: list[dict[str, Any]], more: bool) -> dict[str, Any]:
         return {"object": "list", "data": items, "first_id": items[0]["id"],
@@ -194,26 +181,26 @@ def _stored_file(path: Path) -> Path:
 
 
 def _stored_twin() -> list[dict[str, Any]]:
-    turn1 = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": Q1},
+    turn1 = [{"role": "system", "content": SYSTEM_S}, {"role": "user", "content": SQ1},
              {"role": "assistant", "content": None, "tool_calls": [_call()]},
              {"role": "tool", "tool_call_id": "call_1", "content": RESULT}]  # fmt: skip
-    base = {"agent_id": AGENT, "conversation_id": "conv-7f3a", "user_id": "cust-812",
+    base = {"agent_id": AGENT, "conversation_id": "conv-s1", "user_id": "cust-812",
             "model_version": "gpt-4o-2024-08-06"}  # fmt: skip
     return [
         {**base, "interaction_id": "chatcmpl-S1", "timestamp": T1, "messages": turn1,
-         "response": A2, "prompt_tokens": 130, "completion_tokens": 25,
+         "response": SA2, "prompt_tokens": 130, "completion_tokens": 25,
          "feedback": [{"source": "user", "rating": 5, "thumb": "up"}]},
         {**base, "interaction_id": "chatcmpl-S2", "timestamp": T2,
-         "messages": [*turn1, {"role": "assistant", "content": A2},
-                      {"role": "user", "content": Q2}],
-         "response": A3, "prompt_tokens": 160, "completion_tokens": 12,
-         "feedback": [{"source": "user", "thumb": "down", "correction": FIX}]},
+         "messages": [*turn1, {"role": "assistant", "content": SA2},
+                      {"role": "user", "content": SQ2}],
+         "response": SA3, "prompt_tokens": 160, "completion_tokens": 12,
+         "feedback": [{"source": "user", "thumb": "down", "correction": SFIX}]},
     ]  # fmt: skip
 
 
 # --- the comparison ----------------------------------------------------------------------------
-def _curated(home: Path, path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[dict]]:
-    """Ingest one file (format auto) into its own home, curate, and read every dataset."""
+def _curated(home: Path, paths: list[Path], monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:
+    """Ingest files (format auto) into their own home, curate, and read every dataset."""
     monkeypatch.setenv("RATCHET_HOME", str(home))
     settings = get_settings()
     config = load_config(settings)
@@ -223,19 +210,16 @@ def _curated(home: Path, path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[st
         store=store, sessions=sessions, config=config, redactor=redactor,
         pseudonym_key=resolve_pseudonym_key(settings), now=datetime.now(UTC),
     )  # fmt: skip
-    report = ingest_file(ictx, path, "auto", "auto")
-    assert sum(report.quarantined.values()) == 0, report.quarantined
+    for path in paths:
+        report = ingest_file(ictx, path, "auto", "auto")
+        assert sum(report.quarantined.values()) == 0, report.quarantined
     ctx = CurationContext(store, sessions, config, redactor, None)
     out = curate_agent(ctx, AGENT, Window(None, datetime.now(UTC) + timedelta(days=1)))
     datasets = {}
     for v in out["versions"]:
         table = store.read_table(v["path"], schema_for(v["kind"]))
-        datasets[v["kind"]] = sorted(_plain(table), key=lambda r: json.dumps(r, default=str))
+        datasets[v["kind"]] = sorted(table.to_pylist(), key=lambda r: json.dumps(r, default=str))
     return datasets
-
-
-def _plain(table: pa.Table) -> list[dict]:
-    return table.to_pylist()
 
 
 def _write(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -243,17 +227,23 @@ def _write(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
-@pytest.mark.parametrize(
-    ("name", "build", "twin"),
-    [("otel-genai", _otel_file, _otel_twin), ("openai-stored", _stored_file, _stored_twin)],
-)
-def test_source_file_curates_like_its_canonical_twin(
-    name: str, build: Any, twin: Any, ratchet_env: Path, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
-    vendor = _curated(tmp_path / "vendor-home", build(tmp_path / "export.jsonl"), monkeypatch)
-    canonical = _curated(
-        tmp_path / "canonical-home", _write(tmp_path / "canonical.jsonl", twin()), monkeypatch
+def test_source_files_curate_like_their_canonical_twins(
+    ratchet_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both exports in one home, their canonical twins in another (one curation each side:
+    the scenarios have distinct inputs, so their cases stay apart)."""
+    vendor = _curated(
+        tmp_path / "vendor-home",
+        [_otel_file(tmp_path / "otel.jsonl"), _stored_file(tmp_path / "stored.jsonl")],
+        monkeypatch,
     )
+    canonical = _curated(
+        tmp_path / "canonical-home",
+        [_write(tmp_path / "otel-twin.jsonl", _otel_twin()),
+         _write(tmp_path / "stored-twin.jsonl", _stored_twin())],
+        monkeypatch,
+    )  # fmt: skip
     assert vendor == canonical
-    assert {"eval_cases", "sft_examples"} <= set(vendor)  # feedback made datasets
+    cases = {r["interaction_id"] for r in vendor["eval_cases"]}
+    assert cases == {"chatcmpl-2", "chatcmpl-3", "chatcmpl-S1", "chatcmpl-S2"}  # both sources
+    assert {"sft_examples", "preference_pairs"} <= set(vendor)

@@ -19,7 +19,7 @@ from ratchet.ingest.inputs import sniff_kind
 from ratchet.ingest.pipeline import IngestContext, IngestError, ingest_file
 from ratchet.ingest.sources.detect import head_objects, map_file, source_format
 from ratchet.redaction import Redactor
-from tests.flows.test_sources_curate import _completion, _stored_message
+from tests.unit.openai_stored_fixtures import completion, stored_message
 from tests.unit.otel_fixtures import Tracer, messages_attr, request_json, text
 
 CANONICAL = {"interaction_id": "i1", "timestamp": "2026-11-20T10:00:00Z",
@@ -40,7 +40,7 @@ def _otlp() -> dict[str, Any]:
 
 
 def _stored_page() -> dict[str, Any]:
-    return {"object": "list", "data": [_completion("cmpl-1", 1763632800, {"content": "hello"},
+    return {"object": "list", "data": [completion("cmpl-1", 1763632800, {"content": "hello"},
                                                    {"agent_id": "bot"}, (1, 1))]}  # fmt: skip
 
 
@@ -57,7 +57,10 @@ def _write(path: Path, objs: list[Any]) -> Path:
         ([OPENAI_CHAT, CANONICAL], "openai-chat"),  # the two line formats mix, as they always did
         ([{"unrelated": 1}, _otlp()], "otel-genai"),
         ([_stored_page()], "openai-stored"),
-        ([{"object": "list", "data": [_stored_message("cmpl-1", 0, "user", "hi")]}], "openai-stored"),
+        (
+            [{"object": "list", "data": [stored_message("cmpl-1", 0, "user", "hi")]}],
+            "openai-stored",
+        ),
         ([FEEDBACK, _stored_page()], "openai-stored"),  # canonical feedback rides along
         ([{"unrelated": 1}, "text", 3], None),
     ],
@@ -67,12 +70,16 @@ def test_detect_format_picks_the_format(objects: list[Any], expected: str | None
 
 
 def test_an_object_of_two_shapes_is_ambiguous() -> None:
-    with pytest.raises(AmbiguousFormat, match=r"several formats \(canonical, otel-genai\); pass --format"):
+    with pytest.raises(
+        AmbiguousFormat, match=r"several formats \(canonical, otel-genai\); pass --format"
+    ):
         detect_format([{**_otlp(), "messages": [{"role": "user", "content": "hi"}]}])
 
 
 def test_a_file_mixing_interaction_formats_is_ambiguous() -> None:
-    with pytest.raises(AmbiguousFormat, match=r"mixes interaction formats \(otel-genai, openai-stored\)"):
+    with pytest.raises(
+        AmbiguousFormat, match=r"mixes interaction formats \(otel-genai, openai-stored\)"
+    ):
         detect_format([_otlp(), _stored_page()])
 
 
@@ -99,10 +106,15 @@ def test_forced_and_line_formats(tmp_path: Path) -> None:
 
 def test_objects_of_a_source_file_each_go_to_their_own_format(tmp_path: Path) -> None:
     stored = _stored_page()
-    messages = {"object": "list", "data": [_stored_message("cmpl-1", 0, "user", "hi")]}
+    messages = {"object": "list", "data": [stored_message("cmpl-1", 0, "user", "hi")]}
     fb = {**FEEDBACK, "interaction_id": "cmpl-1", "agent_id": "bot"}
-    out = map_file(_write(tmp_path / "s.jsonl", [stored, fb, messages, {"odd": 1}]), "openai-stored", False)
-    kinds = [(m.line, m.kind, m.reject.detail if m.reject else m.record.get("interaction_id")) for m in out]
+    out = map_file(
+        _write(tmp_path / "s.jsonl", [stored, fb, messages, {"odd": 1}]), "openai-stored", False
+    )
+    kinds = [
+        (m.line, m.kind, m.reject.detail if m.reject else m.record.get("interaction_id"))
+        for m in out
+    ]
     assert kinds == [
         (1, "interaction", "cmpl-1"), (2, "feedback", "cmpl-1"),
         (4, "interaction", "openai-stored: not a chat.completion object nor a list page (object, data)"),
@@ -116,7 +128,9 @@ def test_ingest_refuses_an_ambiguous_file_naming_the_candidates(tmp_path: Path) 
         pseudonym_key=b"k" * 32, now=datetime(2026, 11, 30, tzinfo=UTC),
     )  # fmt: skip
     path = _write(tmp_path / "mixed.jsonl", [_otlp(), _stored_page()])
-    with pytest.raises(IngestError, match=r"mixed\.jsonl .*mixes interaction formats \(otel-genai, openai-stored\)"):
+    with pytest.raises(
+        IngestError, match=r"mixed\.jsonl .*mixes interaction formats \(otel-genai, openai-stored\)"
+    ):
         ingest_file(ctx, path, "auto", "auto")
 
 
@@ -124,4 +138,7 @@ def test_cli_refuses_an_unknown_format(ratchet_env: Path, tmp_path: Path) -> Non
     path = _write(tmp_path / "c.jsonl", [CANONICAL])
     result = CliRunner().invoke(app, ["ingest", str(path), "--format", "splunk"])
     assert result.exit_code == 2
-    assert "--format must be auto or one of canonical, openai-chat, otel-genai, openai-stored" in result.output
+    assert (
+        "--format must be auto or one of canonical, openai-chat, otel-genai, openai-stored"
+        in result.output
+    )

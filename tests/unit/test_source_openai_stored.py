@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from ratchet.ingest.adapters import FileObject
 from ratchet.ingest.sources import openai_stored
 from ratchet.ingest.sources.detect import map_file
-from tests.flows.test_sources_curate import _completion, _stored_message
+from tests.unit.openai_stored_fixtures import completion, stored_message
 
 
 def _write(path: Path, objs: list[Any], pretty: bool = False) -> Path:
@@ -34,11 +34,11 @@ def _page(items: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
 
 
 def test_single_completion_joined_with_out_of_order_pages(tmp_path: Path) -> None:
-    c = _completion("chatcmpl-X", 1763632800, {"content": None, "tool_calls": [
+    c = completion("chatcmpl-X", 1763632800, {"content": None, "tool_calls": [
         {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
         {"agent_id": "bot", "topic": "orders", "user_id": "u-meta"}, (10, 2))  # fmt: skip
     c["input_user"] = None
-    msgs = [_stored_message("chatcmpl-X", i, "user", f"m{i}") for i in range(12)]
+    msgs = [stored_message("chatcmpl-X", i, "user", f"m{i}") for i in range(12)]
     # a later page first; a message whose text is in content_parts
     msgs[3] = {**msgs[3], "content": None, "content_parts": [{"type": "text", "text": "m3"}]}
     path = _write(tmp_path / "s.jsonl", [_page(msgs[10:]), c, _page(msgs[:10], has_more=True)])
@@ -54,7 +54,7 @@ def test_single_completion_joined_with_out_of_order_pages(tmp_path: Path) -> Non
 
 
 def test_page_with_completion_id_and_pretty_document(tmp_path: Path) -> None:
-    c = _completion("cmpl-1", 1763632800, {"content": "hi"}, {"thumb": "down"}, (1, 1))
+    c = completion("cmpl-1", 1763632800, {"content": "hi"}, {"thumb": "down"}, (1, 1))
     # message ids that do not name their completion: the page says it
     page = _page([{"id": "msg_a", "role": "user", "content": "hello"}], completion_id="cmpl-1")
     doc = tmp_path / "doc.json"
@@ -65,13 +65,13 @@ def test_page_with_completion_id_and_pretty_document(tmp_path: Path) -> None:
 
 
 def test_refusals_name_the_adapter_and_the_missing_piece(tmp_path: Path) -> None:
-    good = _completion("cmpl-ok", 1763632800, {"content": "a"}, {}, (1, 1))
-    lonely = _completion("cmpl-lonely", 1763632800, {"content": "a"}, {}, (1, 1))
-    broken = {**_completion("cmpl-broken", 1763632800, {"content": "a"}, {}, (1, 1)), "choices": []}
-    orphan = _page([_stored_message("cmpl-gone", 0, "user", "x")])
+    good = completion("cmpl-ok", 1763632800, {"content": "a"}, {}, (1, 1))
+    lonely = completion("cmpl-lonely", 1763632800, {"content": "a"}, {}, (1, 1))
+    broken = {**completion("cmpl-broken", 1763632800, {"content": "a"}, {}, (1, 1)), "choices": []}
+    orphan = _page([stored_message("cmpl-gone", 0, "user", "x")])
     nameless = _page([{"id": "no-index", "role": "user", "content": "x"}])
-    objs = [_page([good, lonely, broken]), _page([_stored_message("cmpl-ok", 0, "user", "q")]),
-            _page([_stored_message("cmpl-broken", 0, "user", "q")]), orphan, nameless,
+    objs = [_page([good, lonely, broken]), _page([stored_message("cmpl-ok", 0, "user", "q")]),
+            _page([stored_message("cmpl-broken", 0, "user", "q")]), orphan, nameless,
             {"unrelated": True}]  # fmt: skip
     out = map_file(_write(tmp_path / "s.jsonl", objs), "openai-stored", forced=True)
     assert [m.record["interaction_id"] for m in out if m.record] == ["cmpl-ok"]
@@ -90,7 +90,9 @@ def test_refusals_name_the_adapter_and_the_missing_piece(tmp_path: Path) -> None
 
 _values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=6),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -105,9 +107,13 @@ _values = st.recursive(
 )
 def test_arbitrary_values_map_or_refuse_never_raise(completion: dict, message: dict) -> None:
     objs = [
-        FileObject(1, {**completion, "object": "chat.completion", "choices": completion.get("choices", [])}),
+        FileObject(
+            1, {**completion, "object": "chat.completion", "choices": completion.get("choices", [])}
+        ),
         FileObject(2, {"object": "list", "data": [message]}),
-        FileObject(3, {"object": "list", "data": [message, 5, None], "completion_id": message.get("id")}),
+        FileObject(
+            3, {"object": "list", "data": [message, 5, None], "completion_id": message.get("id")}
+        ),
     ]
     for m in openai_stored.map_objects(objs):
         assert (m.record is None) != (m.reject is None)

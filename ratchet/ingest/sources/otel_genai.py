@@ -42,8 +42,10 @@ agent, conversation and user):
                          ``gen_ai.response.id``): ``gen_ai.evaluation.score.value`` an integer 1-5 →
                          ``rating``; ``gen_ai.evaluation.score.label`` pass/correct/relevant/up →
                          thumb +1, fail/incorrect/not_relevant/down → -1; ``explanation`` →
-                         comment; ``gen_ai.evaluation.name`` → ``aspects``; source ``system``
-                         unless the event says ``ratchet.feedback.source`` (user, expert)
+                         comment; ``gen_ai.evaluation.name`` → ``aspects``; the event's time →
+                         ``timestamp``; ``ratchet.feedback.correction`` / ``.annotator`` →
+                         correction / annotator; source ``system`` unless the event says
+                         ``ratchet.feedback.source`` (user, expert)
 extra ``otel``           trace and span ids, span name, operation, provider, finish reasons, the
                          request parameters and every other attribute, resource and scope
 =======================  ============================================================================
@@ -222,12 +224,15 @@ def _spans(objects: list[FileObject]) -> tuple[list[_Span], list[Mapped]]:
                 continue
             res = rs.get("resource")
             resource = _attrs(res.get("attributes")) if isinstance(res, dict) else {}
-            scope_spans = _g(rs, "scopeSpans", "scope_spans") or rs.get("instrumentationLibrarySpans")
+            scope_spans = _g(rs, "scopeSpans", "scope_spans") or rs.get(
+                "instrumentationLibrarySpans"
+            )
             for ss in scope_spans if isinstance(scope_spans, list) else []:
                 if not isinstance(ss, dict):
                     continue
-                scope = ss.get("scope") if isinstance(ss.get("scope"), dict) else {}
-                for sp in ss.get("spans") if isinstance(ss.get("spans"), list) else []:
+                scope_obj = ss.get("scope")
+                scope: dict[str, Any] = scope_obj if isinstance(scope_obj, dict) else {}
+                for sp in _list(ss.get("spans")):
                     if not isinstance(sp, dict):
                         continue
                     events = [
@@ -255,8 +260,10 @@ def _spans(objects: list[FileObject]) -> tuple[list[_Span], list[Mapped]]:
 
 # --- messages --------------------------------------------------------------------------------
 def _tool_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
-    args = arguments if isinstance(arguments, str) or arguments is None else json.dumps(
-        arguments, ensure_ascii=False
+    args = (
+        arguments
+        if isinstance(arguments, str) or arguments is None
+        else json.dumps(arguments, ensure_ascii=False)
     )
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}
 
@@ -278,8 +285,10 @@ def _from_parts(message: dict[str, Any]) -> list[dict[str, Any]]:
             calls.append(_tool_call(part.get("id"), part.get("name"), part.get("arguments")))
         elif kind == "tool_call_response":
             response = part.get("response", part.get("result"))
-            content = response if isinstance(response, str) else json.dumps(response, ensure_ascii=False)
-            out.append({"role": "tool", "tool_call_id": part.get("id"), "content": content})
+            result = (
+                response if isinstance(response, str) else json.dumps(response, ensure_ascii=False)
+            )
+            out.append({"role": "tool", "tool_call_id": part.get("id"), "content": result})
         else:
             texts.append(part if isinstance(part, dict) else {"type": "unknown"})
     if texts or calls or not out:
@@ -332,7 +341,8 @@ def _indexed(attrs: dict[str, Any], which: str) -> list[dict[str, Any]] | None:
             msg["tool_call_id"] = fields["tool_call_id"]
         if calls:
             msg["tool_calls"] = [
-                _tool_call(c.get("id"), c.get("name"), c.get("arguments")) for _, c in sorted(calls.items())
+                _tool_call(c.get("id"), c.get("name"), c.get("arguments"))
+                for _, c in sorted(calls.items())
             ]
         out.append(msg)
     return out
@@ -344,7 +354,10 @@ def _event_messages(span: _Span) -> tuple[list[dict[str, Any]] | None, list[dict
     outputs: list[dict[str, Any]] = []
     for name, a, _ in span.events:
         if name in _EVENT_ROLES:
-            msg: dict[str, Any] = {"role": a.get("role") or _EVENT_ROLES[name], "content": _json(a.get("content"))}
+            msg: dict[str, Any] = {
+                "role": a.get("role") or _EVENT_ROLES[name],
+                "content": _json(a.get("content")),
+            }
             calls = _json(a.get("tool_calls"))
             if isinstance(calls, list) and calls:
                 msg["tool_calls"] = calls
@@ -358,12 +371,13 @@ def _event_messages(span: _Span) -> tuple[list[dict[str, Any]] | None, list[dict
             outputs.append(message)
         elif name == "gen_ai.content.prompt":
             prompt = _json(a.get("gen_ai.prompt"))
-            inputs.extend(m for m in prompt if isinstance(m, dict)) if isinstance(prompt, list) else None
+            inputs.extend(m for m in _list(prompt) if isinstance(m, dict))
         elif name == "gen_ai.content.completion":
             completion = _json(a.get("gen_ai.completion"))
             for c in completion if isinstance(completion, list) else []:
                 if isinstance(c, dict):
-                    outputs.append(c.get("message") if isinstance(c.get("message"), dict) else c)
+                    message = c.get("message")
+                    outputs.append(message if isinstance(message, dict) else c)
     return inputs or None, outputs or None
 
 
@@ -381,8 +395,10 @@ def _io(span: _Span) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]] 
         outputs = outputs if outputs is not None else ev_out
     system = _json(a.get("gen_ai.system_instructions"))
     if isinstance(system, list | str) and system:
-        text = system if isinstance(system, str) else "\n".join(
-            str(p.get("content") if isinstance(p, dict) else p) for p in system
+        text = (
+            system
+            if isinstance(system, str)
+            else "\n".join(str(p.get("content") if isinstance(p, dict) else p) for p in system)
         )
         if inputs is not None and not any(m.get("role") == "system" for m in inputs):
             inputs = [{"role": "system", "content": text}, *inputs]
@@ -417,7 +433,9 @@ def _model_spans(spans: list[_Span]) -> list[_Span]:
             stack.extend(child.children)
         return False
 
-    agents = [s for s in spans if s.operation == "invoke_agent" and _has_content(s) and not under_model(s)]
+    agents = [
+        s for s in spans if s.operation == "invoke_agent" and _has_content(s) and not under_model(s)
+    ]
     return sorted(model + agents, key=lambda s: (s.start or 0, s.line))
 
 
@@ -444,7 +462,13 @@ def _tool_spans_as_calls(tools: list[_Span]) -> tuple[list[dict[str, Any]], list
     calls, results = [], []
     for t in tools:
         call_id = t.attrs.get("gen_ai.tool.call.id") or t.span_id
-        calls.append(_tool_call(call_id, t.attrs.get("gen_ai.tool.name"), _json(t.attrs.get("gen_ai.tool.call.arguments"))))
+        calls.append(
+            _tool_call(
+                call_id,
+                t.attrs.get("gen_ai.tool.name"),
+                _json(t.attrs.get("gen_ai.tool.call.arguments")),
+            )
+        )
         result = t.attrs.get("gen_ai.tool.call.result")
         if result is not None:
             content = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
@@ -479,7 +503,12 @@ def _feedback(events: list[tuple[dict[str, Any], int | None]]) -> list[dict[str,
         if when is not None:
             event["timestamp"] = _iso(when)
         score = a.get("gen_ai.evaluation.score.value")
-        if isinstance(score, int | float) and not isinstance(score, bool) and float(score).is_integer() and 1 <= score <= 5:
+        if (
+            isinstance(score, int | float)
+            and not isinstance(score, bool)
+            and float(score).is_integer()
+            and 1 <= score <= 5
+        ):
             event["rating"] = int(score)
         label = a.get("gen_ai.evaluation.score.label")
         if isinstance(label, str) and label.strip().lower() in _THUMB_LABELS:
@@ -523,13 +552,19 @@ def _interaction(span: _Span, inputs: list[dict[str, Any]], outputs: list[dict[s
         "user_id": span.inherited("enduser.id", "user.id"),
         "latency_ms": (end - start) / 1e6 if end and end >= start else None,
         "prompt_tokens": a.get("gen_ai.usage.input_tokens", a.get("gen_ai.usage.prompt_tokens")),
-        "completion_tokens": a.get("gen_ai.usage.output_tokens", a.get("gen_ai.usage.completion_tokens")),
+        "completion_tokens": a.get(
+            "gen_ai.usage.output_tokens", a.get("gen_ai.usage.completion_tokens")
+        ),
         "tools_used": names or None,
     }
     agent = _agent(span)
     if agent is not None:
         record["agent_id"] = agent
-    extra: dict[str, Any] = {"trace_id": span.trace_id, "span_id": span.span_id, "span_name": span.name}
+    extra: dict[str, Any] = {
+        "trace_id": span.trace_id,
+        "span_id": span.span_id,
+        "span_name": span.name,
+    }
     finish = [m.get("finish_reason") for m in outputs if m.get("finish_reason")]
     if finish:
         extra["finish_reasons"] = finish
@@ -565,19 +600,33 @@ def map_objects(objects: list[FileObject], config: Any = None) -> Iterator[Mappe
             if name == "gen_ai.evaluation.result" and rid and id(s) not in model_ids:
                 evaluations.setdefault(str(rid), []).append((a, when))
     previous: dict[Any, list[dict[str, Any]]] = {}  # per parent: the exchange so far
-    skipped = len(spans) - len(models) - sum(1 for s in spans if s.operation in ("execute_tool", "invoke_agent"))
+    skipped = (
+        len(spans)
+        - len(models)
+        - sum(1 for s in spans if s.operation in ("execute_tool", "invoke_agent"))
+    )
     for span in models:
         inputs, outputs = _io(span)
         if span.start is None:
             yield _refuse(span, "span has no startTimeUnixNano (the interaction's timestamp)")
             continue
         if not inputs:
-            yield _refuse(span, "span has no input messages (gen_ai.input.messages, gen_ai.prompt.N.* or message events)")
+            yield _refuse(
+                span,
+                "span has no input messages (gen_ai.input.messages, gen_ai.prompt.N.* or message events)",
+            )
             continue
         if not outputs:
-            yield _refuse(span, "span has no output (gen_ai.output.messages, gen_ai.completion.N.* or gen_ai.choice events)")
+            yield _refuse(
+                span,
+                "span has no output (gen_ai.output.messages, gen_ai.completion.N.* or gen_ai.choice events)",
+            )
             continue
-        siblings = span.parent.children if span.parent else [s for s in spans if s.parent is None and s.trace_id == span.trace_id]
+        siblings = (
+            span.parent.children
+            if span.parent
+            else [s for s in spans if s.parent is None and s.trace_id == span.trace_id]
+        )
         tools = _tools_after(span, siblings, model_ids)
         record = _interaction(span, inputs, outputs, tools)
         key = (span.trace_id, id(span.parent) if span.parent else None)
