@@ -91,9 +91,19 @@ def test_openllmetry_indexed_attributes(tmp_path: Path) -> None:
         pass
     (m,) = _records(write_lines(tmp_path / "t.jsonl", [t.finished()]))
     r = m.record
-    assert r["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": Q}]
-    assert r["response"]["tool_calls"][0]["function"] == {"name": "lookup_order", "arguments": '{"order_id": "ORD-1"}'}
-    assert (r["prompt_tokens"], r["completion_tokens"], r["model_version"]) == (30, 9, "gpt-4o-2024-08-06")
+    assert r["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": Q},
+    ]
+    assert r["response"]["tool_calls"][0]["function"] == {
+        "name": "lookup_order",
+        "arguments": '{"order_id": "ORD-1"}',
+    }
+    assert (r["prompt_tokens"], r["completion_tokens"], r["model_version"]) == (
+        30,
+        9,
+        "gpt-4o-2024-08-06",
+    )
     assert r["otel"]["finish_reasons"] == ["tool_calls"]
     assert r["otel"]["attributes"]["gen_ai.system"] == "openai"  # unknown: kept in extra
     assert not any(k.startswith("gen_ai.prompt.") for k in r["otel"]["attributes"])
@@ -113,7 +123,8 @@ def test_per_message_events_and_snake_case_document(tmp_path: Path) -> None:
     path.write_text(json.dumps(doc, indent=2))  # one pretty-printed document
     (m,) = _records(path)
     assert m.record["messages"] == [
-        {"role": "system", "content": "Be brief."}, {"role": "user", "content": Q}
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": Q},
     ]
     assert m.record["response"] == {"role": "assistant", "content": "Tomorrow."}
     assert m.record["conversation_id"] == "c-1"
@@ -175,14 +186,18 @@ def test_refusals_name_the_adapter_and_piece_and_are_redacted(tmp_path: Path) ->
 
 def test_spans_without_genai_content_are_not_interactions(tmp_path: Path) -> None:
     t = Tracer()
-    with t.span("GET /orders", "2026-11-20T12:00:00", "2026-11-20T12:00:01", {"http.method": "GET"}):
+    with t.span(
+        "GET /orders", "2026-11-20T12:00:00", "2026-11-20T12:00:01", {"http.method": "GET"}
+    ):
         pass
     assert _records(write_lines(tmp_path / "t.jsonl", [t.finished()])) == []
 
 
 _values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 _keys = st.sampled_from([
@@ -204,8 +219,10 @@ def test_arbitrary_values_map_or_refuse_never_raise(attrs: dict, span_fields: di
         return {"stringValue": json.dumps(v)} if not isinstance(v, str) else {"stringValue": v}
 
     span = {
-        "traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331",
-        "startTimeUnixNano": "1795168800000000000", "endTimeUnixNano": "1795168801000000000",
+        "traceId": "0af7651916cd43dd8448eb211c80319c",
+        "spanId": "b7ad6b7169203331",
+        "startTimeUnixNano": "1795168800000000000",
+        "endTimeUnixNano": "1795168801000000000",
         "attributes": [{"key": k, "value": any_value(v)} for k, v in attrs.items()],
         **span_fields,
     }

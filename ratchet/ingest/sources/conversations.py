@@ -82,7 +82,9 @@ def answer_message(response: Any) -> dict[str, Any] | None:
 
 def _split(messages: list[Any]) -> tuple[list[Any], list[Any]]:
     n = 0
-    while n < len(messages) and isinstance(messages[n], dict) and messages[n].get("role") in _LEADING:
+    while (
+        n < len(messages) and isinstance(messages[n], dict) and messages[n].get("role") in _LEADING
+    ):
         n += 1
     return messages[:n], messages[n:]
 

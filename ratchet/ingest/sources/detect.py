@@ -132,7 +132,9 @@ def source_format(path: Path, fmt: str) -> str | None:
     return name if name in SOURCE_MODULES else None
 
 
-def _refusal(line: int, reason: str, detail: str, raw: bytes, kind: RecordKind = "interaction") -> Mapped:
+def _refusal(
+    line: int, reason: str, detail: str, raw: bytes, kind: RecordKind = "interaction"
+) -> Mapped:
     return Mapped.refused(line, kind, reason, detail, raw)
 
 
@@ -145,7 +147,9 @@ def _map_line_format(objects: list[FileObject]) -> Iterator[Mapped]:
     for o in objects:
         found = line_format(o.obj)
         if found is None:
-            yield _refusal(o.line, "missing_field", "canonical: messages or response is required", _raw(o.obj))
+            yield _refusal(
+                o.line, "missing_field", "canonical: messages or response is required", _raw(o.obj)
+            )
         elif found[1] == "feedback":
             yield Mapped.feedback(o.line, o.obj)
         elif found[0] == "openai-chat":
@@ -165,7 +169,9 @@ def _map_group(name: str, objects: list[FileObject], config: Any) -> list[Mapped
     try:
         return list(source(name).map_objects(objects, config))
     except _VALUE_ERRORS as exc:
-        logger.warning("%s: mapping failed (%s); its objects are quarantined", name, type(exc).__name__)
+        logger.warning(
+            "%s: mapping failed (%s); its objects are quarantined", name, type(exc).__name__
+        )
         detail = f"{name}: a value could not be read ({type(exc).__name__})"
         return [_refusal(o.line, "invalid_value", detail, _raw(o.obj)) for o in objects]
 
@@ -183,14 +189,18 @@ def map_file(path: Path, name: str, forced: bool, config: Any = None) -> list[Ma
         if len(found) > 1:
             names = ", ".join(n for n, _ in found)
             mapped.append(
-                _refusal(o.line, "invalid_value", f"ambiguous object: the shape of {names}", _raw(o.obj))
+                _refusal(
+                    o.line, "invalid_value", f"ambiguous object: the shape of {names}", _raw(o.obj)
+                )
             )
             continue
         groups.setdefault(found[0][0] if found else name, []).append(o)
     for group, members in groups.items():
         mapped.extend(_map_group(group, members, config))
     mapped.sort(key=lambda m: m.line)  # stable: a line's records keep their order
-    join_conversations([m.record for m in mapped if m.record is not None and m.kind == "interaction"])
+    join_conversations(
+        [m.record for m in mapped if m.record is not None and m.kind == "interaction"]
+    )
     return mapped
 
 
@@ -201,11 +211,20 @@ def source_lines(
     for m in map_file(path, name, forced, config):
         if m.reject is not None:
             raw = m.raw or _raw({"source": name})  # never blank: a blank line is not a refusal
-            yield SourceLine(m.line, raw[:max_record_bytes], False, m.kind, (m.reject.reason, m.reject.detail))
+            yield SourceLine(
+                m.line, raw[:max_record_bytes], False, m.kind, (m.reject.reason, m.reject.detail)
+            )
             continue
         data = _raw(m.record)
         oversize = len(data) > max_record_bytes
         yield SourceLine(m.line, data[:max_record_bytes] if oversize else data, oversize, m.kind)
 
 
-__all__ = ["SourceLine", "head_objects", "map_file", "read_objects", "source_format", "source_lines"]
+__all__ = [
+    "SourceLine",
+    "head_objects",
+    "map_file",
+    "read_objects",
+    "source_format",
+    "source_lines",
+]

@@ -122,7 +122,11 @@ def _completion(obj: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str
         if choice.get(key) is not None:
             extra[key] = choice[key]
     if isinstance(usage, dict):
-        details = {k: v for k, v in usage.items() if k not in {"prompt_tokens", "completion_tokens", "total_tokens"}}
+        details = {
+            k: v
+            for k, v in usage.items()
+            if k not in {"prompt_tokens", "completion_tokens", "total_tokens"}
+        }
         if details:
             extra["usage"] = details
     message = choice["message"]
