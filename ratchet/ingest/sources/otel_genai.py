@@ -191,6 +191,7 @@ class _Span:
     scope: dict[str, Any]
     children: list[_Span] = field(default_factory=list)
     parent: _Span | None = None
+    io: tuple[list[dict[str, Any]] | None, list[dict[str, Any]] | None] | None = None  # _io's
 
     @property
     def operation(self) -> str | None:
@@ -382,6 +383,13 @@ def _event_messages(span: _Span) -> tuple[list[dict[str, Any]] | None, list[dict
 
 
 def _io(span: _Span) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]] | None]:
+    """The span's input and output messages, whichever form holds them (read once)."""
+    if span.io is None:
+        span.io = _read_io(span)
+    return span.io
+
+
+def _read_io(span: _Span) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]] | None]:
     a = span.attrs
     inputs = _semconv_messages(a.get("gen_ai.input.messages"))
     outputs = _semconv_messages(a.get("gen_ai.output.messages"))
@@ -593,6 +601,10 @@ def map_objects(objects: list[FileObject], config: Any = None) -> Iterator[Mappe
     yield from refused
     models = _model_spans(spans)
     model_ids = {id(s) for s in models}
+    roots: dict[str | None, list[_Span]] = {}
+    for s in spans:
+        if s.parent is None:
+            roots.setdefault(s.trace_id, []).append(s)
     evaluations: dict[str, list[tuple[dict[str, Any], int | None]]] = {}
     for s in spans:  # evaluation events that name a response rather than ride on its span
         for name, a, when in s.events:
@@ -622,11 +634,7 @@ def map_objects(objects: list[FileObject], config: Any = None) -> Iterator[Mappe
                 "span has no output (gen_ai.output.messages, gen_ai.completion.N.* or gen_ai.choice events)",
             )
             continue
-        siblings = (
-            span.parent.children
-            if span.parent
-            else [s for s in spans if s.parent is None and s.trace_id == span.trace_id]
-        )
+        siblings = span.parent.children if span.parent else roots.get(span.trace_id, [])
         tools = _tools_after(span, siblings, model_ids)
         record = _interaction(span, inputs, outputs, tools)
         key = (span.trace_id, id(span.parent) if span.parent else None)
