@@ -77,7 +77,9 @@ def _print(title: str, out: dict[str, Any]) -> None:
 
 
 def forget(
-    user: Annotated[str | None, typer.Option("--user", help="A user id as the logs give it.")] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", help="A user id as the logs give it.")
+    ] = None,
     interaction: Annotated[
         str | None, typer.Option("--interaction", help="An interaction id as the logs give it.")
     ] = None,
@@ -127,9 +129,7 @@ def forget(
         key = runtime.pseudonym_key(settings)
     except Exception as exc:
         raise cli._fail_exc(exc) from None
-    hashed_users, stored_interactions = stored_ids(
-        users, interactions, load_config(settings), key
-    )
+    hashed_users, stored_interactions = stored_ids(users, interactions, load_config(settings), key)
     del users, interactions
     ref = write_request(
         settings.home, users=hashed_users, interactions=stored_interactions,
@@ -167,7 +167,9 @@ def retention(
     else:
         _print("retention", out)
         for table, cutoff in sorted(out.get("cutoffs", {}).items()):
-            typer.echo(f"  {table}: {'kept (no maximum age)' if cutoff is None else 'before ' + cutoff}")
+            typer.echo(
+                f"  {table}: {'kept (no maximum age)' if cutoff is None else 'before ' + cutoff}"
+            )
 
 
 def register(app: typer.Typer) -> None:

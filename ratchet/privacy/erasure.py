@@ -48,7 +48,6 @@ The core never imports Prefect; errors and the report name ids and counts, never
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 from collections import Counter
@@ -60,11 +59,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import delete, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from ratchet import schemas
-from ratchet.config import PipelineConfig
-from ratchet.curation import text
 from ratchet.db import repo
 from ratchet.db.models import (
     DatasetVersion,
@@ -76,8 +73,20 @@ from ratchet.db.models import (
     TrainingRun,
     utcnow,
 )
-from ratchet.redaction.pseudonym import pseudonymise
-from ratchet.store import Store, dataset_path, export_dir
+from ratchet.privacy.consent import drop_tombstoned_quarantine, record_withdrawals
+from ratchet.privacy.erasure_scope import (
+    ErasureContext,
+    ErasureRequest,
+    Scope,
+    any_of,
+    discover,
+    feedback_mask,
+    interaction_mask,
+    isin,
+    parts_of,
+    quarantine_mask,
+)
+from ratchet.store import dataset_path, export_dir
 
 logger = logging.getLogger(__name__)
 
@@ -88,35 +97,11 @@ PART_SCHEMAS = {
 }
 RECORD_KIND = {"interactions": "interaction", "feedback": "feedback"}
 ID_COLUMN = {"interactions": "interaction_id", "feedback": "feedback_id"}
-_PERSON_FIELD = re.compile(r'"(?:user_id|annotator)"\s*:\s*"((?:[^"\\]|\\.)*)"')
 _RULE = re.compile(r'When asked "(.*?)", answer:')
 
 
 class ErasureError(RuntimeError):
     """An erasure could not finish; the message names ids and paths, never values."""
-
-
-@dataclass(frozen=True)
-class ErasureRequest:
-    """What to erase. Users are pseudonyms (``u_...``, never raw ids); interactions and feedback
-    are ids as stored. ``agent_id`` limits the reach (None: every agent).
-
-    ``tombstone``: record tombstones (forget, consent) or not (retention: old data is not a
-    request to refuse the same data later). ``include_pending``: also sweep every pending
-    tombstone (erased_at NULL) of the scope: a consent withdrawal recorded at ingest, or a run
-    that crashed.
-    """
-
-    users: frozenset[str] = frozenset()
-    interactions: frozenset[str] = frozenset()
-    feedback: frozenset[str] = frozenset()
-    quarantine_parts: frozenset[str] = frozenset()  # whole quarantine parts (retention)
-    # (kind, agent, value), kind user | interaction | feedback: a target of one agent only
-    scoped: frozenset[tuple[str, str, str]] = frozenset()
-    agent_id: str | None = None
-    reason: str | None = None
-    tombstone: bool = True
-    include_pending: bool = True
 
 
 @dataclass
@@ -160,225 +145,8 @@ class ErasureReport:
         }
 
 
-@dataclass(frozen=True)
-class ErasureContext:
-    store: Store
-    sessions: sessionmaker[Session]
-    config: PipelineConfig
-    key: bytes  # the pseudonymisation key (to recognise a user in quarantined raw lines)
-
-
-class _Targets:
-    """Values that apply to one agent or to all (a tombstone without agent is global)."""
-
-    def __init__(self) -> None:
-        self.any: set[str] = set()
-        self.by_agent: dict[str, set[str]] = {}
-
-    def add(self, agent: str | None, values: Iterable[str]) -> None:
-        (self.any if agent is None else self.by_agent.setdefault(agent, set())).update(values)
-
-    def for_agent(self, agent: str | None) -> set[str]:
-        return self.any | (self.by_agent.get(agent, set()) if agent is not None else set())
-
-    def all(self) -> set[str]:
-        return self.any.union(*self.by_agent.values())
-
-    def __bool__(self) -> bool:
-        return bool(self.any) or any(self.by_agent.values())
-
-
-@dataclass
-class _Scope:
-    users: _Targets = field(default_factory=_Targets)
-    interactions: _Targets = field(default_factory=_Targets)
-    feedback: _Targets = field(default_factory=_Targets)
-    cases: _Targets = field(default_factory=_Targets)
-    input_hashes: set[str] = field(default_factory=set)
-    questions: set[str] = field(default_factory=set)  # last user turns of erased records
-    pairs: set[tuple[str, str]] = field(default_factory=set)  # (question, answer) of examples
-    example_ids: set[str] = field(default_factory=set)
-    versions: list[tuple[str, pa.Table, int]] = field(default_factory=list)  # id, kept, removed
-    whole_quarantine: set[str] = field(default_factory=set)
-    tombstone_ids: set[str] = field(default_factory=set)  # pending ones this run settles
-
-
-def _isin(column: pa.ChunkedArray | pa.Array, values: set[str]) -> pa.Array:
-    if not values:
-        return pa.array([False] * len(column), pa.bool_())
-    return pc.fill_null(pc.is_in(column, value_set=pa.array(sorted(values), pa.string())), False)
-
-
-def _any(masks: list[pa.Array], n: int) -> pa.Array:
-    out = pa.array([False] * n, pa.bool_())
-    for m in masks:
-        out = pc.or_(out, m)
-    return out
-
-
-# --- discovery ----------------------------------------------------------------------------------
-def _parts(session: Session, table: str, agent: str | None) -> list[Part]:
-    """Live parts, and retired parts (a crash may have left their files behind)."""
-    stmt = select(Part).where(Part.table_name == table)
-    if agent is not None and table != "quarantine":
-        stmt = stmt.where(Part.agent_id == agent)
-    return list(session.execute(stmt.order_by(Part.path)).scalars())
-
-
-def _interaction_mask(t: pa.Table, agent: str, scope: _Scope) -> pa.Array:
-    return pc.or_(
-        _isin(t["user_id"], scope.users.for_agent(agent)),
-        _isin(t["interaction_id"], scope.interactions.for_agent(agent)),
-    )
-
-
-def _feedback_mask(t: pa.Table, agent: str, scope: _Scope) -> pa.Array:
-    return _any(
-        [
-            _isin(t["interaction_id"], scope.interactions.for_agent(agent)),
-            _isin(t["annotator"], scope.users.for_agent(agent)),
-            _isin(t["feedback_id"], scope.feedback.for_agent(agent)),
-        ],
-        t.num_rows,
-    )
-
-
-def _quarantine_mask(ctx: ErasureContext, t: pa.Table, path: str, scope: _Scope) -> pa.Array:
-    """Rows whose redacted line names a target: an id as a JSON string, the pseudonym, or a
-    ``user_id``/``annotator`` whose keyed pseudonym is a target user (quarantined lines keep the
-    raw id: it is recognised by hashing it, so the engine never needs the raw id)."""
-    if path in scope.whole_quarantine:
-        return pa.array([True] * t.num_rows, pa.bool_())
-    agents = t["agent_id"].to_pylist()
-    out = []
-    for agent, raw in zip(agents, t["raw_redacted"].to_pylist(), strict=True):
-        raw = raw or ""
-        users = scope.users.for_agent(agent) if agent else scope.users.all()
-        ids = (
-            scope.interactions.for_agent(agent) | scope.feedback.for_agent(agent)
-            if agent
-            else scope.interactions.all() | scope.feedback.all()
-        )
-        hit = any(f'"{v}"' in raw for v in ids | users)
-        if not hit and users:
-            hit = any(
-                pseudonymise(json.loads(f'"{m}"'), ctx.key) in users
-                for m in _PERSON_FIELD.findall(raw)
-                if _json_string(m)
-            )
-        out.append(hit)
-    return pa.array(out, pa.bool_())
-
-
-def _json_string(escaped: str) -> bool:
-    try:
-        json.loads(f'"{escaped}"')
-    except ValueError:
-        return False
-    return True
-
-
-def _discover_records(ctx: ErasureContext, s: Session, scope: _Scope, agent: str | None) -> None:
-    for part in _parts(s, "interactions", agent):
-        if not ctx.store.exists(part.path) or part.agent_id is None:
-            continue
-        t = ctx.store.read_table(part.path, schemas.INTERACTIONS)
-        hit = t.filter(_interaction_mask(t, part.agent_id, scope))
-        if not hit.num_rows:
-            continue
-        scope.interactions.add(part.agent_id, hit["interaction_id"].to_pylist())
-        norm = text.normalise(text.user_text(hit["messages"]))
-        scope.cases.add(part.agent_id, text.case_ids(part.agent_id, norm))
-        for messages in hit["messages"].to_pylist():
-            users = [m.get("content") or "" for m in messages if m.get("role") == "user"]
-            if users:
-                scope.questions.add(users[-1])
-    for part in _parts(s, "feedback", agent):
-        if not ctx.store.exists(part.path) or part.agent_id is None:
-            continue
-        t = ctx.store.read_table(part.path, schemas.FEEDBACK)
-        hit = t.filter(_feedback_mask(t, part.agent_id, scope))
-        scope.feedback.add(part.agent_id, hit["feedback_id"].to_pylist())
-
-
-def _version_mask(kind: str, t: pa.Table, agent: str, scope: _Scope) -> pa.Array:
-    masks = [_isin(t["case_id"], scope.cases.for_agent(agent))] if "case_id" in t.column_names else []
-    if "interaction_id" in t.column_names:
-        masks.append(_isin(t["interaction_id"], scope.interactions.for_agent(agent)))
-    if "feedback_ids" in t.column_names and scope.feedback.for_agent(agent):
-        fb = scope.feedback.for_agent(agent)
-        masks.append(pa.array([bool(fb & set(v or ())) for v in t["feedback_ids"].to_pylist()]))
-    return _any(masks, t.num_rows)
-
-
-def _discover_versions(ctx: ErasureContext, s: Session, scope: _Scope, agent: str | None) -> None:
-    """Curated rows that hold the records; eval cases and review rows first (they name
-    interactions and feedback, and add their case ids for the training kinds)."""
-    from ratchet.backends.retrieval import example_pair
-    from ratchet.evaluation.runner import input_hash
-
-    stmt = select(DatasetVersion).where(DatasetVersion.superseded_by.is_(None))
-    if agent is not None:
-        stmt = stmt.where(DatasetVersion.agent_id == agent)
-    versions = list(s.execute(stmt.order_by(DatasetVersion.created_at)).scalars())
-    order = {"eval_cases": 0, "review_queue": 1}
-    versions.sort(key=lambda v: order.get(v.kind, 2))
-    for v in versions:
-        if not ctx.store.exists(v.path):
-            logger.warning("dataset version %s: file %s is missing, skipped", v.id, v.path)
-            continue
-        t = ctx.store.read_table(v.path, schemas.schema_for(v.kind))
-        mask = _version_mask(v.kind, t, v.agent_id, scope)
-        removed = t.filter(mask)
-        if not removed.num_rows:
-            continue
-        if v.kind == "eval_cases":
-            scope.cases.add(v.agent_id, removed["case_id"].to_pylist())
-            for msgs in removed["input"].to_pylist():
-                scope.input_hashes.add(input_hash(msgs))
-                users = [m.get("content") or "" for m in msgs if m.get("role") == "user"]
-                if users:
-                    scope.questions.add(users[-1])
-        if v.kind == "sft_examples":
-            scope.example_ids.update(removed["example_id"].to_pylist())
-            for msgs in removed["messages"].to_pylist():
-                pair = example_pair(msgs)
-                if pair is not None:
-                    scope.pairs.add((pair[0], pair[1]))
-        scope.versions.append((v.id, t.filter(pc.invert(mask)), removed.num_rows))
-
-
-def _pending(s: Session, scope: _Scope, agent: str | None) -> None:
-    stmt = select(Tombstone).where(Tombstone.erased_at.is_(None))
-    for tomb in s.execute(stmt).scalars():
-        if agent is not None and tomb.agent_id not in (None, agent):
-            continue
-        (scope.users if tomb.kind == "user" else scope.interactions).add(tomb.agent_id, [tomb.value])
-        scope.tombstone_ids.add(tomb.id)
-
-
-def discover(ctx: ErasureContext, request: ErasureRequest) -> _Scope:
-    """Everything the request reaches, by reading only (a dry run stops here)."""
-    scope = _Scope()
-    scope.users.add(request.agent_id, request.users)
-    scope.interactions.add(request.agent_id, request.interactions)
-    scope.feedback.add(request.agent_id, request.feedback)
-    scope.whole_quarantine = set(request.quarantine_parts)
-    targets = {"user": scope.users, "interaction": scope.interactions, "feedback": scope.feedback}
-    for kind, agent, value in request.scoped:
-        targets[kind].add(agent, [value])
-    with ctx.sessions() as s:
-        if request.include_pending:
-            _pending(s, scope, request.agent_id)
-        if scope.users or scope.interactions or scope.feedback or scope.whole_quarantine:
-            _discover_records(ctx, s, scope, request.agent_id)
-        if scope.interactions or scope.feedback or scope.cases:
-            _discover_versions(ctx, s, scope, request.agent_id)
-    return scope
-
-
 # --- the steps that write -----------------------------------------------------------------------
-def _add_tombstones(ctx: ErasureContext, request: ErasureRequest, scope: _Scope) -> int:
+def _add_tombstones(ctx: ErasureContext, request: ErasureRequest, scope: Scope) -> int:
     added = 0
     with ctx.sessions() as s, s.begin():
         for kind, targets in (("user", scope.users), ("interaction", scope.interactions)):
@@ -395,7 +163,7 @@ def _add_tombstones(ctx: ErasureContext, request: ErasureRequest, scope: _Scope)
 
 
 def _mark_models(
-    ctx: ErasureContext, scope: _Scope, report: ErasureReport, dry: bool, agent: str | None
+    ctx: ErasureContext, scope: Scope, report: ErasureReport, dry: bool, agent: str | None
 ) -> None:
     """Mark what was trained on the affected versions; rebuild retrieval indexes and prompts."""
     old_ids = {vid for vid, _, _ in scope.versions}
@@ -441,7 +209,7 @@ def _strip_rules(prompt: str | None, questions: set[str]) -> str | None:
     return "\n".join(kept) if len(kept) != len(lines) else None
 
 
-def _rewrite_index(ctx: ErasureContext, prefix: str, scope: _Scope, dry: bool) -> bool:
+def _rewrite_index(ctx: ErasureContext, prefix: str, scope: Scope, dry: bool) -> bool:
     """Rebuild a retrieval index without the erased rows; True when it held any."""
     from ratchet.backends.retrieval import IndexFormatError, RetrievalIndex, build_index
 
@@ -453,10 +221,10 @@ def _rewrite_index(ctx: ErasureContext, prefix: str, scope: _Scope, dry: bool) -
         raise ErasureError(f"model folder {prefix}: {exc}; rebuild or delete it") from None
     rows = index.rows
     ids = scope.example_ids | scope.interactions.all()
-    drop = _any(
+    drop = any_of(
         [
-            _isin(rows["id"], ids),
-            _isin(rows["question"], scope.questions),
+            isin(rows["id"], ids),
+            isin(rows["question"], scope.questions),
             pa.array([p in scope.pairs for p in _pairs_of(rows)], pa.bool_()),
         ],
         rows.num_rows,
@@ -485,7 +253,7 @@ def _pairs_of(rows: pa.Table) -> list[tuple[str, str]]:
     return list(zip(rows["question"].to_pylist(), rows["answer"].to_pylist(), strict=True))
 
 
-def _rewrite_evals(ctx: ErasureContext, scope: _Scope, report: ErasureReport, dry: bool) -> None:
+def _rewrite_evals(ctx: ErasureContext, scope: Scope, report: ErasureReport, dry: bool) -> None:
     cases, hashes = scope.cases.all(), scope.input_hashes
     if not cases and not hashes:
         return
@@ -495,7 +263,7 @@ def _rewrite_evals(ctx: ErasureContext, scope: _Scope, report: ErasureReport, dr
         if not ctx.store.exists(path):
             continue
         t = ctx.store.read_table(path, schemas.EVAL_RESULTS)
-        drop = pc.or_(_isin(t["case_id"], cases), _isin(t["input_hash"], hashes))
+        drop = pc.or_(isin(t["case_id"], cases), isin(t["input_hash"], hashes))
         n = int(pc.sum(drop.cast(pa.int64())).as_py() or 0)
         if n:
             report.rows_removed["eval_results"] += n
@@ -508,7 +276,7 @@ def _rewrite_evals(ctx: ErasureContext, scope: _Scope, report: ErasureReport, dr
         if not path.endswith(".parquet"):
             continue
         t = ctx.store.read_table(path, schemas.EVAL_ANSWER_CACHE)
-        drop = _isin(t["input_hash"], hashes)
+        drop = isin(t["input_hash"], hashes)
         n = int(pc.sum(drop.cast(pa.int64())).as_py() or 0)
         if not n:
             continue
@@ -530,7 +298,7 @@ def superseding_id(old_id: str, table: pa.Table) -> str:
     return hashlib.sha256(f"erasure\x1f{old_id}\x1f{content}".encode()).hexdigest()
 
 
-def _supersede(ctx: ErasureContext, scope: _Scope, report: ErasureReport, dry: bool) -> None:
+def _supersede(ctx: ErasureContext, scope: Scope, report: ErasureReport, dry: bool) -> None:
     from ratchet.curation.registry import write_exports
 
     for old_id, kept, removed in scope.versions:
@@ -603,21 +371,21 @@ def sweep_superseded(ctx: ErasureContext, report: ErasureReport, dry: bool) -> N
                 ctx.store.delete(p)
 
 
-def _rewrite_parts(ctx: ErasureContext, scope: _Scope, report: ErasureReport, dry: bool) -> None:
+def _rewrite_parts(ctx: ErasureContext, scope: Scope, report: ErasureReport, dry: bool) -> None:
     agent_scope = None  # parts of every agent are checked against per-agent targets
     for table in ("quarantine", "feedback", "interactions"):
         with ctx.sessions() as s:
-            parts = _parts(s, table, agent_scope)
+            parts = parts_of(s, table, agent_scope)
         for part in parts:
             if not ctx.store.exists(part.path):
                 continue
             t = ctx.store.read_table(part.path, PART_SCHEMAS[table])
             if table == "quarantine":
-                mask = _quarantine_mask(ctx, t, part.path, scope)
+                mask = quarantine_mask(ctx, t, part.path, scope)
             elif table == "feedback":
-                mask = _feedback_mask(t, part.agent_id or "", scope)
+                mask = feedback_mask(t, part.agent_id or "", scope)
             else:
-                mask = _interaction_mask(t, part.agent_id or "", scope)
+                mask = interaction_mask(t, part.agent_id or "", scope)
             n = int(pc.sum(mask.cast(pa.int64())).as_py() or 0)
             if not n:
                 continue
@@ -666,7 +434,7 @@ def _replace_part(
     ctx.store.delete(part.path)
 
 
-def _settle_tombstones(ctx: ErasureContext, scope: _Scope) -> None:
+def _settle_tombstones(ctx: ErasureContext, scope: Scope) -> None:
     if not scope.tombstone_ids:
         return
     with ctx.sessions() as s, s.begin():
@@ -677,9 +445,7 @@ def _settle_tombstones(ctx: ErasureContext, scope: _Scope) -> None:
         )
 
 
-def erase(
-    ctx: ErasureContext, request: ErasureRequest, *, dry_run: bool = False
-) -> ErasureReport:
+def erase(ctx: ErasureContext, request: ErasureRequest, *, dry_run: bool = False) -> ErasureReport:
     """Run one erasure (see the module docstring for the reach and the order); idempotent."""
     report = ErasureReport(dry_run=dry_run)
     scope = discover(ctx, request)
@@ -696,58 +462,6 @@ def erase(
         _settle_tombstones(ctx, scope)
     logger.info("erasure%s: %s", " (dry run)" if dry_run else "", report.counts())
     return report
-
-
-# --- what ingest calls -------------------------------------------------------------------------
-_INTERACTION_FIELD = re.compile(r'"interaction_id"\s*:\s*"((?:[^"\\]|\\.)*)"')
-
-
-def record_withdrawals(
-    sessions: sessionmaker[Session], withdrawals: Iterable[tuple[str | None, str]]
-) -> int:
-    """Record consent withdrawals read at ingest as pending user tombstones (pseudonyms only).
-
-    The erasure itself runs after the ingest commits (flows/ingest.py) and, should that fail,
-    in the next forget or retention run (both sweep pending tombstones). Returns how many
-    events were recorded (the same event twice is one tombstone)."""
-    items = list(withdrawals)
-    with sessions() as s, s.begin():
-        for agent, pseudonym in items:
-            repo.add_tombstone(
-                s, kind="user", value=pseudonym, agent_id=agent, reason="consent-withdrawn"
-            )
-    return len(items)
-
-
-def drop_tombstoned_quarantine(
-    sessions: sessionmaker[Session], rows: list[dict[str, Any]], key: bytes
-) -> list[dict[str, Any]]:
-    """Quarantine rows minus those whose line names a tombstoned user or interaction.
-
-    A rejected line is kept redacted but not pseudonymised (it could not be parsed into
-    fields), so a forgotten user's raw id would come back with a re-ingest of a broken line:
-    their ``user_id``/``annotator`` is recognised by its keyed pseudonym, never stored."""
-    if not rows:
-        return rows
-    with sessions() as s:
-        if s.execute(select(Tombstone.id).limit(1)).first() is None:
-            return rows
-        kept = []
-        for row in rows:
-            raw = row.get("raw_redacted") or ""
-            agent = row.get("agent_id") or ""
-            users = {
-                pseudonymise(json.loads(f'"{m}"'), key)
-                for m in _PERSON_FIELD.findall(raw)
-                if _json_string(m)
-            }
-            ids = {json.loads(f'"{m}"') for m in _INTERACTION_FIELD.findall(raw) if _json_string(m)}
-            if (users and repo.tombstoned(s, agent, "user", users)) or (
-                ids and repo.tombstoned(s, agent, "interaction", ids)
-            ):
-                continue
-            kept.append(row)
-    return kept
 
 
 def trained_on_erased(session: Session, version_ids: Iterable[str]) -> dict[str, datetime]:

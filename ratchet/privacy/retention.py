@@ -61,9 +61,7 @@ def cutoffs(config: RetentionConfig, now: datetime) -> dict[str, datetime | None
     return {k: (now - timedelta(days=d) if d else None) for k, d in ages.items()}
 
 
-def _expired_rows(
-    ctx: ErasureContext, table: str, cutoff: datetime
-) -> list[tuple[str, str, str]]:
+def _expired_rows(ctx: ErasureContext, table: str, cutoff: datetime) -> list[tuple[str, str, str]]:
     """(kind, agent, id) of the rows of a part table whose timestamp is before the cutoff."""
     kind, id_col = ("interaction", "interaction_id") if table == "interactions" else (
         "feedback", "feedback_id")  # fmt: skip

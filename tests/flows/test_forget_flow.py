@@ -30,20 +30,33 @@ def _user_files(folder: Path) -> tuple[Path, Path]:
         iid = f"zq-{i:02d}"
         rows.append(
             {
-                "interaction_id": iid, "agent_id": AGENT, "user_id": RAW_USER,
-                "timestamp": f"2026-01-2{i}T10:00:00Z", "consent": True,
-                "messages": [{"role": "user",
-                              "content": f"Does the {PHRASE} jacket number {i} come in teal {i}?"}],
+                "interaction_id": iid,
+                "agent_id": AGENT,
+                "user_id": RAW_USER,
+                "timestamp": f"2026-01-2{i}T10:00:00Z",
+                "consent": True,
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": f"Does the {PHRASE} jacket number {i} come in teal {i}?",
+                    }
+                ],
                 "response": f"The {PHRASE} jacket {i} comes in teal, yes.",
                 "metadata": {"topic": "product"},
-            }  # fmt: skip
+            }
         )
         vote: dict[str, Any] = {"thumb": 1} if i < 4 else {
             "thumb": -1, "correction": f"The {PHRASE} jacket {i} is navy only."}  # fmt: skip
         feedback.append(
-            {"feedback_id": f"fb-zq-{i}", "interaction_id": iid, "agent_id": AGENT,
-             "timestamp": f"2026-01-2{i}T11:00:00Z", "source": "user",
-             "annotator": RAW_USER, **vote}  # fmt: skip
+            {
+                "feedback_id": f"fb-zq-{i}",
+                "interaction_id": iid,
+                "agent_id": AGENT,
+                "timestamp": f"2026-01-2{i}T11:00:00Z",
+                "source": "user",
+                "annotator": RAW_USER,
+                **vote,
+            }
         )
     bad = {"interaction_id": "zq-bad", "agent_id": AGENT, "user_id": RAW_USER,
            "timestamp": "2026-01-20T10:00:00Z", "messages": [{"role": "user",
@@ -121,7 +134,9 @@ def _loop(logs: Path, fb: Path) -> list[str]:
     settings = get_settings()
     with open_database(settings)() as s, s.begin():
         prod = register_logs_model(s, runtime.store(settings), AGENT).version_id
-        sft = repo.latest_dataset_version(s, AGENT, "sft_examples").id
+        latest = repo.latest_dataset_version(s, AGENT, "sft_examples")
+        assert latest is not None
+        sft = latest.id
     trained = train_flow(dataset=sft, strategy="sft", backend="local", agent=AGENT)
     candidate = trained["model_version_id"]
     evaluate_flow(candidate=candidate, baseline=prod)
@@ -137,7 +152,7 @@ def _pseudonym() -> str:
 
 
 def test_forget_reaches_every_derived_file_and_survives_a_crash(
-    prefect_harness, ratchet_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    prefect_harness: None, ratchet_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ratchet.db import open_database, repo
     from ratchet.privacy import erasure
