@@ -105,8 +105,9 @@ def models_show(
     """One model version: what answers, its status, its parameters and its training run.
 
     --json: an object with version, agent, backend, model_ref, status, traffic_share, parent,
-    training_run, created, promoted, retired, system_prompt, parameters, and training (null, or
-    an object with id, status, training_type, dataset_version, base_model_version, cost_usd).
+    training_run, created, promoted, retired, system_prompt, parameters, training (null, or
+    an object with id, status, training_type, dataset_version, base_model_version, cost_usd),
+    trained_on_erased_data (bool) and erased_data_at (null, or when; see ``ratchet forget``).
     """
     from ratchet.db import repo
 
@@ -128,6 +129,9 @@ def models_show(
                 "cost_usd": run.cost_usd,
             }
         info["training"] = training
+        erased = v.erased_data_at  # set by `ratchet forget` (issue 12)
+        info["trained_on_erased_data"] = erased is not None
+        info["erased_data_at"] = erased.isoformat() if erased else None
     if as_json:
         cli._echo_json(info)
         return
@@ -152,6 +156,11 @@ def models_show(
         typer.echo(f"  {key}: {value}")
     if training:
         typer.echo("training: " + ", ".join(f"{k} {v}" for k, v in training.items()))
+    if info["trained_on_erased_data"]:
+        typer.echo(
+            f"trained on erased data: yes (records it was trained on were erased at "
+            f"{info['erased_data_at']}; retrain to be rid of them)"
+        )
 
 
 @models_app.command("register-logs")

@@ -100,7 +100,7 @@ def _decides(obj: object) -> SniffedKind | None:
         return None
     if looks_like_openai_chat(obj) or "messages" in obj or "response" in obj:
         return "interactions"
-    if _FEEDBACK_KEYS & obj.keys():
+    if _FEEDBACK_KEYS & obj.keys() or obj.get("event") == "consent_withdrawn":
         return "feedback"
     found = formats_of(obj)  # a source's shape (an OTLP request, a vendor page): its kind
     return found[0][1] if found else None

@@ -24,13 +24,16 @@ from ratchet.ingest.adapters import from_openai_chat, looks_like_openai_chat
 from ratchet.ingest.identity import IdGuard, content_hash, derive_feedback_id, id_values
 from ratchet.ingest.reader import Line
 from ratchet.ingest.records import (
+    CONSENT_WITHDRAWN,
     Parsed,
     Reject,
     TimeRules,
+    is_consent_withdrawal,
+    parse_consent_withdrawal,
     parse_feedback,
     parse_interaction,
 )
-from ratchet.redaction import Redactor, pseudonymise_array
+from ratchet.redaction import Redactor, pseudonymise, pseudonymise_array
 from ratchet.schemas import FEEDBACK, INTERACTIONS, QUARANTINE
 from ratchet.store import valid_agent_id
 
@@ -78,6 +81,8 @@ class PreparedBatch:
     pii_by_type: Counter[str] = field(default_factory=Counter)
     tables: dict[str, pa.Table] = field(default_factory=dict)  # redacted, full schema
     quarantine: list[dict[str, Any]] = field(default_factory=list)  # redacted rows
+    # consent withdrawals: (agent or None for every agent, the user's pseudonym), never raw
+    withdrawals: list[tuple[str | None, str]] = field(default_factory=list)
 
 
 @lru_cache(maxsize=4)
@@ -156,6 +161,8 @@ def _parse_line(
         if _SURROGATE_ESCAPE.search(line.data) and _has_lone_surrogate(obj):
             raise Reject("not_utf8", "a string escapes a lone UTF-16 surrogate (not valid Unicode)")
         if own == "feedback":
+            if is_consent_withdrawal(obj):  # split off by prepare_batch, never stored as feedback
+                return None, [parse_consent_withdrawal(obj, spec.default_agent)], []
             return None, [parse_feedback(obj, rules, spec.default_agent)], []
         if spec.fmt == "openai-chat" or (spec.fmt == "auto" and looks_like_openai_chat(obj)):
             obj = from_openai_chat(obj)
@@ -200,6 +207,9 @@ def prepare_batch(spec: PrepareSpec, lines: list[Line], fast: bool | None = None
             continue
         raw[line.number] = line.data
         parsed, events, bad = _parse_line(spec, line, rules)
+        if events and events[0].row.get("event") == CONSENT_WITHDRAWN:
+            row = events.pop(0).row
+            out.withdrawals.append((row["agent_id"], pseudonymise(row["user_id"], spec.key)))
         if parsed is not None and parsed.row["consent"] is False and events:
             out.dropped_consent += len(events)  # no consent: its inline feedback goes too
             events = []

@@ -367,6 +367,27 @@ def parse_interaction(
     return Parsed(row, assumed, events)
 
 
+#: A feedback-file line ``{"event": "consent_withdrawn", "user_id": ..., "agent_id"?: ...}``: the
+#: user takes their consent back, which is an erasure (ratchet.privacy.erasure): ingest records a
+#: pending tombstone for the user's pseudonym and the ingest flow runs the erasure after commit.
+CONSENT_WITHDRAWN = "consent_withdrawn"
+
+
+def is_consent_withdrawal(obj: Any) -> bool:
+    return isinstance(obj, dict) and obj.get("event") == CONSENT_WITHDRAWN
+
+
+def parse_consent_withdrawal(obj: dict[str, Any], default_agent: str | None = None) -> Parsed:
+    """A consent withdrawal: ``row`` holds ``event``, ``user_id`` (raw: the caller hashes it
+    at once) and ``agent_id`` (None: every agent, the default when the line names none and no
+    ``--agent`` was given). Nothing else of the line is kept."""
+    user = _str(obj, "user_id", required=True)
+    agent = _str(obj, "agent_id") or default_agent
+    if agent is not None and not valid_agent_id(agent):
+        raise Reject("invalid_value", "agent_id must match [A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+    return Parsed({"event": CONSENT_WITHDRAWN, "user_id": user, "agent_id": agent}, False, [])
+
+
 # JSON true/false are handled before this lookup: in a dict, True and False would collide with
 # the keys 1 and 0 (so a thumb of 0 would silently become a thumb down).
 _THUMBS = {1: 1, -1: -1, "up": 1, "down": -1, "+1": 1, "-1": -1}
