@@ -419,6 +419,7 @@ def _replace_part(
                     )
                 )
         if new is not None and new.path != part.path:
+            fresh = s.execute(select(Part.id).where(Part.path == new.path)).first() is None
             row = repo.record_part(
                 s,
                 repo.PartRecord(
@@ -430,6 +431,10 @@ def _replace_part(
                 ),
             )  # fmt: skip
             s.execute(update(RecordKey).where(RecordKey.part_id == part.id).values(part_id=row.id))
+            if table == "feedback" and fresh and part.agent_id is not None:
+                repo.index_feedback_part(  # the new part stays findable by its interactions
+                    s, part.agent_id, row.id, kept["interaction_id"].to_pylist()
+                )
         repo.retire_parts(s, [part.id])
     ctx.store.delete(part.path)
 
