@@ -395,14 +395,18 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="ratchet-efficacy-") as tmp:
-        root = Path(tmp)
+        root = Path(args.keep or tmp)
         for key in [k for k in os.environ if k.startswith("RATCHET_")]:
             del os.environ[key]
         os.environ["RATCHET_HOME"] = str(root / "home")
+        # The similarity scorer is reported, never gated: tfidf_cosine instead of loading
+        # MiniLM keeps the run short without changing any rule the gate judges.
+        (root / "efficacy.yaml").write_text("evaluation:\n  embedding: tfidf\n", "utf-8")
+        os.environ["RATCHET_CONFIG"] = str(root / "efficacy.yaml")
         stream = generate(root / "stream", weeks=args.weeks, per_intent=args.per_intent,
                           seed=args.seed)  # fmt: skip
         right_from_start = stream.right_from_start()
-        with prefect_test_harness(server_startup_timeout=120):
+        with prefect_test_harness(server_startup_timeout=600):
             for week in stream.weeks:
                 started = time.perf_counter()
                 decided = _run_week(week)
@@ -454,6 +458,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--per-intent", type=int, default=30)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--json", action="store_true", help="also print the rows as JSON")
+    ap.add_argument("--keep", help="an empty folder to run in and keep (store, database)")
     args = ap.parse_args(argv)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")

@@ -171,6 +171,33 @@ class TfidfEncoder:
             shape=(len(texts), len(vocab)),
         )
 
+    def known_share(self, texts: Sequence[str]) -> np.ndarray:
+        """Per text, the share of its TF-IDF norm that falls on terms the vocabulary knows.
+
+        ``transform`` drops unseen terms (as scikit-learn does), so a question whose own words
+        the index never saw is compared on its boilerplate alone ("can you help me ..."), and a
+        cosine of 0.9 with an unrelated question follows. Scaling the cosine by this share gives
+        the cosine the question would have if its unseen terms counted, each weighted by the
+        highest idf the vocabulary holds (a term seen once: the least an unseen one is worth).
+        1.0 for a text made of known terms; the nearest row never changes, only the score.
+        """
+        top = float(self.idf.max()) if self.idf.size else 1.0
+        out = np.ones(len(texts), dtype=np.float64)
+        for i, text in enumerate(texts):
+            counts: dict[str, int] = {}
+            for term in self._terms(text):
+                counts[term] = counts.get(term, 0) + 1
+            known = unseen = 0.0
+            for term, c in counts.items():
+                j = self.vocabulary.get(term)
+                w = (math.log(c) + 1.0) * (self.idf[j] if j is not None else top)
+                if j is None:
+                    unseen += w * w
+                else:
+                    known += w * w
+            out[i] = math.sqrt(known / (known + unseen)) if known + unseen > 0 else 1.0
+        return out
+
     def state(self) -> dict[str, Any]:
         vocab = sorted(self.vocabulary.items(), key=lambda kv: kv[1])
         return {
@@ -291,6 +318,8 @@ class RetrievalIndex:
         q = self.encoder.transform(list(questions))
         scores = q @ self._by_term
         scores = scores.toarray() if hasattr(scores, "toarray") else np.asarray(scores)
+        if isinstance(self.encoder, TfidfEncoder):  # unseen words count against a match
+            scores = scores * self.encoder.known_share(list(questions))[:, None]
         best = np.argmax(scores, axis=1)  # first maximum: the lowest row wins a tie
         hits = []
         for i, row in enumerate(best.tolist()):
