@@ -200,6 +200,8 @@ def prepare_batch(spec: PrepareSpec, lines: list[Line], fast: bool | None = None
     items: dict[str, list[tuple[int, Parsed]]] = {"interactions": [], "feedback": []}
     rejects: list[tuple[int, str, Reject]] = []
     raw: dict[int, bytes] = {}
+    # a source's file line may give several records: a line's own refusals show its own data
+    raw_of_reject: dict[int, bytes] = {}
     for line in lines:
         out.lines += 1
         if not line.data.strip():
@@ -216,7 +218,9 @@ def prepare_batch(spec: PrepareSpec, lines: list[Line], fast: bool | None = None
         if parsed is not None:
             items["interactions"].append((line.number, parsed))
         items["feedback"].extend((line.number, e) for e in events)
-        rejects.extend((line.number, kind, why) for kind, why in bad)
+        for kind, why in bad:
+            raw_of_reject[len(rejects)] = line.data
+            rejects.append((line.number, kind, why))
     redactor = redactor_for(spec)
     for table_name, entries in items.items():
         if entries:
@@ -224,10 +228,11 @@ def prepare_batch(spec: PrepareSpec, lines: list[Line], fast: bool | None = None
             table = _build_table(spec, table_name, entries, out, redactor, rejects)
             if table is not None:
                 out.tables[table_name] = table
-    rejects.sort(key=lambda r: r[0])  # file order, whatever step refused the row
+    order = sorted(range(len(rejects)), key=lambda i: rejects[i][0])  # file order (stable)
     out.quarantine = [
-        quarantine_row(spec, redactor, number, kind, why, raw[number])
-        for number, kind, why in rejects
+        quarantine_row(spec, redactor, n, kind, why, raw_of_reject.get(i, raw[n]))
+        for i in order
+        for n, kind, why in (rejects[i],)
     ]
     return out
 

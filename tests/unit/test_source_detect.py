@@ -142,3 +142,27 @@ def test_cli_refuses_an_unknown_format(ratchet_env: Path, tmp_path: Path) -> Non
         "--format must be auto or one of canonical, openai-chat, otel-genai, openai-stored"
         in result.output
     )
+
+
+def test_a_forced_source_refuses_what_it_cannot_map_even_a_canonical_line(
+    ratchet_env: Path, tmp_path: Path
+) -> None:
+    """The refusal holds the line as it came: it is quarantined, never read as a record (the
+    vectorised path for canonical lines must not see a source's refusals)."""
+    from ratchet.config import load_config
+    from ratchet.db import open_database
+    from ratchet.redaction import resolve_pseudonym_key
+    from ratchet.settings import get_settings
+    from ratchet.store import Store
+
+    settings = get_settings()
+    config = load_config(settings)
+    ctx = IngestContext(
+        store=Store(settings.store_root), sessions=open_database(settings), config=config,
+        redactor=Redactor(config.redaction), pseudonym_key=resolve_pseudonym_key(settings),
+        now=datetime(2026, 11, 30, tzinfo=UTC),
+    )  # fmt: skip
+    path = _write(tmp_path / "c.jsonl", [{**CANONICAL, "agent_id": "bot"}])
+    report = ingest_file(ctx, path, "auto", "otel-genai")
+    assert dict(report.stored) in ({}, {"interactions": 0})
+    assert dict(report.quarantined) == {"missing_field": 1}

@@ -169,6 +169,11 @@ def test_refusals_name_the_adapter_and_piece_and_are_redacted(tmp_path: Path) ->
     _chat(t, "2026-11-20T12:00:00", "2026-11-20T12:00:01", {
         "gen_ai.input.messages": messages_attr([text("user", "mail me at jane.doe@example.com")]),
     })  # fmt: skip
+    # a good span on the same line (one request): the quarantine row shows the refused one
+    _chat(t, "2026-11-20T12:01:00", "2026-11-20T12:01:01", {
+        "gen_ai.input.messages": messages_attr([text("user", "hello")]),
+        "gen_ai.output.messages": messages_attr([text("assistant", "hi")]),
+    })  # fmt: skip
     path = write_lines(tmp_path / "t.jsonl", [t.finished()])
     path.write_text(path.read_text() + '{"not": "a trace"}\nnot json\n')
     batch = prepare_batch(_spec(), list(source_lines(path, "otel-genai", True, 1 << 20)))
@@ -180,8 +185,9 @@ def test_refusals_name_the_adapter_and_piece_and_are_redacted(tmp_path: Path) ->
          "ExportTraceServiceRequest)"),
         (3, "not_json", "line is not valid JSON"),
     ]  # fmt: skip
+    assert "mail me at" in batch.quarantine[0]["raw_redacted"]
     assert "jane.doe@example.com" not in batch.quarantine[0]["raw_redacted"]
-    assert not batch.tables
+    assert batch.tables["interactions"].num_rows == 1
 
 
 def test_spans_without_genai_content_are_not_interactions(tmp_path: Path) -> None:
