@@ -26,6 +26,7 @@ from flows.weekly import stage_result
 from ratchet.config import load_config
 from ratchet.settings import get_settings
 from ratchet.training import STRATEGY_KINDS
+from tasks import runtime
 from tasks.promote import ensure_production_task, metric_history_task
 
 log = logging.getLogger("ratchet.flows.weekly")
@@ -48,6 +49,30 @@ def _status_of(version_id: str) -> str:
 
 
 def improve_agent(
+    agent: str,
+    curate_report: dict[str, Any],
+    *,
+    strategy: str | None,
+    backend: str | None,
+    dry_run: bool,
+    agent_concurrency: str | None = None,
+) -> dict[str, Any]:
+    """:func:`_improve_agent` holding the agent's slot (``runtime.agent_concurrency``, or
+    ``agent_concurrency`` when given: the weekly deployment sets ``wait``), so two unattended
+    runs never train or promote for the same agent at once. A run that does not get the slot
+    records why as the agent's failure (``AgentBusy``: the agent and the limit's name)."""
+    runtime_cfg = load_config(get_settings()).runtime
+    policy = agent_concurrency or runtime_cfg.agent_concurrency
+    try:
+        with runtime.agent_slot(agent, policy, runtime_cfg.agent_wait_s):
+            return _improve_agent(
+                agent, curate_report, strategy=strategy, backend=backend, dry_run=dry_run
+            )
+    except runtime.AgentBusy as exc:
+        return {"agent": agent, "strategy": strategy, "runs": {}, "failure": str(exc)}
+
+
+def _improve_agent(
     agent: str,
     curate_report: dict[str, Any],
     *,

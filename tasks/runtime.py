@@ -11,13 +11,16 @@ from __future__ import annotations
 import errno
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from prefect.task_runners import TaskRunner
 from sqlalchemy.orm import Session, sessionmaker
 
+from ratchet.config import RuntimeConfig
 from ratchet.db import open_database
 from ratchet.redaction import resolve_pseudonym_key
 from ratchet.redaction.pseudonym import PseudonymKeyUnavailable
@@ -180,6 +183,119 @@ def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
 RETRIES = 3
 RETRY_DELAYS: list[float] = [5, 20, 80]
 RETRY_JITTER = 0.5
+
+
+# --- task runners: threads here, or a Dask cluster -------------------------------------------
+class ScaleExtraMissing(RuntimeError):
+    """``runtime.task_runner: dask`` without the ``scale`` extra installed."""
+
+
+def task_runner(config: RuntimeConfig) -> TaskRunner[Any]:
+    """The task runner ``runtime`` asks for, not started (use it as a context manager).
+
+    ``threads``: Prefect's thread pool, bounded by ``runtime.max_workers`` (its default is
+    unbounded). ``dask``: prefect-dask's runner on the cluster at ``runtime.dask_address``, or,
+    when it is empty, on a ``LocalCluster`` of ``runtime.dask_workers`` processes with one thread
+    each (the work is CPU-bound Python: threads would share one GIL) and no dashboard port to
+    collide with. Workers rebuild settings, store and database from their own environment
+    (:func:`settings`, :func:`store`, :func:`sessions`), so a cluster's workers need the same
+    ``RATCHET_*`` variables (and credentials) as the process that starts the flow.
+    """
+    if config.task_runner == "threads":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=config.max_workers)
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError:
+        raise ScaleExtraMissing(
+            "runtime.task_runner is dask but prefect-dask is not installed: "
+            "pip install 'agent-ratchet[scale]'"
+        ) from None
+    if config.dask_address:
+        return DaskTaskRunner(address=config.dask_address)
+    return DaskTaskRunner(
+        cluster_class="distributed.LocalCluster",
+        cluster_kwargs={
+            "n_workers": config.dask_workers,
+            "threads_per_worker": 1,
+            "processes": True,
+            "dashboard_address": None,
+        },
+    )
+
+
+def wait_states(futures: list[Any]) -> list[Any]:
+    """Wait for submitted task runs and return their final states, in submission order (a
+    failed one does not stop the others: the flow reports every failure)."""
+    for future in futures:
+        future.wait()
+    return [future.state for future in futures]
+
+
+# --- one pipeline run per agent at a time: a Prefect global concurrency limit per agent ---------
+AGENT_LIMIT_PREFIX = "ratchet-agent-"
+
+
+class AgentBusy(RuntimeError):
+    """Another pipeline run holds the agent's slot (policy ``refuse``, or ``wait`` timed out)."""
+
+
+def agent_limit_name(agent: str) -> str:
+    """The global concurrency limit of one agent: ``ratchet-agent-<agent id>``."""
+    return f"{AGENT_LIMIT_PREFIX}{agent}"
+
+
+def ensure_agent_limit(agent: str) -> str:
+    """Create the agent's limit (1 slot) on the Prefect server when it does not exist yet;
+    an operator's own setting of an existing limit (more slots, inactive) is left alone."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    name = agent_limit_name(agent)
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            try:
+                client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name=name, limit=1)
+                )
+            except ObjectAlreadyExists:  # another run created it first
+                pass
+    return name
+
+
+@contextmanager
+def agent_slot(agent: str, policy: str, wait_s: float) -> Iterator[None]:
+    """Hold agent ``agent``'s slot for the block (``runtime.agent_concurrency``).
+
+    ``off``: no limit. ``wait``: queue behind the run that holds it, for at most ``wait_s``
+    seconds. ``refuse``: give up at once. Either way a run that does not get the slot raises
+    :class:`AgentBusy` naming the agent and the limit (the caller turns that into a Cancelled
+    state); a crash releases the slot when its lease runs out.
+    """
+    if policy == "off":
+        yield
+        return
+    from prefect.concurrency.sync import concurrency
+
+    name = ensure_agent_limit(agent)
+    timeout = wait_s if policy == "wait" else 0.5
+    try:
+        cm = concurrency(name, occupy=1, timeout_seconds=timeout, strict=True)
+        cm.__enter__()
+    except TimeoutError:
+        raise AgentBusy(
+            f"agent {agent}: another pipeline run holds its slot (Prefect global concurrency "
+            f"limit {name}); runtime.agent_concurrency is {policy}"
+            + (f", gave up after {wait_s:g} s" if policy == "wait" else "")
+        ) from None
+    try:
+        yield
+    finally:
+        cm.__exit__(None, None, None)
 
 
 # --- logs: the core's `ratchet` loggers in the run's logs --------------------------------------
