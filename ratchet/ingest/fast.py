@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import Counter
 from typing import Any, Literal
 
@@ -61,18 +62,18 @@ _ABSENT = msgspec.Raw(b"null")  # the default of a raw field: compared by identi
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
 
-class _Function(msgspec.Struct):
+class _Function(msgspec.Struct, gc=False):
     name: str
     arguments: str | None = None
 
 
-class _ToolCall(msgspec.Struct):
+class _ToolCall(msgspec.Struct, gc=False):
     function: _Function
     id: str | None = None
     type: str | None = None
 
 
-class _Message(msgspec.Struct):
+class _Message(msgspec.Struct, gc=False):
     role: Role
     content: str | None = None
     name: str | None = None
@@ -80,8 +81,9 @@ class _Message(msgspec.Struct):
     tool_calls: list[_ToolCall] | None = None
 
 
-class _Interaction(msgspec.Struct):
-    """The clean shape. Unknown fields are read apart (``_TOP``) and kept in ``extra``."""
+class _Interaction(msgspec.Struct, gc=False):
+    """The clean shape. Unknown top-level fields are read apart (``_TOP``) and kept in
+    ``extra``; the strict twin below refuses them, so most lines are decoded once."""
 
     interaction_id: str
     timestamp: str
@@ -103,6 +105,11 @@ class _Interaction(msgspec.Struct):
     feedback: msgspec.Raw = _ABSENT
 
 
+class _Exact(_Interaction, forbid_unknown_fields=True):
+    """The clean shape with no unknown top-level field (nested objects still ignore theirs)."""
+
+
+_EXACT = msgspec.json.Decoder(_Exact)
 _DECODE = msgspec.json.Decoder(_Interaction)
 _TOP = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _NULL = b"null"
@@ -145,6 +152,8 @@ class _Columns:
             )
         }  # fmt: skip
         self.iso: list[str] = []  # canonical timestamps for the hash
+        self.versions: set[str] = set()  # schema versions that passed their rule
+        self.agents: set[str] = set()  # agent ids that passed theirs
         self.msg_offsets = [0]
         self.msg: dict[str, list[Any]] = {
             k: [] for k in ("role", "content", "name", "tool_call_id", "tc_valid")
@@ -154,28 +163,28 @@ class _Columns:
 
     def add(self, number: int, rec: _Interaction, rules: TimeRules, extra: str | None) -> bool:
         """Append one record (after the scalar rules); returns whether it is kept (consent)."""
-        check_schema_version({"schema_version": rec.schema_version})
-        iid = rec.interaction_id
-        if not iid.strip():
-            raise _Slow("interaction_id")
-        if len(iid) > MAX_RECORD_ID_CHARS:
-            raise _Slow("interaction_id")
-        if rec.agent_id is None:
+        version, agent, iid = rec.schema_version, rec.agent_id, rec.interaction_id
+        if version is not None and version not in self.versions:  # records' rules, reused
+            check_schema_version({"schema_version": version})
+            self.versions.add(version)
+        if agent is None:
             raise _Slow("agent_id")  # the default agent, or a rejection: the per-line path's call
-        agent = agent_of({"agent_id": rec.agent_id}, None)
+        if agent not in self.agents:
+            agent_of({"agent_id": agent}, None)
+            self.agents.add(agent)
+        if not iid.strip() or len(iid) > MAX_RECORD_ID_CHARS:
+            raise _Slow("interaction_id")
         ts, assumed = parse_timestamp(rec.timestamp, rules)
         if not rec.messages:
             raise _Slow("messages")
         if rec.feedback is not _ABSENT and bytes(rec.feedback) != _NULL:
             raise _Slow("feedback")
-        for name in _INT_COLUMNS:
-            value = getattr(rec, name)
+        for value in (rec.prompt_tokens, rec.completion_tokens):
             if value is not None and not 0 <= value <= INT64_MAX:
-                raise _Slow(name)
-        for name in _FLOAT_COLUMNS:
-            value = getattr(rec, name)
-            if value is not None and not np.isfinite(value):
-                raise _Slow(name)
+                raise _Slow("tokens")
+        for real in (rec.latency_ms, rec.cost_usd):
+            if real is not None and not math.isfinite(real):
+                raise _Slow("number")
         metadata = _json_text(rec.metadata, "metadata")
         if rec.consent is False:
             return False
@@ -433,13 +442,17 @@ def _decode(line: Line, spec: PrepareSpec) -> tuple[_Interaction, str | None]:
     if getattr(line, "refused", None) is not None or _SURROGATE_ESCAPE.search(line.data):
         raise _Slow("line")
     try:
-        rec = _DECODE.decode(line.data)
+        return _EXACT.decode(line.data), None
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        pass
+    try:  # unknown fields (kept in extra), or a line for the per-line path
         top = _TOP.decode(line.data)
+        unknown = top.keys() - INTERACTION_FIELDS
+        if not unknown:
+            raise _Slow("decode")
+        rec = _DECODE.decode(line.data)
     except (msgspec.DecodeError, UnicodeDecodeError):
         raise _Slow("decode") from None
-    unknown = top.keys() - INTERACTION_FIELDS
-    if not unknown:
-        return rec, None
     if spec.fmt == "auto" and "request" in unknown:
         raise _Slow("openai-chat")  # the per-line path decides whether it is a chat log
     extra = {k: json.loads(bytes(top[k])) for k in sorted(unknown)}
