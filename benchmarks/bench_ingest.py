@@ -58,7 +58,8 @@ from ratchet.store import Store
 src, home, fast, workers, profile = (Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "fast",
                                      int(sys.argv[4]), sys.argv[5])
 settings = get_settings(home=home)
-config = PipelineConfig.model_validate({"ingest": {"fast_path": fast, "workers": workers}})
+config = PipelineConfig.model_validate({"ingest": {"fast_path": fast, "workers": workers},
+                                        "quality": {"second_opinion_enabled": sys.argv[6] == "on"}})
 ctx = IngestContext(store=Store(settings.store_root), sessions=open_database(settings),
     config=config, redactor=Redactor(config.redaction), pseudonym_key=b"b" * 32,
     now=datetime(2026, 11, 20, tzinfo=UTC))
@@ -143,7 +144,10 @@ def run_sizes(args: argparse.Namespace) -> None:
             (tmp / "floor.parquet").unlink()
             for mode in modes:
                 home = tmp / f"home-{n}-{mode}"
-                ours = _child(CHILD_RATCHET, str(src), str(home), mode, str(args.workers), "-")
+                ours = _child(
+                    CHILD_RATCHET, str(src), str(home), mode, str(args.workers), "-",
+                    args.second_opinion,
+                )  # fmt: skip
                 subprocess.run(["rm", "-rf", str(home)], check=True)
                 print(
                     f"| {n:,} | {mb:,.0f} | {floor['seconds']:.1f} ({mb / floor['seconds']:.0f}) "
@@ -167,7 +171,10 @@ def run_profile(args: argparse.Namespace) -> None:
         src, mb = _input(tmp, args.profile, args.seed, args.pii_rate)
         for mode in ("slow", "fast"):
             target = out / f"profile-{mode}-{args.profile}.txt"
-            result = _child(CHILD_RATCHET, str(src), str(tmp / mode), mode, "1", str(target))
+            result = _child(
+                CHILD_RATCHET, str(src), str(tmp / mode), mode, "1", str(target),
+                args.second_opinion,
+            )  # fmt: skip
             print(f"{mode}: {result['seconds']:.1f} s, {mb:.0f} MB, profile in {target}")
 
 
@@ -199,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--pii-rate", type=float, default=0.3)
     parser.add_argument("--mode", choices=["fast", "slow", "both"], default="both")
+    parser.add_argument(
+        "--second-opinion", choices=["on", "off"], default="on",
+        help="quality.second_opinion_enabled (Presidio on a sample of every batch's tables)",
+    )  # fmt: skip
     parser.add_argument("--workers", type=int, default=0, help="ingest.workers (0: default)")
     parser.add_argument("--profile", type=int, default=0, help="profile both paths at N records")
     parser.add_argument("--out", default="benchmarks/profiles", help="where profiles go")

@@ -128,14 +128,13 @@ def applies(spec: PrepareSpec) -> bool:
     return spec.kind == "interactions" and spec.fmt in ("auto", "canonical")
 
 
-def _json_text(raw: msgspec.Raw, what: str) -> str | None:
+def _json_text(data: bytes) -> str | None:
     """``metadata`` as the per-line path stores it: the object re-dumped with sorted keys."""
-    data = b"null" if raw is _ABSENT else bytes(raw)
     if data == _NULL:
         return None
     value = json.loads(data)
     if not isinstance(value, dict):
-        raise _Slow(what)
+        raise _Slow("metadata")
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
@@ -154,6 +153,7 @@ class _Columns:
         self.iso: list[str] = []  # canonical timestamps for the hash
         self.versions: set[str] = set()  # schema versions that passed their rule
         self.agents: set[str] = set()  # agent ids that passed theirs
+        self.meta: dict[bytes, Any] = {}  # raw metadata -> its stored text (this batch only)
         self.msg_offsets = [0]
         self.msg: dict[str, list[Any]] = {
             k: [] for k in ("role", "content", "name", "tool_call_id", "tc_valid")
@@ -185,7 +185,10 @@ class _Columns:
         for real in (rec.latency_ms, rec.cost_usd):
             if real is not None and not math.isfinite(real):
                 raise _Slow("number")
-        metadata = _json_text(rec.metadata, "metadata")
+        raw = b"null" if rec.metadata is _ABSENT else bytes(rec.metadata)
+        metadata = self.meta.get(raw, _ABSENT)
+        if metadata is _ABSENT:  # metadata repeats (topic, locale, channel): dumped once a batch
+            metadata = self.meta[raw] = _json_text(raw)
         if rec.consent is False:
             return False
         top = self.top
