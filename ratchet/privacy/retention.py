@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 from sqlalchemy import select, update
@@ -52,6 +53,7 @@ class RetentionPlan:
 
 def cutoffs(config: RetentionConfig, now: datetime) -> dict[str, datetime | None]:
     """The time before which each table's records are expired (None: kept)."""
+    now = datetime.fromtimestamp(now.timestamp(), UTC)  # a plain UTC datetime, whatever came in
     ages = {
         "interactions": config.interactions_days,
         "feedback": config.feedback_days,
@@ -78,7 +80,7 @@ def _expired_rows(ctx: ErasureContext, table: str, cutoff: datetime) -> list[tup
         if agent is None or not ctx.store.exists(path):
             continue
         t = ctx.store.read_table(path, schema, [id_col, "timestamp"])
-        old = t.filter(pc.less(t["timestamp"], cutoff))
+        old = t.filter(pc.less(t["timestamp"], pa.scalar(cutoff, schemas.UTC_TS)))
         out += [(kind, agent, v) for v in old[id_col].to_pylist()]
     return out
 
