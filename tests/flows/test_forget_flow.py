@@ -92,7 +92,8 @@ def _store_hits(root: Path, needles: list[str]) -> list[str]:
 
 
 def _prefect_hits(needles: list[str]) -> list[str]:
-    """Needles in any flow run's name or parameters, any log line, any artifact."""
+    """Needles in any flow run's name or parameters, any task run's name or inputs, any log
+    line, any artifact."""
     from prefect.client.orchestration import get_client
 
     hits = []
@@ -109,6 +110,11 @@ def _prefect_hits(needles: list[str]) -> list[str]:
             texts += [log.message for log in more]
             offset += 200
         texts += [json.dumps(a.data, default=str) for a in client.read_artifacts(limit=200)]
+        texts += [
+            json.dumps({"name": t.name, "inputs": t.task_inputs, "state": t.state_name},
+                       default=str)
+            for t in client.read_task_runs(limit=200)
+        ]  # fmt: skip
     for text in texts:
         hits += [n for n in needles if n in text]
     return hits
