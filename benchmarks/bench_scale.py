@@ -117,8 +117,14 @@ def measure_ingest(src: Path, workers: int, chunk: int, db_url: str, home: Path)
         client.run(lambda: __import__("ratchet.ingest.pipeline"))  # imports out of the timing
         start = time.perf_counter()
         futures = [
-            client.submit(_ingest_range, str(src), source, (r.start, r.end, r.first_line),
-                          "2026-11-20T00:00:00+00:00", pure=False)  # fmt: skip
+            client.submit(
+                _ingest_range,
+                str(src),
+                source,
+                (r.start, r.end, r.first_line),
+                "2026-11-20T00:00:00+00:00",
+                pure=False,
+            )
             for r in ranges
         ]
         results = client.gather(futures)
@@ -132,9 +138,7 @@ def measure_ingest(src: Path, workers: int, chunk: int, db_url: str, home: Path)
 
 
 # --- ledger commit rate ------------------------------------------------------------------------
-def _writer(
-    db_url: str, agent: str, writer: int, parts: int, keys: int, q: Any, go: Any
-) -> None:
+def _writer(db_url: str, agent: str, writer: int, parts: int, keys: int, q: Any, go: Any) -> None:
     from ratchet.db import repo
     from ratchet.db.session import session_factory
 
@@ -156,7 +160,9 @@ def _writer(
     q.put(time.perf_counter() - start)
 
 
-def measure_ledger(create: Any, writers: int, same_agent: bool, parts: int, keys: int) -> dict[str, Any]:  # noqa: E501
+def measure_ledger(
+    create: Any, writers: int, same_agent: bool, parts: int, keys: int
+) -> dict[str, Any]:
     from ratchet.db.session import session_factory, upgrade
 
     url = create(f"ledger_{writers}_{int(same_agent)}")
@@ -165,8 +171,10 @@ def measure_ledger(create: Any, writers: int, same_agent: bool, parts: int, keys
     ctx = multiprocessing.get_context("spawn")
     q, go = ctx.Queue(), ctx.Event()
     procs = [
-        ctx.Process(target=_writer, args=(url, "agent-0" if same_agent else f"agent-{w}", w,
-                                          parts, keys, q, go))  # fmt: skip
+        ctx.Process(
+            target=_writer,
+            args=(url, "agent-0" if same_agent else f"agent-{w}", w, parts, keys, q, go),
+        )
         for w in range(writers)
     ]
     for p in procs:
@@ -213,8 +221,13 @@ def main(argv: list[str] | None = None) -> int:
             out["input_mb"] = round(src.stat().st_size / 1e6, 1)
             out["generate_s"] = round(time.perf_counter() - t, 1)
             runs = [
-                measure_ingest(src, w, int(args.chunk_mb * (1 << 20)), create(f"ingest_{w}"),
-                               root / f"home-{w}")  # fmt: skip
+                measure_ingest(
+                    src,
+                    w,
+                    int(args.chunk_mb * (1 << 20)),
+                    create(f"ingest_{w}"),
+                    root / f"home-{w}",
+                )
                 for w in args.workers
             ]
             out["ingest"] = runs

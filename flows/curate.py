@@ -12,6 +12,7 @@ leakage, quality), ``curate-versions`` and ``curate-exports`` (tables).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +20,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from ratchet.config import load_config
+from ratchet.config import PipelineConfig, load_config
 from ratchet.curation.select import Window, agents_with_feedback, to_utc
 from ratchet.db import repo
 from ratchet.settings import get_settings
@@ -237,6 +238,37 @@ def _publish(summary: dict[str, Any], failures: list[str]) -> None:
     create_markdown_artifact(key="curate-summary", markdown="\n".join(lines))
 
 
+def _agent_states(
+    agents: list[str], window: Window, config: PipelineConfig, run_id: str
+) -> Iterator[tuple[str, Any]]:
+    """Each agent's final task state, in order. ``runtime.task_runner: threads``: one agent
+    after another, as they finish; ``dask``: every agent at once on the cluster (agents share
+    nothing: separate parts, datasets and versions), then their states in order."""
+    if config.runtime.task_runner != "dask":
+        for a in agents:
+            state = curate_agent_task(
+                a, window.since, window.until, config, run_id or None, return_state=True
+            )
+            yield a, state
+        return
+    with runtime.task_runner(config.runtime) as runner:
+        futures = [
+            runner.submit(
+                curate_agent_task,
+                parameters={
+                    "agent": a,
+                    "since": window.since,
+                    "until": window.until,
+                    "config": config,
+                    "flow_run_id": run_id or None,
+                },
+            )
+            for a in agents
+        ]
+        states = runtime.wait_states(futures)
+    yield from zip(agents, states, strict=True)
+
+
 @flow(name="curate", flow_run_name=_run_name, log_prints=False)
 def curate_flow(
     agent: str | None = None,
@@ -271,10 +303,7 @@ def curate_flow(
     progress = runtime.Progress("curate-progress", f"Curate: agents done of {len(agents)}")
     progress.update(0.0, "curate: starting")
     logger.info("curating %d agent(s), window %s", len(agents), window.label())
-    for done, a in enumerate(agents, start=1):
-        state = curate_agent_task(
-            a, window.since, window.until, config, run_id or None, return_state=True
-        )
+    for done, (a, state) in enumerate(_agent_states(agents, window, config, run_id), start=1):
         if state.is_completed():
             report = state.result()
             reports.append(report)

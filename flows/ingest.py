@@ -1,8 +1,10 @@
 """The ingest flow: agent logs and feedback in, redacted and checked Parquet out, exactly once.
 
 Config is validated and inputs resolved before any work; files are ingested one task run each,
-one after another (two files may hold the same interaction, and the exactly-once check against
-the ledger must see the first file's commit before the second file's lookup). A file that fails
+one after another with ``runtime.task_runner: threads`` (a file's batches use ingest.workers
+processes; the order keeps which of two conflicting copies is stored predictable), or all at
+once, large files cut into byte ranges, on a Dask cluster with ``runtime.task_runner: dask``
+(:mod:`flows.ingest_parallel`; the ledger's commit keeps that exactly once). A file that fails
 (too much quarantined, a failed data-quality suite) does not stop the others; the flow fails at
 the end, naming every failed file and why, after publishing what it did.
 
@@ -236,6 +238,13 @@ def ingest_flow(
 
     reports: list[dict[str, Any]] = []
     failures: list[str] = []
+    if config.runtime.task_runner == "dask":  # files and byte ranges at once, on the cluster
+        from flows.ingest_parallel import ingest_parallel
+
+        reports, failures = ingest_parallel(
+            entries, ref or "", fmt, agent, config, now, run_id or None, redactor
+        )
+        entries = []  # done: the sequential path below has nothing left
     for index, (wanted, path) in enumerate(entries):
         name = display_name(redactor, path.name)
         try:

@@ -380,8 +380,8 @@ class RuntimeConfig(_Section):
         "threads",
         description="Where a flow's fanned-out tasks run. threads: in the flow's process, ingest "
         "files one after another (each file's batches on ingest.workers processes); dask: "
-        "files, byte ranges of large files, curation per agent and evaluation per batch of "
-        "cases as parallel tasks on a Dask cluster (needs the `scale` extra, prefect-dask).",
+        "files, byte ranges of large files and curation per agent as parallel tasks on a "
+        "Dask cluster (needs the `scale` extra, prefect-dask).",
     )
     dask_address: str = Field(
         "",

@@ -17,13 +17,16 @@ from prefect.runtime import task_run
 from ratchet.config import PipelineConfig
 from ratchet.ingest.inputs import display_name, read_input_list
 from ratchet.ingest.pipeline import Format, IngestContext, Kind, ingest_file
+from ratchet.ingest.ranges import ByteRange
 from ratchet.redaction import Redactor
 from tasks import runtime
 
 
 def _task_run_name() -> str:
     params = task_run.parameters
-    return f"ingest-{params.get('kind')}-{str(params.get('source'))[:12]}"
+    name = f"ingest-{params.get('kind')}-{str(params.get('source'))[:12]}"
+    part = params.get("byte_range")
+    return f"{name}-from-line-{part[2]}" if part else name
 
 
 @task(
@@ -45,9 +48,15 @@ def ingest_file_task(
     config: PipelineConfig,
     now: datetime,
     flow_run_id: str | None,
+    byte_range: tuple[int, int, int] | None = None,
 ) -> dict[str, Any]:
     """Ingest file ``index`` of input list ``inputs``, whose sha256 is ``source``; returns its
     report as a plain dict (counts, parts, quality summary).
+
+    ``byte_range`` ``(start, end, first line)``: only that share of the file (a parallel task
+    on a Dask worker; the flow owns the file's ledger row then). Three integers, so nothing of
+    the file crosses to the worker: it opens the file itself, which must be at the same path
+    there (a shared volume on a cluster).
 
     No cache policy: results hold counts only, and persisting them would gain nothing.
     """
@@ -64,5 +73,8 @@ def ingest_file_task(
         flow_run_id=flow_run_id,
         on_batch=runtime.batch_progress(path, display_name(redactor, path.name)),
     )
-    report = ingest_file(ctx, path, kind=kind, fmt=fmt, default_agent=agent, source=source)
+    report = ingest_file(
+        ctx, path, kind=kind, fmt=fmt, default_agent=agent, source=source,
+        byte_range=ByteRange(*byte_range) if byte_range else None,
+    )  # fmt: skip
     return report.as_dict()

@@ -58,7 +58,9 @@ from ratchet.ingest.prepare import (
     quarantine_table,
 )
 from ratchet.ingest.adapters import AmbiguousFormat
-from ratchet.ingest.reader import Line, file_sha256, iter_batches
+from ratchet.ingest.commit import commit_pending
+from ratchet.ingest.ranges import ByteRange
+from ratchet.ingest.reader import Line, file_sha256, iter_batches, iter_lines
 from ratchet.ingest.records import Reject
 from ratchet.ingest.sources.detect import source_format, source_lines
 from ratchet.quality import (
@@ -154,6 +156,9 @@ class _Pending:
     keys: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)  # path -> (id, hash[, iid])
     seen: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (kind, agent, id)->hash
     frames: dict[str, list[pa.Table]] = field(default_factory=lambda: defaultdict(list))
+    # path -> the part's rows: a commit that loses a race rewrites the part without the records
+    # the winner stored (ratchet.ingest.commit)
+    tables: dict[str, pa.Table] = field(default_factory=dict)
     # quarantine rows an earlier attempt at this file already committed: counted, not rewritten
     quarantined_before: frozenset[QuarantineKey] = frozenset()
 
@@ -231,8 +236,15 @@ def ingest_file(
     fmt: Format = "auto",
     default_agent: str | None = None,
     source: str | None = None,
+    byte_range: ByteRange | None = None,
 ) -> FileReport:
     """Ingest one file; returns its report, or raises (the file is then marked failed).
+
+    ``byte_range``: only that range of an uncompressed JSONL file (a parallel task's share,
+    :func:`ratchet.ingest.ranges.cut_ranges`). The caller then owns the file's ledger row: it
+    calls ``begin_source_file`` before the ranges and ``complete_source_file`` after all of them
+    succeeded; each range reads the quarantine rows already committed for the file (a retried
+    range does not write them twice) and checks the quarantine share over its own lines.
 
     Each batch commits on its own once its data-quality suite passes, so memory is bounded by
     the batch size, not the file size; a rerun after a failure or a crash skips what earlier
@@ -280,12 +292,17 @@ def ingest_file(
     except AmbiguousFormat as exc:
         raise IngestError(f"{name} ({source[:12]}): {exc}") from None
     report = FileReport(source_file=source, name=name, kind=file_kind)
-    with ctx.sessions() as s, s.begin():
-        row, should_process = repo.begin_source_file(
-            s, file_id=source, kind=file_kind, name=name, size_bytes=size,
-            flow_run_id=ctx.flow_run_id,
-        )  # fmt: skip
-        attempts = row.attempts
+    if byte_range is not None:
+        should_process, attempts = True, 2  # the caller began the file; a range may be a retry
+        if source_name:
+            raise IngestError(f"{name} ({source[:12]}): a {source_name} export cannot be cut")
+    else:
+        with ctx.sessions() as s, s.begin():
+            row, should_process = repo.begin_source_file(
+                s, file_id=source, kind=file_kind, name=name, size_bytes=size,
+                flow_run_id=ctx.flow_run_id,
+            )  # fmt: skip
+            attempts = row.attempts
     if not should_process:
         report.status = "already_ingested"
         logger.info("%s (%s): already ingested, skipped", name, source[:12])
@@ -311,7 +328,13 @@ def ingest_file(
                     path, source_name, source_name == fmt, cfg.max_record_bytes,
                     getattr(ctx.config, "sources", None),
                 )
-                if source_name else None,
+                if source_name
+                else None
+                if byte_range is None
+                else iter_lines(
+                    path, cfg.max_record_bytes, start=byte_range.start, end=byte_range.end,
+                    first_line=byte_range.first_line,
+                ),
             ),
             start=1,
         ):  # fmt: skip
@@ -334,7 +357,7 @@ def ingest_file(
                 result = second_opinion_report(so, ctx.config.quality)
                 _merge_quality(quality, result)
                 _raise_if_failed(result, report)
-            _commit_batch(ctx, source, pending, report)
+            _commit_batch(ctx, source, pending, report, spec)
             logger.info(
                 "%s: batch %d committed: %d lines read, %d stored, %d quarantined so far", name,
                 batch_no, report.lines, sum(report.stored.values()),
@@ -364,6 +387,8 @@ def ingest_file(
         raise
     finally:
         report.quality = [q.summary() for q in quality.values()]
+    if byte_range is not None:
+        return report  # the caller completes the file once every range is in
     with ctx.sessions() as s, s.begin():
         repo.complete_source_file(s, source, lines=report.lines, counts=report.as_dict())
     logger.info(
@@ -384,18 +409,13 @@ def _quarantined_before(ctx: IngestContext, source: str) -> frozenset[Quarantine
     return frozenset(zip(*(t.column(c).to_pylist() for c in t.column_names), strict=True))
 
 
-def _commit_batch(ctx: IngestContext, source: str, pending: _Pending, report: FileReport) -> None:
-    """One short transaction: a batch's parts and their record keys, all or nothing."""
-    with ctx.sessions() as s, s.begin():
-        for table_name, part, agent, day in pending.parts:
-            record = repo.PartRecord(
-                table_name=table_name, path=part.path, rows=part.rows,
-                content_hash=part.content_hash, redaction_version=ctx.redactor.version,
-                agent_id=agent, partition_date=day, source_file_id=source, bytes=part.bytes,
-                schema_fingerprint=part.schema_fingerprint,
-            )  # fmt: skip
-            repo.record_part(s, record, pending.keys.get(part.path, ()))
-            report.parts.append(part.path)
+def _commit_batch(
+    ctx: IngestContext, source: str, pending: _Pending, report: FileReport,
+    spec: PrepareSpec | None = None,
+) -> None:  # fmt: skip
+    """One short transaction: a batch's parts and their record keys, all or nothing, under the
+    per-agent commit lock; exactly once under concurrent writers (:mod:`ratchet.ingest.commit`)."""
+    commit_pending(ctx, source, pending, report, spec)
 
 
 def _merge_quality(into: dict[str, QualityReport], result: QualityReport) -> None:
@@ -516,6 +536,7 @@ def _store_new(
         part_table = table.take(idx)
         part = ctx.store.write_part(directory_of(agent, day), part_table, schema)
         pending.parts.append((table_name, part, agent, date.fromisoformat(day)))
+        pending.tables[part.path] = part_table
         # feedback keys carry their interaction id: the ledger's feedback index (issue 13)
         key_cols = [id_col, "content_hash"] + (["interaction_id"] if table_name == "feedback" else [])
         pending.keys[part.path] = list(

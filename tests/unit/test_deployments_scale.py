@@ -80,7 +80,7 @@ def test_the_scale_config_validates_and_points_at_the_compose_scheduler(
     # the file holds nothing the model does not know (extra keys are refused, naming them)
     raw = yaml.safe_load((DEPLOYMENTS / "scale.yaml").read_text())
     PipelineConfig.model_validate(raw)
-    with pytest.raises(ConfigError, match="runtime.dask_adress"):
+    with pytest.raises(ConfigError, match=r"runtime\.dask_adress"):
         load_config(get_settings(), {"runtime": {"dask_adress": "x"}})
 
 
@@ -89,7 +89,10 @@ def test_the_weekly_deployment_declares_one_run_per_agent() -> None:
 
     from flows.weekly import weekly_flow
 
-    deployments = {d["name"]: d for d in yaml.safe_load((DEPLOYMENTS / "prefect.yaml").read_text())["deployments"]}  # noqa: E501
+    deployments = {
+        d["name"]: d
+        for d in yaml.safe_load((DEPLOYMENTS / "prefect.yaml").read_text())["deployments"]
+    }
     weekly = deployments["weekly"]
     assert weekly["parameters"]["agent_concurrency"] == "wait"
     params = inspect.signature(weekly_flow.fn).parameters
