@@ -195,6 +195,30 @@ def _entries(
     return write_input_list(home, resolved.files), resolved.files, resolved.empty_folders
 
 
+def _erase_withdrawn(settings: Any, config: Any, logger: Any) -> dict[str, Any]:
+    """Erase the users whose consent_withdrawn events this run recorded (pending tombstones).
+
+    Decision (issue 12): the ingest flow runs the erasure itself, after its files committed,
+    so a withdrawal takes effect with the run that read it. Should it fail, the tombstones
+    stay pending (and already keep the user's new records out): the next ``forget`` or the
+    daily ``retention`` run sweeps them. The artifact holds counts only."""
+    from flows.forget import publish
+    from ratchet.privacy.erasure import ErasureContext, ErasureRequest
+    from tasks.privacy import erase_task
+
+    ctx = ErasureContext(
+        runtime.store(settings), runtime.sessions(settings), config,
+        runtime.pseudonym_key(settings),
+    )  # fmt: skip
+    out = erase_task(ctx, ErasureRequest(reason="consent-withdrawn"), False)
+    publish("Erasure after consent withdrawal", out, "ingest-consent-erasure")
+    logger.info(
+        "consent withdrawn: %d rows erased, %d dataset versions superseded, %d models marked",
+        out["rows_removed_total"], out["versions_superseded"], out["models_marked"],
+    )  # fmt: skip
+    return {k: v for k, v in out.items() if k not in ("dataset_versions", "new_versions")}
+
+
 @flow(name="ingest", flow_run_name=_run_name, log_prints=False)
 def ingest_flow(
     paths: list[str] | None = None,
@@ -272,6 +296,10 @@ def ingest_flow(
 
     summary = _summarise(reports)
     summary["empty_folders"] = empty_folders
+    withdrawn = sum(r.get("consent_withdrawn", 0) for r in reports)
+    summary["consent_withdrawn"] = withdrawn
+    if withdrawn:  # a withdrawal is an erasure: run it now that the files are committed
+        summary["erasure"] = _erase_withdrawn(settings, config, logger)
     _publish(reports, summary, failures)
     with sessions() as s, s.begin():
         repo.finish_pipeline_run(

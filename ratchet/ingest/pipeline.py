@@ -63,6 +63,7 @@ from ratchet.ingest.ranges import ByteRange
 from ratchet.ingest.reader import Line, file_sha256, iter_batches, iter_lines
 from ratchet.ingest.records import Reject
 from ratchet.ingest.sources.detect import source_format, source_lines
+from ratchet.privacy.erasure import drop_tombstoned_quarantine, record_withdrawals
 from ratchet.quality import (
     DataQualityError,
     QualityReport,
@@ -118,6 +119,7 @@ class FileReport:
     skipped_stored: Counter[str] = field(default_factory=Counter)  # already stored, same content
     quarantined: Counter[str] = field(default_factory=Counter)  # per reason
     dropped_consent: int = 0
+    consent_withdrawn: int = 0  # consent_withdrawn events: tombstones recorded, erasure pending
     skipped_tombstone: int = 0
     assumed_utc: int = 0
     pii_by_type: Counter[str] = field(default_factory=Counter)
@@ -138,6 +140,7 @@ class FileReport:
             "skipped_stored": dict(self.skipped_stored),
             "quarantined": dict(self.quarantined),
             "dropped_consent": self.dropped_consent,
+            "consent_withdrawn": self.consent_withdrawn,
             "skipped_tombstone": self.skipped_tombstone,
             "assumed_utc": self.assumed_utc,
             "pii_by_type": dict(self.pii_by_type),
@@ -451,7 +454,11 @@ def _commit_side(
     report.dropped_consent += prepared.dropped_consent
     report.assumed_utc += prepared.assumed_utc
     report.pii_by_type.update(prepared.pii_by_type)
-    quarantine = list(prepared.quarantine)
+    if prepared.withdrawals:  # before this batch's records are checked against tombstones
+        report.consent_withdrawn += record_withdrawals(ctx.sessions, prepared.withdrawals)
+    quarantine = drop_tombstoned_quarantine(
+        ctx.sessions, list(prepared.quarantine), ctx.pseudonym_key
+    )
     for table_name in ("interactions", "feedback"):
         table = prepared.tables.get(table_name)
         if table is not None:
