@@ -220,16 +220,12 @@ def main(argv: list[str] | None = None) -> int:
             write_interactions(src, args.records, seed=14, compress=False)
             out["input_mb"] = round(src.stat().st_size / 1e6, 1)
             out["generate_s"] = round(time.perf_counter() - t, 1)
-            runs = [
-                measure_ingest(
-                    src,
-                    w,
-                    int(args.chunk_mb * (1 << 20)),
-                    create(f"ingest_{w}"),
-                    root / f"home-{w}",
-                )
-                for w in args.workers
-            ]
+            runs = []
+            for w in args.workers:
+                chunk = int(args.chunk_mb * (1 << 20))
+                runs.append(measure_ingest(src, w, chunk, create(f"ingest_{w}"), root / f"h{w}"))
+                print(json.dumps(runs[-1]), flush=True)  # each as it ends
+
             out["ingest"] = runs
             if len(runs) > 1:
                 out["speedup"] = round(runs[0]["seconds"] / runs[-1]["seconds"], 2)
