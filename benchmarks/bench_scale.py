@@ -35,7 +35,7 @@ from typing import Any
 from tests.integration.conftest import _as_server_user, _free_port, _run
 
 
-def start_postgres(root: Path) -> tuple[str, Any]:
+def start_postgres(root: Path) -> tuple[Any, Any]:
     """A throwaway PostgreSQL server (the suite's settings: fsync off); returns (url, stop)."""
     import psycopg
 
@@ -69,7 +69,7 @@ def start_postgres(root: Path) -> tuple[str, Any]:
             conn.execute(f'CREATE DATABASE "{name}"')
         return f"postgresql+psycopg://postgres@127.0.0.1:{port}/{name}"
 
-    return create, stop  # type: ignore[return-value]
+    return create, stop
 
 
 # --- ingest on Dask ----------------------------------------------------------------------------

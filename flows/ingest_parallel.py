@@ -122,7 +122,8 @@ def ingest_parallel(
                     continue
             plan = len(plans)
             plans.append((name, source, str(kind), ranges))
-            for r in ranges or [None]:
+            shares: list[ByteRange | None] = list(ranges) if ranges else [None]
+            for r in shares:
                 params = {
                     "inputs": ref, "index": index, "source": source, "kind": kind, "fmt": fmt,
                     "agent": agent, "config": task_config, "now": now, "flow_run_id": run_id,

@@ -64,7 +64,8 @@ def commit_pending(
                         agent_id=agent, partition_date=day, source_file_id=source,
                         bytes=part.bytes, schema_fingerprint=part.schema_fingerprint,
                     )  # fmt: skip
-                    repo.record_part(s, record, pending.keys.get(part.path, ()))
+                    keys: Any = pending.keys.get(part.path, ())  # (id, hash[, iid])
+                    repo.record_part(s, record, keys)
         except DuplicateRecordKeyError:
             lost = _drop_lost(ctx, pending, report, spec)
             logger.info(
