@@ -1,9 +1,12 @@
 """The ``local`` backend: the embedded default, no network and no keys.
 
 A retrieval response model over a dataset version's SFT train split: "training" fits the
-encoder and indexes the examples' questions (the last user message before the answer);
-answering returns the nearest example's answer when its cosine similarity reaches
-``min_similarity``, else the base model's answer. It stands where a fine-tuned model stands,
+encoder and indexes the examples' questions (the last user message before the answer, with the
+tool results that followed it: ``retrieval.context_text``); answering returns the nearest
+example's answer when its cosine similarity reaches ``min_similarity``, else the base model's
+answer. A turn with tool results takes an example's answer only when the question and the tool
+data are the same: a retrieval model cannot rewrite another order's answer for this order, so it
+leaves such turns to its base (a fine-tuned model learns the skill; this stand-in learns facts). It stands where a fine-tuned model stands,
 so the whole loop (train, evaluate, gate) runs offline, in CI, with real metrics: a candidate
 answers the questions it was corrected on with the correction, and anything else as its base.
 
@@ -50,9 +53,10 @@ from ratchet.backends.retrieval import (
     MissingExtraError,
     RetrievalIndex,
     build_index,
+    context_text,
     example_pair,
+    has_tool_results,
     json_bytes,
-    last_user_text,
 )
 from ratchet.config import BackendsConfig
 from ratchet.store import Store, StoreError
@@ -342,12 +346,20 @@ class LocalAnswerer:
     def answer(self, messages: Sequence[Mapping[str, Any]]) -> Answer:
         index = self.index  # read once, before the clock: latency is answering, not loading
         started = time.perf_counter()
-        hit = index.nearest(last_user_text(messages))
+        question = context_text(messages)
+        hit = index.nearest(question)
         details: dict[str, Any] = {
             "similarity": round(hit.score, 6),
             "min_similarity": self.min_similarity,
         }
-        if hit.row >= 0 and hit.score >= self.min_similarity:
+        # Tool data is not generalised: an example answers a turn with tool results only when
+        # the question and the data are the same (another order's answer is never right).
+        same_data = not has_tool_results(messages) or (
+            hit.row >= 0 and index.question(hit.row) == question
+        )
+        if not same_data:
+            details["tool_data"] = "differs"
+        if hit.row >= 0 and hit.score >= self.min_similarity and same_data:
             return Answer(
                 text=hit.answer,
                 tool_calls=hit.tool_calls,
