@@ -335,16 +335,30 @@ class LocalAnswerer:
             self._index = RetrievalIndex.load(self.context.store, self.spec.model_ref)
         return self._index
 
-    def _base_answer(self, messages: Sequence[Mapping[str, Any]]) -> Answer | None:
+    def _base_answerer(self) -> Answerer | None:
         if self._base is None:
             base = base_spec(self.spec.parameters)
             if base is None:
                 return None
             self._base = answerer_for(base, self.context)
-        return self._base.answer(messages)
+        return self._base
+
+    def prepare(self) -> None:
+        """Load what answering reads (this index, and the base's, down the chain) once."""
+        _ = self.index
+        base = self._base_answerer()
+        if isinstance(base, LocalAnswerer):
+            base.prepare()
+        elif base is not None:
+            getattr(base, "index", None)  # a logs base loads its index on first use
+
+    def _base_answer(self, messages: Sequence[Mapping[str, Any]]) -> Answer | None:
+        base = self._base_answerer()
+        return None if base is None else base.answer(messages)
 
     def answer(self, messages: Sequence[Mapping[str, Any]]) -> Answer:
-        index = self.index  # read once, before the clock: latency is answering, not loading
+        self.prepare()  # before the clock: latency is answering, not loading
+        index = self.index
         started = time.perf_counter()
         question = context_text(messages)
         hit = index.nearest(question)
