@@ -1520,7 +1520,9 @@ def generate(spec: SampleSpec, out_dir: Path) -> SampleManifest:
     plain = [
         i
         for i, b in enumerate(built)
-        if "feedback" not in b.record and id_counts[b.record["interaction_id"]] == 1
+        if "feedback" not in b.record
+        and id_counts[b.record["interaction_id"]] == 1
+        and b.record["consent"]  # a consent-false copy is dropped, never quarantined
     ]
     n_dup = min(noise.count("exact_duplicate", n), len(plain))
     n_conf = min(noise.count("conflicting_duplicate", n), len(plain))
@@ -1554,6 +1556,7 @@ def generate(spec: SampleSpec, out_dir: Path) -> SampleManifest:
             ts = start_ts + w * WEEK_S + rng.uniform(0, WEEK_S - 1)
             pad = spec.max_line_bytes + 1024 if reason == "too_large" else 0
             b = sim.build(_pick(rng, agents), ts, w, pad_to=pad)
+            b.record["consent"] = True  # consent false would drop the line before its checks
             line, kept = _malformed(rng, reason, b, spec)
             pii_quar.update(kept)
             week_lines[w].append((ts, seq, line))

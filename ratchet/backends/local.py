@@ -361,16 +361,16 @@ class LocalAnswerer:
         index = self.index
         started = time.perf_counter()
         question = context_text(messages)
-        hit = index.nearest(question)
+        # Tool data is not generalised: an example answers a turn with tool results only when
+        # the question and the data are the same (another order's answer is never right).
+        tools = has_tool_results(messages)
+        exact = index.exact(question) if tools else None
+        hit = exact or index.nearest(question)
         details: dict[str, Any] = {
             "similarity": round(hit.score, 6),
             "min_similarity": self.min_similarity,
         }
-        # Tool data is not generalised: an example answers a turn with tool results only when
-        # the question and the data are the same (another order's answer is never right).
-        same_data = not has_tool_results(messages) or (
-            hit.row >= 0 and index.question(hit.row) == question
-        )
+        same_data = not tools or exact is not None
         if not same_data:
             details["tool_data"] = "differs"
         if hit.row >= 0 and hit.score >= self.min_similarity and same_data:

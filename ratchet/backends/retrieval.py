@@ -308,13 +308,22 @@ class RetrievalIndex:
         self._answers: list[str] = rows["answer"].to_pylist()
         self._ids: list[str] = rows["id"].to_pylist()
         self._calls: list[str | None] = rows["tool_calls"].to_pylist()
-        self._questions: list[str] | None = None
+        self._questions: dict[str, int] | None = None
 
-    def question(self, row: int) -> str:
-        """The stored question (the compared text) of a row."""
+    def exact(self, question: str) -> Hit | None:
+        """The row stored for exactly this question (the lowest such row), if any."""
         if self._questions is None:
-            self._questions = self.rows["question"].to_pylist()
-        return self._questions[row]
+            questions: list[str] = self.rows["question"].to_pylist()
+            self._questions = {}
+            for row, text in enumerate(questions):
+                self._questions.setdefault(text, row)
+        row = self._questions.get(question)
+        if row is None:
+            return None
+        calls = self._calls[row]
+        return Hit(
+            row, 1.0, self._answers[row], tuple(json.loads(calls)) if calls else (), self._ids[row]
+        )
 
     def __len__(self) -> int:
         return self.rows.num_rows
