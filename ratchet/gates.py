@@ -10,7 +10,9 @@ numbers, pass or fail, so a rejection says *why* in figures an operator can chec
   ``margin`` of the baseline's quality with the stated confidence). A noisy small-sample
   mean that happens to be higher does not pass on luck; one that happens to be lower does not
   fail on luck either.
-* ``latency`` / ``cost``: candidate mean ≤ ratio × baseline mean + an absolute slack.
+* ``latency`` / ``cost``: candidate ≤ ratio × baseline + an absolute slack; latency compares
+  per-case medians (one slow case, a noisy neighbour or a cold cache, is not the model's speed),
+  cost compares means (costs add up).
 * ``no_regressions``: every golden and regression case the baseline passed still passes.
 * ``key_metric_better``: at least one key metric's paired interval lies above zero.
 * ``fix_checks``: the cases the candidate was trained to fix, reported and never gated (they
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -82,7 +85,7 @@ class GatesConfig(BaseModel):
         "candidate may fail (0: every one must still pass).",
     )
     latency_max_ratio: float = Field(
-        1.10, ge=1.0, description="Candidate mean latency at most this times the baseline's."
+        1.10, ge=1.0, description="Candidate median latency at most this times the baseline's."
     )
     latency_slack_ms: float = Field(
         50.0,
@@ -231,7 +234,7 @@ def compare_scores(
 ) -> Comparison:
     """A :class:`Comparison` from per-case scores aligned on ``case_ids`` (the holdout cases).
 
-    ``latency_ms`` and ``cost_usd`` are (baseline, candidate) means. ``passed`` is the
+    ``latency_ms`` (medians) and ``cost_usd`` (means) are (baseline, candidate). ``passed`` is the
     (baseline, candidate) per-case verdict when the evaluation gives one; otherwise a case
     passes when ``pass_metric`` reaches ``pass_threshold``. Metrics present for one model only
     are left out (the gate then names them as missing).
@@ -340,6 +343,10 @@ def comparison_from_results(
         vals = [float(r[col]) for r in rows if r.get(col) is not None]
         return sum(vals) / len(vals) if vals else 0.0
 
+    def median(rows: Sequence[Mapping[str, Any]], col: str) -> float:
+        vals = [float(r[col]) for r in rows if r.get(col) is not None]
+        return float(statistics.median(vals)) if vals else 0.0
+
     cands, bases = [c for c, _ in holdout], [b for _, b in holdout]
     return compare_scores(
         candidate_id,
@@ -349,7 +356,7 @@ def comparison_from_results(
         cand_scores,
         base_scores,
         config=config,
-        latency_ms=(mean(bases, "latency_ms"), mean(cands, "latency_ms")),
+        latency_ms=(median(bases, "latency_ms"), median(cands, "latency_ms")),
         cost_usd=(mean(bases, "cost_usd"), mean(cands, "cost_usd")),
         fix_checks=fix,
         passed=verdicts,

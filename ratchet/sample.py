@@ -62,7 +62,7 @@ from typing import Any
 
 from ratchet.redaction import checksums
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"
 DEFAULT_AGENTS: tuple[str, ...] = ("shop-assistant", "returns-bot", "billing-helper")
 WEEK_S = 7 * 86400
 
@@ -145,15 +145,15 @@ class SampleSpec:
     agents: tuple[str, ...] = DEFAULT_AGENTS
     start: date = date(2026, 1, 5)  # a Monday; weeks are [start + 7k days, start + 7(k+1) days)
     weeks: int = 4
-    interactions: int = 600  # distinct valid interactions, all weeks and agents
+    interactions: int = 2400  # distinct valid interactions, all weeks and agents
     openai_interactions: int = 60  # conversations logged in OpenAI format (own ids)
-    feedback_share: float = 0.15  # interactions that get any feedback
+    feedback_share: float = 0.4  # interactions that get any feedback
     inline_feedback_share: float = 0.25  # of those, first event inline on the record
     late_feedback_share: float = 0.2  # user events given in a later week
     changed_vote_share: float = 0.12  # user events followed by a changed vote
     expert_review_share: float = 0.15  # feedback interactions an expert also rates
     expert_disagree_share: float = 0.5  # of expert reviews, opposite verdict to the user's
-    correction_share: float = 0.4  # user thumbs-down with a correction (experts: 0.8)
+    correction_share: float = 0.6  # user thumbs-down with a correction (experts: 0.8)
     wrong_answer_rate: float = 0.15  # the agent answered wrongly (drives thumbs-down)
     pii_rate: float = 0.08  # records (and feedback comments) with planted PII
     consent_false_rate: float = 0.02
@@ -162,6 +162,16 @@ class SampleSpec:
     minor_schema_rate: float = 0.03  # schema_version "1.3" (newer minor, extra fields)
     extra_field_rate: float = 0.05  # unknown top-level fields (ab_bucket, trace_id...)
     faq_share: float = 0.35  # repeated questions with small wording variations
+    agent_faq_shares: tuple[tuple[str, float], ...] = (("returns-bot", 0.6),)  # per-agent override
+    # FAQ topics ("agent/topic") whose answers are out of date: answered wrongly at
+    # stale_wrong_rate, every week. Corrections fix them: what a trained candidate should learn.
+    stale_topics: tuple[str, ...] = ("returns-bot/returns", "shop-assistant/shipping")
+    stale_wrong_rate: float = 0.9
+    # FAQ topics whose right answer some users dispute: on disputed_share of their feedback they
+    # vote it down and "correct" it to the wrong answer. A candidate that learns those
+    # corrections forgets golden cases; the gate must refuse it.
+    disputed_topics: tuple[str, ...] = ("shop-assistant/sizing",)
+    disputed_share: float = 0.6
     shared_ids_across_agents: int = 1  # same interaction_id under two agents (not duplicates)
     noise: NoiseSpec = field(default_factory=NoiseSpec)
     max_line_bytes: int = 1 << 20  # a too_large line is longer than this
@@ -182,11 +192,21 @@ class SampleSpec:
                 raise SampleSpecError(f"{f.name}: must be within [0, 1]")
         if len(set(self.agents)) != len(self.agents):
             raise SampleSpecError("agents: names must be distinct")
+        for agent, share in self.agent_faq_shares:
+            if not 0.0 <= share <= 1.0:
+                raise SampleSpecError(f"agent_faq_shares: {agent}: must be within [0, 1]")
+        for name in ("stale_topics", "disputed_topics"):
+            for topic in getattr(self, name):
+                if topic.count("/") != 1:
+                    raise SampleSpecError(f"{name}: {topic!r} must be 'agent/topic'")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["agents"] = list(self.agents)
         d["start"] = self.start.isoformat()
+        d["agent_faq_shares"] = [list(p) for p in self.agent_faq_shares]
+        d["stale_topics"] = list(self.stale_topics)
+        d["disputed_topics"] = list(self.disputed_topics)
         return d
 
     @classmethod
@@ -197,6 +217,11 @@ class SampleSpec:
                 **d,
                 "agents": tuple(d["agents"]),
                 "start": date.fromisoformat(d["start"]),
+                "agent_faq_shares": tuple(
+                    (str(a), float(x)) for a, x in d.get("agent_faq_shares", ())
+                ),
+                "stale_topics": tuple(d.get("stale_topics", ())),
+                "disputed_topics": tuple(d.get("disputed_topics", ())),
                 "noise": NoiseSpec(**d["noise"]),
             }
         )
@@ -534,6 +559,11 @@ _FAQ: dict[str, tuple[tuple[str, tuple[str, ...], str, str, str], ...]] = {
                 "do you deliver to ireland",
                 "Can I get delivery to Ireland?",
                 "Do you ship to Ireland",
+                "Can you send my order to Dublin?",
+                "is delivery to the Republic of Ireland possible",
+                "I live in Cork, can I order from you?",
+                "What does shipping to Ireland cost?",
+                "Will you post to an Irish address?",
             ),
             "Yes, we ship to Ireland. Standard delivery takes 3-5 working days and costs €4.99; "
             "it is free on orders over €60.",
@@ -567,6 +597,11 @@ _FAQ: dict[str, tuple[tuple[str, tuple[str, ...], str, str, str], ...]] = {
                 "what's your returns policy",
                 "How long do I have to return something?",
                 "whats the return policy?",
+                "Can I still send back the jacket I got three weeks ago?",
+                "how many days do i have to return an item",
+                "Is there a time limit on returns?",
+                "I bought something in the sale, can I return it?",
+                "What happens if I want my money back for an unworn item?",
             ),
             "You can return unworn items within 30 days of delivery for a full refund. Sale "
             "items can be returned within 14 days for store credit.",
@@ -579,6 +614,10 @@ _FAQ: dict[str, tuple[tuple[str, tuple[str, ...], str, str, str], ...]] = {
                 "Is return shipping free?",
                 "do I have to pay for return postage",
                 "Are returns free?",
+                "How much does it cost to send something back?",
+                "Do I need to pay for the return label?",
+                "Is there a fee for returning from France?",
+                "who pays the postage when I return an order",
             ),
             "Returns are free in the UK with the prepaid label; from the EU a return costs €5.95, "
             "taken from the refund.",
@@ -664,7 +703,18 @@ def _pii_groups() -> dict[str, Counter[str]]:
 class _Built:
     """One simulated interaction before serialisation."""
 
-    __slots__ = ("agent", "correct", "pii", "record", "topic", "ts", "week", "wrong")
+    __slots__ = (
+        "agent",
+        "correct",
+        "dispute",
+        "pii",
+        "record",
+        "stale",
+        "topic",
+        "ts",
+        "week",
+        "wrong",
+    )
 
     def __init__(
         self,
@@ -676,8 +726,12 @@ class _Built:
         week: int,
         agent: str,
         topic: str,
+        dispute: str | None = None,
+        stale: bool = False,
     ) -> None:
         self.record = record
+        self.stale = stale  # an out-of-date FAQ answer (SampleSpec.stale_topics)
+        self.dispute = dispute  # the wrong "correction" a disputing user would give
         self.pii = pii
         self.correct = correct
         self.wrong = wrong
@@ -709,6 +763,7 @@ class _Simulator:
         ).timestamp()
         self.n_users = max(50, spec.interactions // 6)
         self.recent_convs: dict[str, str] = {}
+        self.faq_share = dict(spec.agent_faq_shares)
         self._days: dict[tuple[int, int], str] = {}
 
     # -- small pieces ------------------------------------------------------------------------
@@ -810,10 +865,17 @@ class _Simulator:
         tools_used: list[str] = []
         sources: list[str] = []
         faq_pool = _FAQ.get(agent, _FAQ["shop-assistant"])
-        if rng.random() < spec.faq_share:
+        dispute: str | None = None
+        stale = False
+        if rng.random() < self.faq_share.get(agent, spec.faq_share):
             topic, qs, correct, bad, src = _pick(rng, faq_pool)
             messages.append({"role": "user", "content": _question_variant(rng, _pick(rng, qs))})
             sources.append(src)
+            if f"{agent}/{topic}" in spec.stale_topics:
+                wrong = rng.random() < spec.stale_wrong_rate
+                stale = wrong
+            if f"{agent}/{topic}" in spec.disputed_topics:
+                dispute = bad
             response = bad if wrong else correct
         else:
             topic, correct, response = self._tool_flow(
@@ -878,7 +940,7 @@ class _Simulator:
         if rng.random() < spec.extra_field_rate:
             rec["ab_bucket"] = _pick(rng, ("A", "B"))
             rec["trace_id"] = "%032x" % rng.getrandbits(128)
-        return _Built(rec, counts, correct, wrong, ts, week, agent, topic)
+        return _Built(rec, counts, correct, wrong, ts, week, agent, topic, dispute, stale)
 
     def _tool_flow(
         self,
@@ -1213,7 +1275,8 @@ class _FeedbackPlanner:
         """Events for one interaction, each with the time it was given."""
         rng, spec = self.rng, self.spec
         events: list[tuple[dict[str, Any], float]] = []
-        p_down = 0.8 if b.wrong else 0.2
+        # An out-of-date answer contradicts the website: everyone who votes on it votes it down.
+        p_down = (1.0 if b.stale else 0.8) if b.wrong else 0.2
         verdict = -1 if rng.random() < p_down else 1
         last_week_end = self.end_ts - 60
         if rng.random() < 0.05:  # a system signal (escalation detector / resolution)
@@ -1225,14 +1288,22 @@ class _FeedbackPlanner:
         style = rng.choices(("thumb", "rating", "both"), (0.6, 0.25, 0.15))[0]
         if style == "rating" and rng.random() < 0.1:
             verdict = 0
+        disputed = b.dispute is not None and not b.wrong and rng.random() < spec.disputed_share
+        if disputed:
+            verdict = -1
         if b.week < spec.weeks - 1 and rng.random() < spec.late_feedback_share:
             w = _int(rng, b.week + 1, spec.weeks - 1)
             ts = self.start_ts + w * WEEK_S + rng.uniform(0, WEEK_S - 120)
         else:
             week_end = self.start_ts + (b.week + 1) * WEEK_S - 60
             ts = min(b.ts + rng.uniform(20, 7200), week_end)
-        events.append((self._event(b, "user", None, verdict, ts, style, spec.correction_share), ts))
-        if verdict != 0 and rng.random() < spec.changed_vote_share:
+        first = self._event(b, "user", None, verdict, ts, style, spec.correction_share)
+        if disputed and b.dispute is not None:
+            first["correction"] = b.dispute  # sure of it, and wrong
+        events.append((first, ts))
+        if disputed:
+            return events
+        if verdict != 0 and not b.stale and rng.random() < spec.changed_vote_share:
             ts2 = min(ts + rng.uniform(300, 4 * 86400), self.end_ts - 1)
             events.append(
                 (self._event(b, "user", None, -verdict, ts2, "thumb", spec.correction_share), ts2)
@@ -1241,7 +1312,7 @@ class _FeedbackPlanner:
         if rng.random() < spec.expert_review_share:
             ev_verdict = (
                 -verdict
-                if (verdict != 0 and rng.random() < spec.expert_disagree_share)
+                if (verdict != 0 and not b.stale and rng.random() < spec.expert_disagree_share)
                 else (verdict or _pick(rng, (-1, 1)))
             )
             ts3 = min(b.ts + rng.uniform(86400, 12 * 86400), self.end_ts - 1)
@@ -1449,7 +1520,9 @@ def generate(spec: SampleSpec, out_dir: Path) -> SampleManifest:
     plain = [
         i
         for i, b in enumerate(built)
-        if "feedback" not in b.record and id_counts[b.record["interaction_id"]] == 1
+        if "feedback" not in b.record
+        and id_counts[b.record["interaction_id"]] == 1
+        and b.record["consent"]  # a consent-false copy is dropped, never quarantined
     ]
     n_dup = min(noise.count("exact_duplicate", n), len(plain))
     n_conf = min(noise.count("conflicting_duplicate", n), len(plain))
@@ -1483,6 +1556,7 @@ def generate(spec: SampleSpec, out_dir: Path) -> SampleManifest:
             ts = start_ts + w * WEEK_S + rng.uniform(0, WEEK_S - 1)
             pad = spec.max_line_bytes + 1024 if reason == "too_large" else 0
             b = sim.build(_pick(rng, agents), ts, w, pad_to=pad)
+            b.record["consent"] = True  # consent false would drop the line before its checks
             line, kept = _malformed(rng, reason, b, spec)
             pii_quar.update(kept)
             week_lines[w].append((ts, seq, line))

@@ -1,9 +1,12 @@
 """The ``local`` backend: the embedded default, no network and no keys.
 
 A retrieval response model over a dataset version's SFT train split: "training" fits the
-encoder and indexes the examples' questions (the last user message before the answer);
-answering returns the nearest example's answer when its cosine similarity reaches
-``min_similarity``, else the base model's answer. It stands where a fine-tuned model stands,
+encoder and indexes the examples' questions (the last user message before the answer, with the
+tool results that followed it: ``retrieval.context_text``); answering returns the nearest
+example's answer when its cosine similarity reaches ``min_similarity``, else the base model's
+answer. A turn with tool results takes an example's answer only when the question and the tool
+data are the same: a retrieval model cannot rewrite another order's answer for this order, so it
+leaves such turns to its base (a fine-tuned model learns the skill; this stand-in learns facts). It stands where a fine-tuned model stands,
 so the whole loop (train, evaluate, gate) runs offline, in CI, with real metrics: a candidate
 answers the questions it was corrected on with the correction, and anything else as its base.
 
@@ -50,9 +53,10 @@ from ratchet.backends.retrieval import (
     MissingExtraError,
     RetrievalIndex,
     build_index,
+    context_text,
     example_pair,
+    has_tool_results,
     json_bytes,
-    last_user_text,
 )
 from ratchet.config import BackendsConfig
 from ratchet.store import Store, StoreError
@@ -331,23 +335,45 @@ class LocalAnswerer:
             self._index = RetrievalIndex.load(self.context.store, self.spec.model_ref)
         return self._index
 
-    def _base_answer(self, messages: Sequence[Mapping[str, Any]]) -> Answer | None:
+    def _base_answerer(self) -> Answerer | None:
         if self._base is None:
             base = base_spec(self.spec.parameters)
             if base is None:
                 return None
             self._base = answerer_for(base, self.context)
-        return self._base.answer(messages)
+        return self._base
+
+    def prepare(self) -> None:
+        """Load what answering reads (this index, and the base's, down the chain) once."""
+        _ = self.index
+        base = self._base_answerer()
+        if isinstance(base, LocalAnswerer):
+            base.prepare()
+        elif base is not None:
+            getattr(base, "index", None)  # a logs base loads its index on first use
+
+    def _base_answer(self, messages: Sequence[Mapping[str, Any]]) -> Answer | None:
+        base = self._base_answerer()
+        return None if base is None else base.answer(messages)
 
     def answer(self, messages: Sequence[Mapping[str, Any]]) -> Answer:
-        index = self.index  # read once, before the clock: latency is answering, not loading
+        self.prepare()  # before the clock: latency is answering, not loading
+        index = self.index
         started = time.perf_counter()
-        hit = index.nearest(last_user_text(messages))
+        question = context_text(messages)
+        # Tool data is not generalised: an example answers a turn with tool results only when
+        # the question and the data are the same (another order's answer is never right).
+        tools = has_tool_results(messages)
+        exact = index.exact(question) if tools else None
+        hit = exact or index.nearest(question)
         details: dict[str, Any] = {
             "similarity": round(hit.score, 6),
             "min_similarity": self.min_similarity,
         }
-        if hit.row >= 0 and hit.score >= self.min_similarity:
+        same_data = not tools or exact is not None
+        if not same_data:
+            details["tool_data"] = "differs"
+        if hit.row >= 0 and hit.score >= self.min_similarity and same_data:
             return Answer(
                 text=hit.answer,
                 tool_calls=hit.tool_calls,

@@ -34,7 +34,7 @@ from ratchet.backends.retrieval import (
     RetrievalIndex,
     build_index,
     content_hash,
-    last_user_text,
+    context_text,
     tool_calls_json,
 )
 from ratchet.config import BackendsConfig
@@ -76,7 +76,7 @@ def build_logs_index(
         table = store.read_table(part.path, schemas.INTERACTIONS, _COLUMNS)
         read += table.num_rows
         for row in table.to_pylist():
-            question = last_user_text(row["messages"] or [])
+            question = context_text(row["messages"] or [])
             if not question.strip():
                 continue
             key = (row["timestamp"], row["interaction_id"])
@@ -179,7 +179,7 @@ class LogsAnswerer:
     def answer(self, messages: Sequence[Mapping[str, Any]]) -> Answer:
         index = self.index  # read once, before the clock: latency is answering, not loading
         started = time.perf_counter()
-        hit = index.nearest(last_user_text(messages))
+        hit = index.nearest(context_text(messages))
         return Answer(
             text=hit.answer,
             tool_calls=hit.tool_calls,

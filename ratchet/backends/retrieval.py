@@ -77,6 +77,37 @@ def last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
     return ""
 
 
+def context_text(messages: Sequence[Mapping[str, Any]]) -> str:
+    """What a retrieval model compares: the last user message and what tools returned after it.
+
+    Two turns with the same words are the same question only when the model saw the same data:
+    "where is my order?" needs another answer for every order the lookup returns, and answering
+    it with a neighbour's answer (someone else's order) is the mistake a fine-tuned model would
+    not make. Tool results make such contexts differ; a question without tools is its text
+    alone. Earlier turns stay out (see :func:`last_user_text`).
+    """
+    last_user = -1
+    for i in range(len(messages) - 1, -1, -1):
+        if messages[i].get("role") == "user":
+            last_user = i
+            break
+    parts = [str(messages[last_user].get("content") or "")] if last_user >= 0 else [""]
+    for message in messages[last_user + 1 :]:
+        if message.get("role") == "tool" and message.get("content"):
+            parts.append(str(message.get("content")))
+    return "\n".join(parts)
+
+
+def has_tool_results(messages: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether tools returned data after the last user message (see :func:`context_text`)."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return False
+        if message.get("role") == "tool" and message.get("content"):
+            return True
+    return False
+
+
 def tool_calls_json(message: Mapping[str, Any]) -> str | None:
     calls = message.get("tool_calls")
     return json.dumps(list(calls), sort_keys=True, default=str) if calls else None
@@ -88,7 +119,7 @@ def example_pair(messages: Sequence[Mapping[str, Any]]) -> tuple[str, str, str |
     if not messages or messages[-1].get("role") != "assistant":
         return None
     answer = messages[-1]
-    return last_user_text(messages[:-1]), str(answer.get("content") or ""), tool_calls_json(answer)
+    return context_text(messages[:-1]), str(answer.get("content") or ""), tool_calls_json(answer)
 
 
 # --- encoders ---------------------------------------------------------------------------------
@@ -304,6 +335,22 @@ class RetrievalIndex:
         self._answers: list[str] = rows["answer"].to_pylist()
         self._ids: list[str] = rows["id"].to_pylist()
         self._calls: list[str | None] = rows["tool_calls"].to_pylist()
+        self._questions: dict[str, int] | None = None
+
+    def exact(self, question: str) -> Hit | None:
+        """The row stored for exactly this question (the lowest such row), if any."""
+        if self._questions is None:
+            questions: list[str] = self.rows["question"].to_pylist()
+            self._questions = {}
+            for row, text in enumerate(questions):
+                self._questions.setdefault(text, row)
+        row = self._questions.get(question)
+        if row is None:
+            return None
+        calls = self._calls[row]
+        return Hit(
+            row, 1.0, self._answers[row], tuple(json.loads(calls)) if calls else (), self._ids[row]
+        )
 
     def __len__(self) -> int:
         return self.rows.num_rows

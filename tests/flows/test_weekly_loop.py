@@ -30,60 +30,66 @@ def _report(flow_run_id: Any) -> str:
     return next(a.data for a in arts if a.key == "weekly-report")
 
 
-def test_weekly_registers_the_logs_model_then_rejects_a_candidate_that_forgets_golden_cases(
+def _decisions(flow_state: Any) -> dict[str, dict[str, Any]]:
+    return dict(flow_state.result()["improve"])
+
+
+def test_weekly_promotes_a_candidate_that_learned_corrections_and_rejects_one_that_forgets(
     prefect_harness, ratchet_env
 ) -> None:
-    """On the sample, the logs model answers every holdout golden case as logged; the local
-    retrieval candidate answers some of them with a neighbour's answer: it forgets golden
-    cases, and the gate rejects it with its reasons while production stays the logs model."""
+    """The sample's story, on a real Prefect run: the logs models become the first productions;
+    ``shop-assistant``'s candidate learned its users' corrections of an out-of-date shipping
+    answer, fixes holdout regression cases the logs model fails and is promoted;
+    ``billing-helper``'s candidate forgets a golden case and is rejected with its reasons while
+    production stays the logs model. A dry run first decides the same and changes nothing."""
     from flows.weekly import weekly_flow
     from ratchet.db import open_database, repo
     from ratchet.settings import get_settings
 
-    agent = "shop-assistant"
     logs, fb = _sample_paths()
-    dry = weekly_flow(
-        paths=logs,
-        feedback_paths=fb,
-        all_time=True,
-        agent=agent,
-        strategy="sft",
-        backend="local",
-        dry_run=True,
-        return_state=True,
-    )
+    common: dict[str, Any] = {
+        "paths": logs,
+        "feedback_paths": fb,
+        "all_time": True,
+        "strategy": "sft",
+        "backend": "local",
+        "return_state": True,
+    }
+    dry = weekly_flow(agent="shop-assistant", dry_run=True, **common)
     assert dry.is_completed(), dry.message
-    planned = dry.result()["improve"][agent]
-    assert planned["action"] == "none" and planned["passed"] is False  # would be rejected
+    planned = _decisions(dry)["shop-assistant"]
+    assert planned["action"] == "none" and planned["passed"] is True  # would be promoted
     with open_database(get_settings())() as s:  # ... but the dry run changed nothing
         assert repo.get_model_version(s, planned["candidate"]).status == "candidate"
-        assert repo.list_decisions(s, agent) == []
-        first_prod = repo.production_version(s, agent).id
-    first = _report(dry.state_details.flow_run_id)
-    assert f"the logs model `{first_prod}` became production" in first
-    assert "### Decision: dry run: no change" in first
+        assert repo.list_decisions(s, "shop-assistant") == []
+        logs_model = repo.production_version(s, "shop-assistant").id
+    assert "### Decision: dry run: no change" in _report(dry.state_details.flow_run_id)
 
-    state = weekly_flow(
-        paths=logs,
-        feedback_paths=fb,
-        all_time=True,
-        agent=agent,
-        strategy="sft",
-        backend="local",
-        return_state=True,
-    )
+    state = weekly_flow(**common)
     assert state.is_completed(), state.message
-    decision = state.result()["improve"][agent]
-    assert decision["action"] == "reject" and decision["passed"] is False
-    assert any(r.startswith("no_regressions: ") for r in decision["reasons"])
+    decisions = _decisions(state)
+    promoted, rejected = decisions["shop-assistant"], decisions["billing-helper"]
+    assert promoted["action"] == "promote" and promoted["passed"] is True
+    assert promoted["candidate"] == planned["candidate"]  # the dry run's candidate, reused
+    assert rejected["action"] == "reject" and rejected["passed"] is False
+    assert any(r.startswith("no_regressions: ") for r in rejected["reasons"])
+    unproven = decisions["returns-bot"]  # better on average, not beyond doubt: not promoted
+    assert unproven["action"] == "reject"
+    assert any(r.startswith("key_metric_better: ") for r in unproven["reasons"])
     with open_database(get_settings())() as s:
-        prod = repo.production_version(s, agent)
-        assert prod.backend == "logs"  # the first run made the logs model production ...
-        assert repo.get_model_version(s, decision["candidate"]).status == "rejected"
-        (d,) = repo.list_decisions(s, agent)  # ... and the rejection left it untouched
-        assert (d.action, d.baseline_id, d.passed) == ("reject", prod.id, False)
+        prod = repo.production_version(s, "shop-assistant")
+        assert prod.id == promoted["candidate"] and prod.backend == "local"
+        assert repo.get_model_version(s, logs_model).status == "retired"
+        (d,) = repo.list_decisions(s, "shop-assistant")
+        rules = {r["rule"]: r for r in d.gate_results["gate"]["rules"]}
+        assert all(r["passed"] for name, r in rules.items() if name != "fix_checks")
         assert d.gate_results["lineage"]["dataset"]["kind"] == "sft_examples"
-        assert {r["rule"] for r in d.gate_results["gate"]["rules"]} >= {
+        billing = repo.production_version(s, "billing-helper")
+        assert billing.backend == "logs"  # the rejection left the logs model in place
+        assert repo.get_model_version(s, rejected["candidate"]).status == "rejected"
+        (r,) = repo.list_decisions(s, "billing-helper")
+        assert (r.action, r.baseline_id, r.passed) == ("reject", billing.id, False)
+        assert {x["rule"] for x in r.gate_results["gate"]["rules"]} >= {
             "min_cases",
             "quality:token_f1",
             "latency",
@@ -92,9 +98,8 @@ def test_weekly_registers_the_logs_model_then_rejects_a_candidate_that_forgets_g
             "key_metric_better",
             "fix_checks",
         }
-    assert decision["candidate"] == planned["candidate"] and prod.id == first_prod  # reused
     text = _report(state.state_details.flow_run_id)
-    assert "became production" not in text  # the second run found production in place
-    assert "### Decision: REJECTED" in text and "| no_regressions | FAIL |" in text
+    assert "### Decision: PROMOTED" in text and "### Decision: REJECTED" in text
+    assert "| no_regressions | FAIL |" in text
     assert "### Comparison" in text and "| holdout | token_f1 |" in text
-    assert "### Metric history" in text and f"| {prod.id} | production | logs |" in text
+    assert "### Metric history" in text and f"| {prod.id} | production | local |" in text

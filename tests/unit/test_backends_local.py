@@ -406,3 +406,60 @@ def test_tfidf_vectors_match_scikit_learn() -> None:
         assert np.allclose(got, theirs.transform(queries).toarray(), atol=1e-6)
         reloaded = TfidfEncoder.from_state(json.loads(json.dumps(ours.state())))
         assert np.array_equal(reloaded.transform(queries).toarray(), got)
+
+
+def _tool_turn(order: str, status: str) -> list[dict[str, Any]]:
+    """A support turn whose answer depends on what the order lookup returned."""
+    return [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": f"Where is my order {order}?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "lookup_order", "arguments": json.dumps({"id": order})},
+                }
+            ],
+        },
+        {
+            "role": "tool",
+            "tool_call_id": "c1",
+            "content": json.dumps({"order_id": order, "status": status, "carrier": "UPS"}),
+        },
+    ]
+
+
+def test_a_turn_with_tool_results_takes_an_example_only_on_the_same_data() -> None:
+    """Another order's answer is never this order's: with tool results, only the same question
+    on the same data reuses an example (a retrieval model cannot rewrite the specifics); other
+    turns go to the base, however similar their words are."""
+    store = _store()
+    ctx = _context(store)
+    base = _train(ctx, _write_dataset(store, "v-base", BASE_EXAMPLES), "run-base")
+    table = _sft_table(EXAMPLES[:1])
+    rows = table.to_pylist()
+    rows[0]["messages"] = [
+        *_tool_turn("ORD-2026-118842", "shipped"),
+        {"role": "assistant", "content": "Your order ORD-2026-118842 has shipped with UPS."},
+    ]
+    path = f"datasets/{AGENT}/sft_examples/v-tools/data.parquet"
+    store.write_table_at(
+        path, pa.Table.from_pylist(rows, schema=schemas.SFT_EXAMPLES), schemas.SFT_EXAMPLES
+    )
+    model = _train(ctx, TrainingData(AGENT, "v-tools", "sft_examples", path, rows=1), "r", base)
+    answerer = answerer_for(model, ctx)
+
+    same = answerer.answer(_tool_turn("ORD-2026-118842", "shipped"))
+    assert same.details["source"] == "example"
+    assert same.text == "Your order ORD-2026-118842 has shipped with UPS."
+
+    other_order = answerer.answer(_tool_turn("ORD-2026-553211", "shipped"))
+    assert other_order.details["similarity"] >= model.parameters["min_similarity"]  # close words
+    assert other_order.details["source"] == "base" and other_order.details["tool_data"] == "differs"
+    assert "118842" not in other_order.text
+
+    other_status = answerer.answer(_tool_turn("ORD-2026-118842", "delayed"))
+    assert other_status.details["source"] == "base"
