@@ -270,9 +270,13 @@ def weekly_flow(
             log.info("stage improve %s: started", rep["agent"])
             loop.append(
                 improve_agent(
-                    rep["agent"], rep, strategy=strategy, backend=backend, dry_run=dry_run,
+                    rep["agent"],
+                    rep,
+                    strategy=strategy,
+                    backend=backend,
+                    dry_run=dry_run,
                     agent_concurrency=agent_concurrency,
-                )  # fmt: skip
+                )
             )
             failure = failure or (
                 f"{rep['agent']}: {loop[-1]['failure']}" if loop[-1]["failure"] else None

@@ -342,14 +342,18 @@ class RetrievalIndex:
         if self._questions is None:
             questions: list[str] = self.rows["question"].to_pylist()
             self._questions = {}
-            for row, text in enumerate(questions):
-                self._questions.setdefault(text, row)
-        row = self._questions.get(question)
-        if row is None:
+            for i, text in enumerate(questions):
+                self._questions.setdefault(text, i)
+        found = self._questions.get(question)
+        if found is None:
             return None
-        calls = self._calls[row]
+        calls = self._calls[found]
         return Hit(
-            row, 1.0, self._answers[row], tuple(json.loads(calls)) if calls else (), self._ids[row]
+            found,
+            1.0,
+            self._answers[found],
+            tuple(json.loads(calls)) if calls else (),
+            self._ids[found],
         )
 
     def __len__(self) -> int:

@@ -44,6 +44,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ratchet.config import PipelineConfig
 from ratchet.db import repo
+from ratchet.ingest.adapters import AmbiguousFormat
+from ratchet.ingest.commit import commit_pending
 from ratchet.ingest.inputs import display_name, sniff_kind
 from ratchet.ingest.prepare import (
     ID_COLUMN,
@@ -57,8 +59,6 @@ from ratchet.ingest.prepare import (
     quarantine_row,
     quarantine_table,
 )
-from ratchet.ingest.adapters import AmbiguousFormat
-from ratchet.ingest.commit import commit_pending
 from ratchet.ingest.ranges import ByteRange
 from ratchet.ingest.reader import Line, file_sha256, iter_batches, iter_lines
 from ratchet.ingest.records import Reject
@@ -156,7 +156,9 @@ class _Pending:
     inside the batch; earlier batches are already in the ledger)."""
 
     parts: list[tuple[str, WrittenPart, str | None, date | None]] = field(default_factory=list)
-    keys: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)  # path -> (id, hash[, iid])
+    keys: dict[str, list[tuple[str, ...]]] = field(
+        default_factory=dict
+    )  # path -> (id, hash[, iid])
     seen: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (kind, agent, id)->hash
     frames: dict[str, list[pa.Table]] = field(default_factory=lambda: defaultdict(list))
     # path -> the part's rows: a commit that loses a race rewrites the part without the records
@@ -545,7 +547,9 @@ def _store_new(
         pending.parts.append((table_name, part, agent, date.fromisoformat(day)))
         pending.tables[part.path] = part_table
         # feedback keys carry their interaction id: the ledger's feedback index (issue 13)
-        key_cols = [id_col, "content_hash"] + (["interaction_id"] if table_name == "feedback" else [])
+        key_cols = [id_col, "content_hash"] + (
+            ["interaction_id"] if table_name == "feedback" else []
+        )
         pending.keys[part.path] = list(
             zip(*(part_table.column(c).to_pylist() for c in key_cols), strict=True)
         )
