@@ -282,6 +282,15 @@ def _response(value: Any, dropped: list[str]) -> tuple[str, list[dict[str, Any]]
     if isinstance(value, str):
         return value, None
     if isinstance(value, dict):
+        # An object is read as an assistant message only when it is one: anything else (say
+        # {"text": ...}) would be stored as an empty answer, losing what the log said.
+        if value.get("role", "assistant") != "assistant" or not (
+            "content" in value or "tool_calls" in value
+        ):
+            raise Reject(
+                "wrong_type",
+                "response must be a string or an assistant message (content or tool_calls)",
+            )
         text = _content(value.get("content"), "response", dropped) or ""
         return text, _tool_calls(value.get("tool_calls"), "response")
     raise Reject("wrong_type", "response must be a string or an assistant message")

@@ -147,6 +147,9 @@ BAD_LINES = [
         "wrong_type",
     ),
     (interaction(1, messages=[{"role": "user", "content": "x", "name": {"a": 1}}]), "wrong_type"),
+    # an object that is not an assistant message would be stored as an empty answer
+    (interaction(1, response={"text": "Your order has shipped."}), "wrong_type"),
+    (interaction(1, response={"role": "user", "content": "hi"}), "wrong_type"),
     (
         interaction(1, messages=[{"role": "user", "content": "x", "tool_call_id": [1]}]),
         "wrong_type",
