@@ -24,9 +24,15 @@ def _artifacts(flow_run_id) -> dict[str, str]:
     return {a.key: json.dumps(a.data) for a in arts if a.key}
 
 
-def test_curate_sample_registers_versions_once_with_exports(prefect_harness, ratchet_env) -> None:
+def test_curate_sample_registers_versions_once_with_exports(
+    prefect_harness, ratchet_env, tmp_path, monkeypatch
+) -> None:
     from flows.curate import curate_flow
     from flows.ingest import ingest_flow
+
+    # A bar some of the sample's smaller datasets miss, so refused exports show too.
+    (tmp_path / "bar.yaml").write_text("export:\n  min_examples: 60\n")
+    monkeypatch.setenv("RATCHET_CONFIG", str(tmp_path / "bar.yaml"))
 
     ingest_flow(
         paths=[str(p) for p in sorted(SAMPLE.glob("interactions-*.jsonl"))]
@@ -70,7 +76,7 @@ def test_curate_sample_registers_versions_once_with_exports(prefect_harness, rat
                 assert e["violations"] and e["files"] == []
     eval_export = next(e for e in reports["shop-assistant"]["exports"] if e["kind"] == "eval_cases")
     assert eval_export["status"] == "written"
-    assert first["exports_refused"]  # small sample: some formats have too few examples
+    assert first["exports_refused"]  # some formats have fewer than min_examples
 
     arts = _artifacts(state.state_details.flow_run_id)
     assert {"curate-summary", "curate-versions", "curate-exports"} <= set(arts)

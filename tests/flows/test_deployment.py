@@ -109,7 +109,8 @@ def test_the_shipped_file_names_no_machine_path() -> None:
     spec = yaml.safe_load(DEPLOYMENTS.read_text())
     weekly = next(d for d in spec["deployments"] if d["name"] == "weekly")
     assert weekly["entrypoint"] == "flows/weekly.py:weekly_flow"
-    assert not weekly.get("parameters")  # inputs come from settings (the inbox), not paths
+    # inputs come from settings (the inbox), never paths; one run per agent at a time
+    assert weekly.get("parameters") == {"agent_concurrency": "wait"}
     assert "/data/" not in DEPLOYMENTS.read_text()
     assert weekly["work_pool"]["job_variables"]["env"]["PREFECT_LOGGING_EXTRA_LOGGERS"] == "ratchet"
 
