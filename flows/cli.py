@@ -338,6 +338,24 @@ def weekly(
         typer.echo("ingest: nothing to ingest")
     for stage, result in summary.items():
         _print_summary(stage, {k: v for k, v in result.items() if k != "reports"})
+    _print_where_to_look()
+
+
+def _print_where_to_look() -> None:
+    """After a weekly run, where its report and records are: an operator's next step."""
+    import os
+
+    from ratchet.settings import get_settings
+
+    api = os.environ.get("PREFECT_API_URL", "").rstrip("/")
+    ui = api[: -len("/api")] if api.endswith("/api") else api
+    where = (
+        f"{ui}/runs" if ui else "run `prefect server start`, then open http://127.0.0.1:4200/runs"
+    )
+    typer.echo("where to look:")
+    typer.echo(f"  report: the weekly-improvement run's `weekly-report` artifact ({where})")
+    typer.echo("  models: ratchet models list; evaluations: ratchet evals list")
+    typer.echo(f"  store: {get_settings().store_root}")
 
 
 def _when(value: str | None, option: str) -> Any:

@@ -115,3 +115,16 @@ def test_record_and_read_commands_do_not_import_prefect_gx_or_pandas(ratchet_env
         timeout=120,
     )
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
+
+
+def test_a_weekly_run_ends_saying_where_its_report_is(ratchet_env, monkeypatch, capsys) -> None:
+    from flows import cli
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    cli._print_where_to_look()
+    out = capsys.readouterr().out
+    assert "`weekly-report` artifact" in out and "prefect server start" in out
+    assert "ratchet models list" in out and "store: " in out
+    monkeypatch.setenv("PREFECT_API_URL", "http://prefect.internal:4200/api")
+    cli._print_where_to_look()
+    assert "(http://prefect.internal:4200/runs)" in capsys.readouterr().out
