@@ -19,7 +19,7 @@ def test_cli_ingest_prints_a_summary_and_is_idempotent(prefect_harness, ratchet_
     ]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
-    assert "stored: feedback 22, interactions 147" in first.output
+    assert "stored: feedback 217, interactions 587" in first.output  # the pinned 1.1 sample
     again = runner.invoke(app, args)
     assert again.exit_code == 0
     assert "files already ingested: 2" in again.output
