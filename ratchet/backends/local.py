@@ -347,10 +347,13 @@ class LocalAnswerer:
         """Load what answering reads (this index, and the base's, down the chain) once."""
         _ = self.index
         base = self._base_answerer()
-        if isinstance(base, LocalAnswerer):
-            base.prepare()
-        elif base is not None:
-            getattr(base, "index", None)  # a logs base loads its index on first use
+        try:
+            if isinstance(base, LocalAnswerer):
+                base.prepare()
+            elif base is not None:
+                getattr(base, "index", None)  # a logs base loads its index on first use
+        except BackendError:
+            pass  # an unreadable base fails the answers that need it, when they ask
 
     def _base_answer(self, messages: Sequence[Mapping[str, Any]]) -> Answer | None:
         base = self._base_answerer()
