@@ -1,7 +1,9 @@
 """The evaluate flow (``evaluate``): a candidate and its baseline answer the eval suites.
 
-One task (:func:`tasks.evaluate.evaluate_task`) does the work through the core; the flow loads
-and validates the config first and publishes what an operator reads in the UI:
+One task (:func:`tasks.evaluate.evaluate_task`) does the work through the core; with
+``runtime.task_runner: dask`` the flow fans out instead (:func:`evaluate_on_cluster`: one task
+per model and batch of ``runtime.eval_batch_cases`` cases, all at once on the cluster). The flow
+loads and validates the config first and publishes what an operator reads in the UI:
 
 * ``evaluation-comparison`` (table): per subset and metric, baseline and candidate means with
   their confidence intervals and the paired difference (candidate − baseline) with its interval;
@@ -20,10 +22,17 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from ratchet.config import load_config
+from ratchet.config import PipelineConfig, load_config
 from ratchet.settings import get_settings
 from tasks import runtime
-from tasks.evaluate import evaluate_task
+from tasks.evaluate import (
+    evaluate_batch_task,
+    evaluate_task,
+    fail_eval_runs_task,
+    finish_evaluation_task,
+    plan_evaluation_task,
+    start_eval_run_task,
+)
 
 
 def _run_name() -> str:
@@ -75,6 +84,49 @@ def summary_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def evaluate_on_cluster(
+    candidate: str,
+    baseline: str | None,
+    suites: list[str],
+    config: PipelineConfig,
+    flow_run_id: str | None,
+) -> dict[str, Any]:
+    """The evaluation fanned out: every model's cases in batches, every batch a task on the
+    cluster. A batch that fails for good (after its retries) fails both runs, so the gate never
+    reads half an evaluation; the answers the other batches paid for stay cached."""
+    plan = plan_evaluation_task(candidate, baseline, suites, config, flow_run_id)
+    models = [plan.candidate] + ([plan.baseline] if plan.baseline else [])
+    run_ids = {m: start_eval_run_task(m, plan, config, flow_run_id) for m in models}
+    size = config.runtime.eval_batch_cases
+    starts = list(range(0, plan.cases, size))
+    share = 1.0 / (len(models) * len(starts))
+    with runtime.task_runner(config.runtime) as runner:
+        futures = []
+        for m in models:
+            for start in starts:
+                params = {
+                    "plan": plan, "model_version_id": m, "eval_run_id": run_ids[m],
+                    "start": start, "end": min(start + size, plan.cases), "rate_share": share,
+                    "config": config, "flow_run_id": flow_run_id,
+                }  # fmt: skip
+                futures.append((m, start, runner.submit(evaluate_batch_task, parameters=params)))
+        states = runtime.wait_states([f for _, _, f in futures])
+    failed = [
+        f"evaluate-{m}-from-{start}: {state.type.value}"
+        for (m, start, _), state in zip(futures, states, strict=True)
+        if not state.is_completed()
+    ]
+    if failed:
+        reason = f"{len(failed)} batch(es) failed: " + "; ".join(failed[:5])
+        fail_eval_runs_task(list(run_ids.values()), reason, config, flow_run_id)
+        raise RuntimeError(reason)
+    batches: dict[str, list[Any]] = {m: [] for m in models}
+    for (m, _, _), state in zip(futures, states, strict=True):
+        batches[m].append(state.result())
+    runs = {m: (run_ids[m], batches[m]) for m in models}
+    return finish_evaluation_task(plan, runs, config, flow_run_id)
+
+
 @flow(name="evaluate", flow_run_name=_run_name, log_prints=False)
 def evaluate_flow(
     candidate: str,
@@ -87,7 +139,11 @@ def evaluate_flow(
     runtime.route_core_logs()
     logger = get_run_logger()
     config = load_config(get_settings(), config_overrides)
-    report = evaluate_task(candidate, baseline, list(suites or []), config, flow_run.id)
+    run_id = str(flow_run.id) if flow_run.id else None
+    if config.runtime.task_runner == "dask":
+        report = evaluate_on_cluster(candidate, baseline, list(suites or []), config, run_id)
+    else:
+        report = evaluate_task(candidate, baseline, list(suites or []), config, flow_run.id)
     if report["comparison"]:
         create_table_artifact(
             key="evaluation-comparison",

@@ -380,8 +380,8 @@ class RuntimeConfig(_Section):
         "threads",
         description="Where a flow's fanned-out tasks run. threads: in the flow's process, ingest "
         "files one after another (each file's batches on ingest.workers processes); dask: "
-        "files, byte ranges of large files and curation per agent as parallel tasks on a "
-        "Dask cluster (needs the `scale` extra, prefect-dask).",
+        "files, byte ranges of large files, curation per agent and evaluation per batch of "
+        "cases as parallel tasks on a Dask cluster (needs the `scale` extra, prefect-dask).",
     )
     dask_address: str = Field(
         "",
@@ -416,6 +416,14 @@ class RuntimeConfig(_Section):
         description="With task_runner dask, an uncompressed input file larger than this is cut "
         "into byte ranges of about this size, at line boundaries, each ingested as its own task "
         "(a gzipped file is one task: it cannot be cut).",
+    )
+    eval_batch_cases: int = Field(
+        250,
+        ge=1,
+        description="With task_runner dask, an evaluation is cut into batches of this many "
+        "cases per model, each answered and scored as its own task on any worker (with threads "
+        "an evaluation is one task: its answers are already concurrent, evaluation.concurrency). "
+        "evaluation.rate_limit_per_s is shared out evenly among the batches.",
     )
 
 

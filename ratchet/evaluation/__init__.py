@@ -5,6 +5,7 @@ differences go to the database for the gate.
 Modules: :mod:`~ratchet.evaluation.scorers` (named, versioned scorers),
 :mod:`~ratchet.evaluation.stats` (bootstrap means, paired differences, slices),
 :mod:`~ratchet.evaluation.runner` (concurrent, rate-limited, cached answering),
-:mod:`~ratchet.evaluation.evaluate` (one evaluation end to end, candidate-only replay),
+:mod:`~ratchet.evaluation.evaluate` (one evaluation end to end: plan, runs, comparison),
+:mod:`~ratchet.evaluation.model_run` (one model's run, whole or in batches; candidate-only replay),
 :mod:`~ratchet.evaluation.suites` (``ratchet suites import``). No Prefect here.
 """

@@ -22,24 +22,42 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from ratchet import schemas
-from ratchet.backends import BackendContext, answerer_for
-from ratchet.backends.base import ModelSpec
-from ratchet.config import PipelineConfig
+from ratchet.backends import answerer_for
 from ratchet.db import NotFoundError, repo
 from ratchet.db.evals import MetricValue
 from ratchet.evaluation import scorers as sc
 from ratchet.evaluation import stats
-from ratchet.evaluation.runner import AnswerCache, CallPolicy, answer_all, input_hash
+from ratchet.evaluation.model_run import (
+    EvalContext,
+    ModelRun,
+    results_path,
+    rows_of,
+    run_model,
+    spec_of,
+)
 from ratchet.store import Store
+
+__all__ = [
+    "EvalContext",
+    "EvalPlan",
+    "EvalRequest",
+    "EvaluationError",
+    "compare_runs",
+    "comparison_path",
+    "evaluate",
+    "plan_evaluation",
+    "read_results",
+    "results_path",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +66,6 @@ IMPORTED = "import"  # the ``stats.source`` of an imported suite's dataset versi
 
 class EvaluationError(ValueError):
     """An evaluation cannot start (unknown version, no suite, a suite of another agent)."""
-
-
-def results_path(eval_run_id: str) -> str:
-    return f"evals/{eval_run_id}/results.parquet"
 
 
 def comparison_path(eval_run_id: str) -> str:
@@ -69,28 +83,7 @@ class EvalRequest:
     suites: tuple[str, ...] = ()
 
 
-@dataclass
-class EvalContext:
-    store: Store
-    sessions: sessionmaker[Session]
-    config: PipelineConfig
-    settings: Any
-    redact: Callable[[str], str]
-    flow_run_id: str | None = None
-    sleep: Callable[[float], None] | None = None
-    answerers: dict[str, Any] = field(default_factory=dict)  # model version id -> Answerer
-
-    def backend_context(self) -> BackendContext:
-        return BackendContext(self.store, self.settings, self.config)
-
-
 # --- inputs -------------------------------------------------------------------------------------
-def _spec(version: Any) -> ModelSpec:
-    return ModelSpec(
-        version.backend, version.model_ref, version.system_prompt, dict(version.parameters or {})
-    )
-
-
 def _version(session: Session, version_id: str, what: str) -> Any:
     try:
         return repo.get_model_version(session, version_id)
@@ -132,200 +125,7 @@ def load_cases(store: Store, session: Session, agent_id: str, suites: Sequence[s
     return pa.Table.from_pylist(rows) if rows else pa.table({"case_id": pa.array([], pa.string())})
 
 
-# --- one model ----------------------------------------------------------------------------------
-def _prior_results(ctx: EvalContext, model_version_id: str) -> dict[tuple[str, str], dict]:
-    """Stored per-case results of the model's completed runs, newest first wins."""
-    with ctx.sessions() as s:
-        runs = repo.list_eval_runs(s, model_version_id=model_version_id, status="completed")
-        paths = [r.results_path for r in runs if r.results_path]
-    out: dict[tuple[str, str], dict] = {}
-    for path in paths:
-        if not ctx.store.exists(path):
-            continue
-        for row in ctx.store.read_table(path, schemas.EVAL_RESULTS).to_pylist():
-            if row["source"] != "error" and row["input_hash"]:
-                out.setdefault((row["case_id"], row["input_hash"]), row)
-    return out
-
-
-def _passed(scores: Mapping[str, float], cfg: Any) -> bool | None:
-    value = scores.get(cfg.primary_metric)
-    return None if value is None else value >= cfg.pass_threshold[cfg.primary_metric]
-
-
-@dataclass
-class ModelRun:
-    """One model's answers on the suite: rows for results.parquet and value-free counts."""
-
-    model_version_id: str
-    eval_run_id: str
-    rows: list[dict[str, Any]]
-    counts: dict[str, int]
-    cost_usd: float
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "model_version_id": self.model_version_id,
-            "eval_run_id": self.eval_run_id,
-            "results_path": results_path(self.eval_run_id),
-            "cases": len(self.rows),
-            "cost_usd": round(self.cost_usd, 6),
-            **self.counts,
-        }
-
-
-def run_model(
-    ctx: EvalContext,
-    version: Any,
-    cases: list[dict[str, Any]],
-    suites: Sequence[str],
-    scorers: Sequence[sc.Scorer],
-) -> ModelRun:
-    """Answer (or replay) and score every case for one model version; write its results and
-    its run with metrics. The eval run is marked failed if anything raises."""
-    cfg = ctx.config.evaluation
-    with ctx.sessions() as s, s.begin():
-        run = repo.create_eval_run(
-            s,
-            agent_id=version.agent_id,
-            model_version_id=version.id,
-            dataset_version_id=suites[0] if suites else None,
-            flow_run_id=ctx.flow_run_id,
-        )
-        run_id = run.id
-    try:
-        return _run_model(ctx, version, run_id, cases, scorers, cfg)
-    except Exception as exc:
-        with ctx.sessions() as s, s.begin():
-            repo.finish_eval_run(
-                s, run_id, status="failed", n_cases=0, error=f"{type(exc).__name__}"[:500]
-            )
-        raise
-
-
-def _run_model(
-    ctx: EvalContext,
-    version: Any,
-    run_id: str,
-    cases: list[dict[str, Any]],
-    scorers: Sequence[sc.Scorer],
-    cfg: Any,
-) -> ModelRun:
-    versions = {s.name: s.version for s in scorers}
-    prior = _prior_results(ctx, version.id)
-    hashes = [input_hash(c["input"]) for c in cases]
-    replay = {
-        i: prior[(c["case_id"], h)]
-        for i, (c, h) in enumerate(zip(cases, hashes, strict=True))
-        if (c["case_id"], h) in prior
-        and dict(prior[(c["case_id"], h)]["scorer_versions"] or {}) == versions
-    }
-    todo = [i for i in range(len(cases)) if i not in replay]
-    outcomes: dict[int, Any] = {}
-    cost = 0.0
-    if todo:
-        answerer = ctx.answerers.get(version.id) or answerer_for(
-            _spec(version), ctx.backend_context()
-        )
-        cache = AnswerCache(ctx.store, version.id)
-        kw = {"sleep": ctx.sleep} if ctx.sleep else {}
-        got = answer_all(
-            answerer,
-            [cases[i]["input"] for i in todo],
-            cache=cache,
-            policy=CallPolicy.from_config(cfg),
-            redact=ctx.redact,
-            **kw,
-        )
-        outcomes = dict(zip(todo, got, strict=True))
-        cost = sum(o.answer.cost_usd for o in got if o.source == "answered")
-        cache.flush()
-    rows, counts = [], {"answered": 0, "cached": 0, "replayed": 0, "errors": 0}
-    for i, case in enumerate(cases):
-        base = {
-            "eval_run_id": run_id,
-            "case_id": case["case_id"],
-            "model_version_id": version.id,
-            "suite": case.get("suite"),
-            "kind": case["kind"],
-            "split": case["split"],
-            "fix_check": case["fix_check"],
-            "topic": case.get("topic"),
-            "input_hash": hashes[i],
-        }
-        if i in replay:
-            old = replay[i]
-            scores = dict(old["scores"] or {})
-            row = {
-                **base,
-                "answer": old["answer"],
-                "scores": scores,
-                "latency_ms": old["latency_ms"],
-                "cost_usd": old["cost_usd"],
-                "tool_calls": old["tool_calls"],
-                "source": "replayed",
-                "error": None,
-            }
-            counts["replayed"] += 1
-        else:
-            o = outcomes[i]
-            scores = sc.score(scorers, _case(case), o.answer)
-            calls = (
-                json.dumps([dict(c) for c in o.answer.tool_calls], sort_keys=True)
-                if o.answer.tool_calls
-                else None
-            )
-            row = {
-                **base,
-                "answer": o.answer.text if o.source != "error" else None,
-                "scores": scores,
-                "latency_ms": o.answer.latency_ms,
-                "cost_usd": o.answer.cost_usd,
-                "tool_calls": calls,
-                "source": o.source,
-                "error": o.error,
-            }
-            counts["errors" if o.source == "error" else o.source] += 1
-        row["passed"] = _passed(scores, cfg)
-        row["scorer_versions"] = versions
-        rows.append(row)
-    table = pa.Table.from_pylist(rows, schema=schemas.EVAL_RESULTS)
-    ctx.store.write_table_at(results_path(run_id), table, schemas.EVAL_RESULTS)
-    metrics = [
-        MetricValue(
-            m.metric,
-            m.interval.value,
-            m.interval.n,
-            m.interval.ci_low,
-            m.interval.ci_high,
-            m.subset,
-        )
-        for m in stats.summarise(
-            rows, samples=cfg.bootstrap_samples, confidence=cfg.confidence, seed=cfg.seed
-        )
-    ]
-    with ctx.sessions() as s, s.begin():
-        repo.finish_eval_run(
-            s,
-            run_id,
-            n_cases=len(rows),
-            cost_usd=cost,
-            results_path=results_path(run_id),
-            metrics=metrics,
-        )
-    logger.info("eval run %s (%s): %d case(s): %s", run_id, version.id, len(rows), counts)
-    return ModelRun(version.id, run_id, rows, counts, cost)
-
-
-def _case(row: Mapping[str, Any]) -> sc.Case:
-    return sc.Case(
-        row["case_id"],
-        row["input"],
-        row["expected"] or "",
-        tuple(row.get("expected_tool_calls") or ()),
-    )
-
-
+# --- scorers ------------------------------------------------------------------------------------
 def build_run_scorers(ctx: EvalContext) -> tuple[sc.Scorer, ...]:
     """The configured scorers; the LLM judge only when ``evaluation.judge_model`` is set."""
     cfg = ctx.config.evaluation
@@ -333,7 +133,7 @@ def build_run_scorers(ctx: EvalContext) -> tuple[sc.Scorer, ...]:
     if cfg.judge_model:
         with ctx.sessions() as s:
             jv = _version(s, cfg.judge_model, "evaluation.judge_model")
-            spec = _spec(jv)
+            spec = spec_of(jv)
         judge = sc.judge_scorer(answerer_for(spec, ctx.backend_context()), cfg.judge_model)
     return sc.build_scorers(
         embedding=cfg.embedding, refusal_patterns=ctx.config.curation.refusal_patterns, judge=judge
@@ -341,10 +141,22 @@ def build_run_scorers(ctx: EvalContext) -> tuple[sc.Scorer, ...]:
 
 
 # --- the whole evaluation -----------------------------------------------------------------------
-def evaluate(ctx: EvalContext, request: EvalRequest) -> dict[str, Any]:
-    """Evaluate a candidate (and its baseline) on the suites; returns a value-free report:
-    both runs' summaries, the suites, and the comparison rows (see the module docstring)."""
-    cfg = ctx.config.evaluation
+@dataclass(frozen=True)
+class EvalPlan:
+    """What an evaluation will run, by reference (ids, not frames): a task on another machine
+    rebuilds the cases from the suites (:func:`plan_cases`)."""
+
+    agent: str
+    candidate: str
+    baseline: str | None
+    suites: tuple[str, ...]
+    cases: int
+
+
+def plan_evaluation(ctx: EvalContext, request: EvalRequest) -> EvalPlan:
+    """Resolve the request: the candidate, its baseline (``production``: the agent's, none when
+    it is the candidate itself), the suites (default: the agent's latest curated) and how many
+    active cases they hold. Raises :class:`EvaluationError` when it cannot start."""
     with ctx.sessions() as s:
         cand = _version(s, request.candidate, "--candidate")
         agent = cand.agent_id
@@ -366,32 +178,67 @@ def evaluate(ctx: EvalContext, request: EvalRequest) -> dict[str, Any]:
                     "pass --suite)"
                 )
             suites = [default]
-        cases = load_cases(ctx.store, s, agent, suites).to_pylist()
-    if not cases:
+        n = load_cases(ctx.store, s, agent, suites).num_rows
+    if not n:
         raise EvaluationError("the suites hold no active eval case")
+    return EvalPlan(agent, cand.id, base.id if base is not None else None, tuple(suites), n)
+
+
+def plan_cases(ctx: EvalContext, plan: EvalPlan) -> list[dict[str, Any]]:
+    """The plan's cases, in the same order on every machine."""
+    with ctx.sessions() as s:
+        return load_cases(ctx.store, s, plan.agent, plan.suites).to_pylist()
+
+
+def model_version(ctx: EvalContext, version_id: str) -> Any:
+    with ctx.sessions() as s:
+        return _version(s, version_id, "model version")
+
+
+def evaluate(ctx: EvalContext, request: EvalRequest) -> dict[str, Any]:
+    """Evaluate a candidate (and its baseline) on the suites; returns a value-free report:
+    both runs' summaries, the suites, and the comparison rows (see the module docstring)."""
+    plan = plan_evaluation(ctx, request)
+    cases = plan_cases(ctx, plan)
     scorers = build_run_scorers(ctx)
     logger.info(
         "evaluating %s against %s on %d case(s) of %d suite(s)",
-        cand.id,
-        base.id if base is not None else "no baseline",
+        plan.candidate,
+        plan.baseline or "no baseline",
         len(cases),
-        len(suites),
+        len(plan.suites),
     )
-    cand_run = run_model(ctx, cand, cases, suites, scorers)
+    cand_run = run_model(ctx, model_version(ctx, plan.candidate), cases, plan.suites, scorers)
+    base_run = None
+    if plan.baseline is not None:
+        base = model_version(ctx, plan.baseline)
+        base_run = run_model(ctx, base, cases, plan.suites, scorers)
+    return compare_runs(ctx, plan, {s.name: s.version for s in scorers}, cand_run, base_run)
+
+
+def compare_runs(
+    ctx: EvalContext,
+    plan: EvalPlan,
+    scorers: dict[str, str],
+    cand_run: ModelRun,
+    base_run: ModelRun | None,
+) -> dict[str, Any]:
+    """The report, and with a baseline the paired comparison: ``delta:<metric>`` metrics on the
+    candidate's run and ``comparison.json``."""
+    cfg = ctx.config.evaluation
     report: dict[str, Any] = {
-        "agent": agent,
-        "suites": suites,
-        "cases": len(cases),
-        "scorers": {s.name: s.version for s in scorers},
+        "agent": plan.agent,
+        "suites": list(plan.suites),
+        "cases": plan.cases,
+        "scorers": scorers,
         "primary_metric": cfg.primary_metric,
         "candidate": cand_run.summary(),
         "baseline": None,
         "comparison": [],
         "comparison_path": None,
     }
-    if base is None:
+    if base_run is None:
         return report
-    base_run = run_model(ctx, base, cases, suites, scorers)
     comparison = stats.compare(
         cand_run.rows,
         base_run.rows,
@@ -415,9 +262,9 @@ def evaluate(ctx: EvalContext, request: EvalRequest) -> dict[str, Any]:
     doc = {
         "candidate_eval_run_id": cand_run.eval_run_id,
         "baseline_eval_run_id": base_run.eval_run_id,
-        "candidate": cand.id,
-        "baseline": base.id,
-        "suites": suites,
+        "candidate": plan.candidate,
+        "baseline": plan.baseline,
+        "suites": list(plan.suites),
         "rows": [c.as_dict() for c in comparison],
     }
     path = comparison_path(cand_run.eval_run_id)
@@ -428,8 +275,4 @@ def evaluate(ctx: EvalContext, request: EvalRequest) -> dict[str, Any]:
 
 def read_results(store: Store, path: str) -> list[dict[str, Any]]:
     """A run's per-case results (for the gate), ``scores`` and ``scorer_versions`` as dicts."""
-    rows = store.read_table(path, schemas.EVAL_RESULTS).to_pylist()
-    for row in rows:
-        row["scores"] = dict(row["scores"] or {})
-        row["scorer_versions"] = dict(row["scorer_versions"] or {})
-    return rows
+    return rows_of(store.read_table(path, schemas.EVAL_RESULTS))

@@ -4,7 +4,8 @@ on an S3 server on loopback (moto in server mode), the ledger on the suite's Pos
 Overlapping files, a file submitted twice at once under two names, and large files cut into
 byte ranges all run as parallel tasks: every record is stored exactly once. Then a worker is
 killed (SIGKILL) in the middle of a task: Dask runs the task again on another worker, and
-nothing is duplicated or lost. Workers rebuild settings, store and database from the
+nothing is duplicated or lost. Curation fans out per agent, and evaluation per batch of cases,
+with the same results as one task. Workers rebuild settings, store and database from the
 environment they were started with, as on a cluster.
 """
 
@@ -229,3 +230,75 @@ def test_curation_fans_out_per_agent_on_the_cluster(scale_env: dict[str, Any]) -
         (v["kind"], v["version"]) for r in summary["reports"] for v in r["versions"]
     }
     assert not any(v["created"] for r in again["reports"] for v in r["versions"])
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_evaluation_fans_out_per_batch_of_cases_and_matches_one_task(
+    scale_env: dict[str, Any],
+) -> None:
+    """An evaluation cut into batches of cases, each a task on the workers, writes the same
+    per-case results as one task does, then cleans its batch files away."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.curate import curate_flow
+    from flows.evaluate import evaluate_flow
+    from flows.ingest import ingest_flow
+    from ratchet.backends.logs import register_logs_model
+    from ratchet.db import repo
+    from ratchet.evaluation.evaluate import read_results
+    from tasks import runtime
+    from tests.conftest import SAMPLE_DIR
+
+    agent = "shop-assistant"
+    week = ["interactions-week-01.jsonl", "feedback-week-01.jsonl"]
+    _flow(scale_env, [SAMPLE_DIR / f for f in week])  # already stored when run after the above
+    curate_flow()
+    s = runtime.settings()
+    store, sessions = runtime.store(s), runtime.sessions(s)
+    with sessions() as session, session.begin():
+        production = register_logs_model(session, store, agent).version_id
+    ingest_flow(paths=[str(SAMPLE_DIR / "interactions-week-02.jsonl")])  # threads: quicker
+    with sessions() as session, session.begin():
+        candidate = register_logs_model(session, store, agent)
+        twin = repo.create_model_version(  # the same model, so nothing of the first run replays
+            session, agent_id=agent, backend="logs", model_ref=candidate.model_ref
+        ).id
+    assert candidate.version_id != production
+    evaluation = {"embedding": "tfidf", "bootstrap_samples": 200}
+    state = evaluate_flow(
+        candidate=candidate.version_id,
+        config_overrides={"evaluation": evaluation, "runtime": {
+            "task_runner": "dask", "dask_address": scale_env["address"], "eval_batch_cases": 25,
+        }},
+        return_state=True,
+    )  # fmt: skip
+    fanned = state.result()
+    one = evaluate_flow(candidate=twin, config_overrides={"evaluation": evaluation})
+    n = fanned["cases"]
+    assert n > 25 and fanned["baseline"]["model_version_id"] == production
+    assert fanned["candidate"]["answered"] == n and fanned["baseline"]["answered"] == n
+
+    def by_case(path: str) -> dict[str, tuple[Any, ...]]:
+        rows = read_results(store, path)
+        return {r["case_id"]: (r["answer"], r["scores"], r["passed"], r["source"]) for r in rows}
+
+    assert by_case(fanned["candidate"]["results_path"]) == by_case(one["candidate"]["results_path"])
+
+    def quality(report: dict[str, Any]) -> list[dict[str, Any]]:  # latency is the clock's
+        return [r for r in report["comparison"] if r["metric"] != "latency_ms"]
+
+    assert quality(fanned) == quality(one)  # same scores, same intervals
+    assert one["baseline"]["replayed"] == n  # the baseline's fanned-out results were complete
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    batches = [
+        r.name for r in runs if r.name.endswith(tuple(f"-from-{i}" for i in range(0, n, 25)))
+    ]
+    assert len(batches) == 2 * -(-n // 25)  # both models, every batch its own task
+    for side in ("candidate", "baseline"):
+        assert store.list_files(f"evals/{fanned[side]['eval_run_id']}/batches") == []
