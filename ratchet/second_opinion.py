@@ -215,10 +215,43 @@ def merge_results(into: dict[str, SecondOpinionResult], result: SecondOpinionRes
         seen.merge(result)
 
 
+# Presidio's package imports its NLP engines eagerly, and those import PyTorch and transformers
+# when they are installed (the ``train`` extra): ~330 MB and ~5 s of CPU in every process that
+# scans, for recognizers this module never uses (pattern recognizers, ``NoOpNlpEngine``).
+_HEAVY_OPTIONAL = ("torch", "transformers")
+
+
+def _import_presidio() -> Any:
+    """``presidio_analyzer``, imported with its optional model back ends hidden.
+
+    A ``None`` entry in ``sys.modules`` makes an import raise ImportError, which Presidio's
+    NLP modules catch (their model back ends are optional); the entries are removed again
+    straight after, so a later ``import torch`` elsewhere in the process works as usual. A
+    module already imported is left alone."""
+    import importlib
+    import sys
+
+    if "presidio_analyzer" in sys.modules:  # imported already (or hidden: raises)
+        return importlib.import_module("presidio_analyzer")
+    hidden = [m for m in _HEAVY_OPTIONAL if m not in sys.modules]
+    with _IMPORT_LOCK:
+        for name in hidden:
+            sys.modules[name] = None  # type: ignore[assignment]
+        try:
+            return importlib.import_module("presidio_analyzer")
+        finally:
+            for name in hidden:
+                if sys.modules.get(name, 0) is None:
+                    del sys.modules[name]
+
+
+_IMPORT_LOCK = threading.Lock()
+
+
 def presidio_available() -> bool:
     """Whether ``presidio-analyzer`` (the ``privacy`` extra) can be imported."""
     try:
-        import presidio_analyzer  # noqa: F401
+        _import_presidio()
     except ImportError:
         return False
     return True
@@ -397,6 +430,8 @@ def scan_written(
 def _build_analyzer(entities: list[str]) -> Any:
     """An offline ``AnalyzerEngine`` with exactly the recognizers for ``entities``."""
     import tldextract
+
+    _import_presidio()  # first, lean (see _HEAVY_OPTIONAL)
     from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
     from presidio_analyzer.nlp_engine import NoOpNlpEngine
     from presidio_analyzer.predefined_recognizers import (

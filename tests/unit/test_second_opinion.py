@@ -337,3 +337,27 @@ def test_curation_report_carries_the_scan_per_table(ratchet_env, tmp_path) -> No
     assert scans["eval_cases"]["status"] == "scanned" and scans["eval_cases"]["rows_scanned"] > 0
     assert all(s["hits_by_type"] == {} for s in scans.values())
     assert any(q["suite"] == "eval_cases_second_opinion" for q in report["quality"])
+
+
+def test_the_scan_does_not_load_pytorch_or_transformers() -> None:
+    """Presidio's NLP modules import PyTorch and transformers when installed (the train extra):
+    ~330 MB in every ingest process, for model back ends this scan never uses. A fresh
+    interpreter builds the scanner and finds PII without loading either; importing torch
+    afterwards still works (what the scan hid is unhidden)."""
+    import subprocess
+
+    code = (
+        "import importlib.util, sys\n"
+        "from ratchet.second_opinion import _build_analyzer\n"
+        "hits = _build_analyzer(['EMAIL_ADDRESS']).analyze('mail bob.smith@gmail.com',"
+        " language='en')\n"
+        "print(len(hits), 'torch' in sys.modules, 'transformers' in sys.modules)\n"
+        "if importlib.util.find_spec('torch'):\n"
+        "    import torch\n"
+        "    print('torch', torch.__name__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    ).stdout.split("\n")
+    assert out[0] == "1 False False"
+    assert out[1] in ("torch torch", "")
