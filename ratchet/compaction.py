@@ -264,9 +264,7 @@ def commit_compaction(session: Session, plan: PartitionPlan, outputs: Sequence[_
         if plan.table_name == "feedback":
             index_feedback_part(session, plan.agent_id, row.id, out.interaction_ids)
         new_ids.append(row.id)
-    if _keys_pointing_at(session, old_ids) or (
-        _keys_pointing_at(session, new_ids) != moving
-    ):
+    if _keys_pointing_at(session, old_ids) or (_keys_pointing_at(session, new_ids) != moving):
         raise CompactionConflict(f"{plan.label()}: record keys did not all move")
     session.execute(
         insert(PartReplacement),
