@@ -222,6 +222,12 @@ class Store:
         if self.exists(rel):
             self.fs.delete_file(self.full(rel))
 
+    def remove_empty_dir(self, rel: str) -> None:
+        """Remove a folder that holds no file any more (a local disk keeps empty folders; an
+        object store has none, so there it is a no-op)."""
+        if self.is_local and self.exists(rel) and not self.list_files(rel):
+            self.fs.delete_dir(self.full(rel))
+
     # --- reads -----------------------------------------------------------------------------
     def read_bytes(self, rel: str) -> bytes:
         try:

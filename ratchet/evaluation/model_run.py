@@ -198,6 +198,7 @@ def finish_from_batches(
     run = finish_run(ctx, model_version_id, run_id, rows, counts, sum(b.cost_usd for b in ordered))
     for b in ordered:
         ctx.store.delete(b.path)
+    ctx.store.remove_empty_dir(batch_path(run_id, 0).rsplit("/", 1)[0])
     return run
 
 

@@ -243,3 +243,46 @@ def test_cli_suites_import_json_and_bad_usage(ratchet_env: Path, tmp_path: Path)
     )
     assert failed.exit_code == 1 and "line 1: input" in failed.output
     assert "bob@example.org" not in failed.output
+
+
+def test_a_run_in_batches_writes_what_one_run_writes_and_a_retried_batch_pays_nothing(
+    env: dict[str, Any],
+) -> None:
+    """The cluster's way (issue 14): batches of cases answered and scored apart, then joined
+    in case order. Same rows as one run of the same model; a batch run twice (a retried task)
+    answers nothing the second time; the batch files and their folder are gone after."""
+    from ratchet.evaluation import model_run
+    from ratchet.evaluation.evaluate import (
+        EvalRequest,
+        build_run_scorers,
+        model_version,
+        plan_cases,
+        plan_evaluation,
+    )
+
+    ctx, ids, store = env["ctx"], env["ids"], env["store"]
+    plan = plan_evaluation(ctx, EvalRequest(ids["candidate"], baseline=None))
+    cases, scorers = plan_cases(ctx, plan), build_run_scorers(ctx)
+    version = model_version(ctx, ids["candidate"])
+    run_id = model_run.start_run(ctx, version, plan.suites)
+    batches = [
+        model_run.run_batch(ctx, version, run_id, cases[i : i + 5], i, scorers, 1 / 3)
+        for i in (10, 0, 5)  # out of order, as tasks finish
+    ]
+    calls = dict(eval_fakes.CALLS)
+    again = model_run.run_batch(ctx, version, run_id, cases[0:5], 0, scorers)
+    assert dict(eval_fakes.CALLS) == calls and again.counts["cached"] == 5
+    batched = model_run.finish_from_batches(ctx, version.id, run_id, batches)
+    assert store.list_files(f"evals/{run_id}") == [f"evals/{run_id}/results.parquet"]
+    assert not (Path(store.full(f"evals/{run_id}")) / "batches").exists()
+
+    twin = model_version(ctx, ids["other"])  # answers like the candidate, nothing cached
+    whole = model_run.run_model(ctx, twin, cases, plan.suites, scorers)
+
+    def key(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return [(r["case_id"], r["answer"], r["scores"], r["passed"]) for r in rows]
+
+    assert key(read_results(store, model_run.results_path(run_id))) == key(whole.rows)
+    assert batched.counts["answered"] == len(CASES)
+    with env["sessions"]() as s:
+        assert repo.get_eval_run(s, run_id).n_cases == len(CASES)
