@@ -143,7 +143,7 @@ def evaluate_flow(
     if config.runtime.task_runner == "dask":
         report = evaluate_on_cluster(candidate, baseline, list(suites or []), config, run_id)
     else:
-        report = evaluate_task(candidate, baseline, list(suites or []), config, flow_run.id)
+        report = evaluate_task(candidate, baseline, list(suites or []), config, run_id)
     if report["comparison"]:
         create_table_artifact(
             key="evaluation-comparison",

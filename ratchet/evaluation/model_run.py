@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
@@ -232,10 +232,7 @@ def score_cases(
         kw = {"sleep": ctx.sleep} if ctx.sleep else {}
         policy = CallPolicy.from_config(cfg)
         if policy.rate_limit_per_s and rate_share < 1.0:
-            policy = CallPolicy(
-                policy.concurrency, policy.timeout_s, policy.retries, policy.retry_backoff_s,
-                policy.rate_limit_per_s * rate_share,
-            )  # fmt: skip
+            policy = replace(policy, rate_limit_per_s=policy.rate_limit_per_s * rate_share)
         got = answer_all(
             answerer,
             [cases[i]["input"] for i in todo],
