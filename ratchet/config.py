@@ -261,9 +261,21 @@ class QualityConfig(_Section):
         200,
         ge=1,
         le=1_000_000,
-        description="Rows sampled per written table (per batch at ingest, per curated table at "
-        "curation); a smaller table is scanned whole. Bounds the scan's cost: ~4.5 ms a row of "
+        description="Rows sampled per written table (at most, per batch at ingest: see "
+        "second_opinion_confidence; per curated table at curation); a smaller table is scanned "
+        "whole. Bounds the scan's cost: ~4.5 ms a row of "
         "chat text (benchmarks/README.md), so 200 rows add ~1 s per batch and table.",
+    )
+    second_opinion_confidence: float = Field(
+        0.95,
+        gt=0.0,
+        le=1.0,
+        description="At ingest, a file's sample is sized so that a leak at "
+        "second_opinion_max_hit_rate shows in it with this probability: "
+        "ln(1 - confidence) / ln(1 - max_hit_rate) rows (2,995 at the defaults), shared among "
+        "the file's batches by their share of its bytes, never more than "
+        "second_opinion_sample_rows per batch and table. 1.0: second_opinion_sample_rows in "
+        "every batch, however large the file.",
     )
     second_opinion_seed: int = Field(
         0, ge=0, description="Seed of the sample, so a rerun scans the same rows."

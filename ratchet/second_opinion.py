@@ -58,10 +58,14 @@ Decisions (measured with ``benchmarks/bench_second_opinion.py``; figures in
 * **Placeholders** (``[EMAIL]``, ``[CREDIT_CARD]``: the redactor's documented output form, an
   upper-snake word in brackets) are masked with spaces of the same length before analysis, so a
   placeholder never counts as a hit, and two fragments around one never fuse into a number.
-* **Sample size** (``quality.second_opinion_sample_rows``, default 200 per table per ingest batch
-  and per curated table): the scan runs at ~4.5 ms a row of chat text on this machine, ~8x
-  slower than the redactor on the same rows, so 200 rows cost ~1 s a batch; at the maximum rate
-  of 0.1% any single hit in a sample under 1,000 rows fails the suite.
+* **Sample size**: at ingest, a file budget (``batch_sample_rows``): enough rows that a leak at
+  ``quality.second_opinion_max_hit_rate`` is seen with ``quality.second_opinion_confidence``
+  (2,995 rows at 0.1% and 95%), shared among the file's batches by bytes, and at most
+  ``quality.second_opinion_sample_rows`` (200) per table and batch, so a small file is scanned as
+  it always was; per curated table at curation, ``second_opinion_sample_rows``. The scan runs at
+  ~4.5 ms a row of chat text on this machine, ~8x slower than the redactor on the same rows: 200
+  rows per 10,000-line batch were ~120 µs of every record's ingest. At the maximum rate of 0.1%
+  any single hit in a sample under 1,000 rows fails the suite.
 * **Hit rate**: the share of *sampled rows* holding at least one hit. The data-quality check in
   :mod:`ratchet.quality` fails above ``quality.second_opinion_max_hit_rate`` and names each
   entity type with its count.
@@ -75,6 +79,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
+import math
 import re
 import threading
 from collections import Counter, defaultdict
@@ -347,24 +352,33 @@ class SecondOpinion:
             rows_hit += bool(found)
         return rows_hit, hits
 
-    def scan(self, table: pa.Table, name: str) -> SecondOpinionResult:
-        """Scan a sample of the table's text columns; never raises for a missing package."""
-        cfg = self.config
-        result = SecondOpinionResult(table=name, status="skipped", rows_total=table.num_rows)
-        if not cfg.second_opinion_enabled:
-            result.reason = SKIPPED_DISABLED
-            return result
+    def skipped(self) -> str | None:
+        """Why this scanner scans nothing (disabled, Presidio missing), or None."""
+        if not self.config.second_opinion_enabled:
+            return SKIPPED_DISABLED
         if not self.available:
-            result.reason = SKIPPED_NOT_INSTALLED
+            return SKIPPED_NOT_INSTALLED
+        return None
+
+    def scan(self, table: pa.Table, name: str, rows: int | None = None) -> SecondOpinionResult:
+        """Scan a sample of the table's text columns (``rows`` rows, default
+        ``quality.second_opinion_sample_rows``); never raises for a missing package."""
+        cfg = self.config
+        size = cfg.second_opinion_sample_rows if rows is None else rows
+        idx = sample_indices(table.num_rows, size, cfg.second_opinion_seed, name)
+        columns = text_columns(table.schema)
+        sample = table.select(columns).take(pa.array(idx, pa.int64()))
+        return self.scan_sample(sample, name, table.num_rows)
+
+    def scan_sample(self, sample: pa.Table, name: str, rows_total: int) -> SecondOpinionResult:
+        """Scan rows already sampled (text columns only) from a table of ``rows_total`` rows."""
+        result = SecondOpinionResult(table=name, status="skipped", rows_total=rows_total)
+        result.reason = self.skipped() or ""
+        if result.reason:
             return result
         result.status = "scanned"
-        columns = text_columns(table.schema)
-        if not columns or not table.num_rows:
+        if not sample.num_columns or not sample.num_rows:
             return result
-        idx = sample_indices(
-            table.num_rows, cfg.second_opinion_sample_rows, cfg.second_opinion_seed, name
-        )
-        sample = table.select(columns).take(pa.array(idx, pa.int64()))
         rows: list[list[str]] = []
         for record in sample.to_pylist():
             strings: list[str] = []
@@ -381,6 +395,26 @@ class SecondOpinion:
                 dict(result.hits_by_type),
             )
         return result
+
+
+def batch_sample_rows(config: QualityConfig, share: float | None) -> int:
+    """Rows to sample from each table of an ingest batch that holds ``share`` of its file's
+    bytes (None: not known, such as a vendor export mapped to records).
+
+    Why a file budget and not a fixed sample per batch: the scan exists to catch a leak the
+    redactor has no rule for, a shape that recurs at some rate; what decides whether it is seen
+    is how many rows of the file were looked at, not how many per batch. The file gets
+    ``ln(1 - confidence) / ln(1 - max_hit_rate)`` rows (2,995 at 95% and 0.1%: a leak at the
+    rate that fails the suite is seen with 95% probability), each batch its share of them, and
+    never more than ``second_opinion_sample_rows``: a small file is scanned as before, a large
+    one no longer pays 200 rows for every 10,000 (that was ~120 µs of every record's ingest,
+    more than any other stage; ``benchmarks/README.md``)."""
+    cap = config.second_opinion_sample_rows
+    confidence, rate = config.second_opinion_confidence, config.second_opinion_max_hit_rate
+    if share is None or confidence >= 1.0 or not 0.0 < rate < 1.0:
+        return cap
+    budget = math.log(1.0 - confidence) / math.log(1.0 - rate)
+    return max(1, min(cap, math.ceil(budget * min(1.0, share))))
 
 
 _scanners: dict[str, SecondOpinion] = {}
@@ -402,28 +436,42 @@ def scanner_for(config: PipelineConfig) -> SecondOpinion:
 
 
 def scan_written(
-    store: Store, pipeline: PipelineConfig, parts: Iterable[tuple[str, str, int]]
+    store: Store,
+    pipeline: PipelineConfig,
+    parts: Iterable[tuple[str, str, int]],
+    rows: int | None = None,
 ) -> dict[str, SecondOpinionResult]:
     """Scan what was written, read back from the store: ``parts`` are (table, path, rows).
 
     Reading back (text columns only) scans the bytes that readers will get, not an in-memory
-    copy. One sample per table across its parts; a skipped scan reads nothing.
+    copy. One sample per table across its parts (``rows`` rows, default
+    ``quality.second_opinion_sample_rows``), drawn as from the parts concatenated; only the parts
+    holding a sampled row are read, and a skipped scan reads nothing.
     """
     by_table: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    for table, path, rows in parts:
-        by_table[table].append((path, rows))
+    for table, path, n in parts:
+        by_table[table].append((path, n))
     scanner = scanner_for(pipeline)
     config = pipeline.quality
+    size = config.second_opinion_sample_rows if rows is None else rows
     out: dict[str, SecondOpinionResult] = {}
     for table, items in by_table.items():
-        schema = schema_for(table)
-        if not (config.second_opinion_enabled and scanner.available):
-            data = schema.empty_table()
-        else:
-            data = store.read_tables([p for p, _ in items], schema, text_columns(schema))
-        result = scanner.scan(data, table)
-        result.rows_total = sum(n for _, n in items)
-        out[table] = result
+        total = sum(n for _, n in items)
+        columns = text_columns(schema_for(table))
+        if scanner.skipped():
+            out[table] = scanner.scan_sample(pa.table({}), table, total)
+            continue
+        idx = sample_indices(total, size, config.second_opinion_seed, table)
+        starts = np.cumsum([0] + [n for _, n in items])
+        owner = np.searchsorted(starts, idx, side="right") - 1  # the part of each sampled row
+        needed = np.unique(owner)
+        data = store.read_tables([items[i][0] for i in needed], schema_for(table), columns)
+        # a sampled row's place among the parts read: its offset in its part, plus the rows of
+        # the parts read before it
+        read_before = np.cumsum([0] + [items[i][1] for i in needed])
+        local = idx - starts[owner] + read_before[np.searchsorted(needed, owner)]
+        sample = data.take(pa.array(local, pa.int64()))
+        out[table] = scanner.scan_sample(sample, table, total)
     return out
 
 

@@ -237,15 +237,24 @@ class Store:
             raise StoreError(f"cannot read {rel}: {exc}") from exc
 
     def read_table(self, rel: str, schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
-        """Read one Parquet file and conform it to the schema (older files gain new columns)."""
+        """Read one Parquet file and conform it to the schema (older files gain new columns).
+
+        With ``columns``, only those are read from the file (the others are never decoded: a
+        read-back of the text columns, a scan of ids, skip the rest of the bytes)."""
         try:
             with self.fs.open_input_file(self.full(rel)) as src:
-                table = pq.read_table(src)
+                if columns:
+                    part = pq.ParquetFile(src)
+                    present = set(part.schema_arrow.names)
+                    table = part.read(columns=[c for c in columns if c in present])
+                else:
+                    table = pq.read_table(src)
         except OSError as exc:
             raise StoreError(f"cannot read {rel}: {exc}") from exc
+        if columns:
+            return conform(table, pa.schema([schema.field(c) for c in columns]))
         retired = [c for c in table.column_names if c in RETIRED_COLUMNS and c not in schema.names]
-        table = conform(table.drop_columns(retired) if retired else table, schema)
-        return table.select(columns) if columns else table
+        return conform(table.drop_columns(retired) if retired else table, schema)
 
     def read_tables(
         self, rels: list[str], schema: pa.Schema, columns: list[str] | None = None

@@ -72,7 +72,12 @@ from ratchet.quality import (
 )
 from ratchet.redaction import Redactor
 from ratchet.schemas import QUARANTINE
-from ratchet.second_opinion import SecondOpinionResult, merge_results, scan_written
+from ratchet.second_opinion import (
+    SecondOpinionResult,
+    batch_sample_rows,
+    merge_results,
+    scan_written,
+)
 from ratchet.store import Store, WrittenPart, feedback_dir, interactions_dir, quarantine_dir
 
 logger = logging.getLogger(__name__)
@@ -195,13 +200,18 @@ def _chunks(lines: Iterator[Line], size: int) -> Iterator[list[Line]]:
         yield batch
 
 
+def _nbytes(batch: list[Line]) -> int:
+    return sum(len(line.data) + 1 for line in batch)
+
+
 def _prepared_batches(
     spec: PrepareSpec, path: Path, workers: int, lines: Iterator[Line] | None = None
-) -> Iterator[PreparedBatch]:
-    """Prepared batches in file order. The first batch is prepared in process; from the second
-    on, batches go to a pool of worker processes, at most ``2 × workers`` in flight, so memory
-    stays bounded by the batch size whatever the file size. ``lines``: a source file's mapped
-    records (:func:`ratchet.ingest.sources.detect.source_lines`) instead of the file's lines."""
+) -> Iterator[tuple[PreparedBatch, int]]:
+    """Prepared batches in file order, each with the bytes of its lines. The first batch is
+    prepared in process; from the second on, batches go to a pool of worker processes, at most
+    ``2 × workers`` in flight, so memory stays bounded by the batch size whatever the file size.
+    ``lines``: a source file's mapped records (:func:`ratchet.ingest.sources.detect.source_lines`)
+    instead of the file's lines."""
     cfg = spec.config.ingest
     if lines is None:
         batches = iter_batches(path, cfg.batch_size, cfg.max_record_bytes)
@@ -212,26 +222,28 @@ def _prepared_batches(
         return
     second = next(batches, None)
     if second is None or workers <= 1:
-        yield prepare_batch(spec, first)
+        yield prepare_batch(spec, first), _nbytes(first)
         if second is not None:
-            yield prepare_batch(spec, second)
+            yield prepare_batch(spec, second), _nbytes(second)
             for batch in batches:
-                yield prepare_batch(spec, batch)
+                yield prepare_batch(spec, batch), _nbytes(batch)
         return
     context = multiprocessing.get_context("spawn")  # no fork under Prefect's threads
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=_die_with_parent,
         initargs=(os.getpid(),),
     ) as pool:  # fmt: skip
-        in_flight: deque[Future[PreparedBatch]] = deque(
-            [pool.submit(prepare_batch, spec, first), pool.submit(prepare_batch, spec, second)]
+        in_flight: deque[tuple[Future[PreparedBatch], int]] = deque(
+            (pool.submit(prepare_batch, spec, b), _nbytes(b)) for b in (first, second)
         )
         for batch in batches:
             if len(in_flight) >= 2 * workers:
-                yield in_flight.popleft().result()
-            in_flight.append(pool.submit(prepare_batch, spec, batch))
+                done, nbytes = in_flight.popleft()
+                yield done.result(), nbytes
+            in_flight.append((pool.submit(prepare_batch, spec, batch), _nbytes(batch)))
         while in_flight:
-            yield in_flight.popleft().result()
+            done, nbytes = in_flight.popleft()
+            yield done.result(), nbytes
 
 
 def ingest_file(
@@ -326,7 +338,7 @@ def ingest_file(
         f" ({source_name})" if source_name else "", size,
     )  # fmt: skip
     try:
-        for batch_no, prepared in enumerate(
+        for batch_no, (prepared, nbytes) in enumerate(
             _prepared_batches(
                 spec, path, _workers(cfg.workers),
                 source_lines(
@@ -357,7 +369,12 @@ def ingest_file(
                 _merge_quality(quality, result)
                 _raise_if_failed(result, report)
             written = [(t, part.path, part.rows) for t, part, _, _ in pending.parts]
-            for so in scan_written(ctx.store, ctx.config, written).values():  # sampled
+            # a sample of what was written, sized by the file's budget (bytes as the share;
+            # a vendor export's mapped records are not the file's bytes: full sample)
+            so_rows = batch_sample_rows(
+                ctx.config.quality, None if source_name else nbytes / max(size, 1)
+            )
+            for so in scan_written(ctx.store, ctx.config, written, so_rows).values():
                 merge_results(report.second_opinion, so)
                 result = second_opinion_report(so, ctx.config.quality)
                 _merge_quality(quality, result)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import math
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +26,9 @@ from ratchet.second_opinion import (
     SecondOpinion,
     SecondOpinionConfigError,
     SecondOpinionResult,
+    batch_sample_rows,
     sample_indices,
+    scan_written,
     scanner_for,
     text_columns,
 )
@@ -181,6 +184,52 @@ def test_sample_size_bounds_the_rows_scanned() -> None:
     assert result.rows_total == 20 and result.rows_scanned == 3
 
 
+def test_a_file_budget_sizes_each_batch_sample_by_its_share_of_the_file() -> None:
+    q = QualityConfig()  # 95% to see a leak at 0.1%: 2,995 rows a file, at most 200 a batch
+    budget = math.log(1 - 0.95) / math.log(1 - 0.001)
+    assert batch_sample_rows(q, 1.0) == 200 and batch_sample_rows(q, None) == 200
+    assert batch_sample_rows(q, 0.02) == math.ceil(budget * 0.02) == 60
+    # fifty equal batches sample the whole budget between them, two hundred still at least one
+    assert sum(batch_sample_rows(q, 1 / 50) for _ in range(50)) >= budget
+    assert batch_sample_rows(q, 1e-9) == 1
+    # a larger share than the file (a gzip's compressed size) is capped, not inflated
+    assert batch_sample_rows(q, 40.0) == 200
+    assert batch_sample_rows(QualityConfig(second_opinion_confidence=1.0), 0.001) == 200
+    assert batch_sample_rows(QualityConfig(second_opinion_max_hit_rate=0.0), 0.001) == 200
+    strict = QualityConfig(second_opinion_confidence=0.999, second_opinion_sample_rows=10_000)
+    assert batch_sample_rows(strict, 0.5) > batch_sample_rows(q, 0.5)
+
+
+def test_read_back_reads_only_the_parts_holding_a_sampled_row(tmp_path, monkeypatch) -> None:
+    store = Store(str(tmp_path))
+    answers = [f"answer {i}" for i in range(60)]
+    answers[7] = answers[45] = f"Write to {EMAIL}."
+    table = _chat_table(answers)
+    parts = []
+    for start in range(0, 60, 10):
+        part = store.write_part("interactions", table.slice(start, 10), table.schema)
+        parts.append(("interactions", part.path, 10))
+    monkeypatch.setattr(so_mod, "schema_for", lambda name: table.schema)
+    read: list[str] = []
+    real = Store.read_table
+    monkeypatch.setattr(
+        Store,
+        "read_table",
+        lambda self, rel, *a, **kw: read.append(rel) or real(self, rel, *a, **kw),
+    )
+    config = PipelineConfig.model_validate({"quality": {"second_opinion_sample_rows": 5000}})
+    whole = scanner_for(config).scan(table, "interactions", rows=4)
+    got = scan_written(store, config, parts, rows=4)["interactions"]
+    idx = sample_indices(60, 4, 0, "interactions")
+    assert len(read) == len({int(i) // 10 for i in idx}) < 6  # not every part was read
+    assert (got.rows_total, got.rows_scanned, got.rows_with_hits, got.hits_by_type) == (
+        whole.rows_total, whole.rows_scanned, whole.rows_with_hits, whole.hits_by_type
+    )  # fmt: skip
+    read.clear()
+    every = scan_written(store, config, parts, rows=60)["interactions"]  # all rows: all parts
+    assert len(read) == 6 and every.rows_scanned == 60 and every.rows_with_hits == 2
+
+
 def test_only_text_columns_are_scanned() -> None:
     cols = text_columns(INTERACTIONS)
     assert {"messages", "response", "metadata", "extra", "interaction_id"} <= set(cols)
@@ -263,6 +312,25 @@ def test_ingest_report_carries_hits_by_type_and_rows_scanned(ratchet_env, tmp_pa
     suites = {q["suite"]: q for q in report["quality"]}
     assert suites["interactions_second_opinion"]["success"]
     _no_value(json.dumps(report))
+
+
+def test_ingest_samples_a_large_file_by_its_budget_and_a_small_one_whole(ratchet_env, tmp_path):
+    ctx = _ctx(disabled=[])  # batches of 100 lines
+    # 5% fails the suite, 95% to see it: a budget of 59 rows for the file, whatever its size
+    quality = QualityConfig(second_opinion_max_hit_rate=0.05, second_opinion_sample_rows=40)
+    ctx = IngestContext(
+        **{**ctx.__dict__, "config": ctx.config.model_copy(update={"quality": quality})}
+    )
+    big = ingest_file(
+        ctx, _file(tmp_path / "big.jsonl", [f"It ships in {i} days." for i in range(800)])
+    )
+    scanned = big.second_opinion["interactions"].rows_scanned
+    budget = math.log(1 - 0.95) / math.log(1 - 0.05)
+    assert budget <= scanned <= budget + 8  # eight batches, each its share rounded up
+    small_file = _file(tmp_path / "small.jsonl", ["It ships tomorrow."] * 30)
+    small_file.write_text(small_file.read_text().replace('"int-', '"small-'))  # new ids
+    small = ingest_file(ctx, small_file)
+    assert small.second_opinion["interactions"].rows_scanned == 30  # one batch: scanned whole
 
 
 # --- wired into curation ----------------------------------------------------------------------

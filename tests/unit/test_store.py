@@ -51,6 +51,25 @@ def test_read_tables_concatenates_and_empty_list_gives_typed_empty(store: Store)
     assert empty.num_rows == 0 and empty.schema == QUARANTINE
 
 
+def test_reading_some_columns_reads_only_those_and_conforms_them(store: Store) -> None:
+    import pyarrow.parquet as pq
+
+    # a part from an older schema: no "detail" column, and a retired one it still carries
+    old = _rows(3).append_column("quarantined_at", pa.array(["2026-01-01"] * 3))
+    rel = "q/part-old.parquet"
+    store.fs.create_dir(store.full("q"), recursive=True)
+    with store.fs.open_output_stream(store.full(rel)) as out:
+        pq.write_table(old, out)
+    got = store.read_table(rel, QUARANTINE, ["detail", "reason"])
+    assert got.column_names == ["detail", "reason"]
+    assert got.schema.field("detail").type == QUARANTINE.field("detail").type
+    assert (
+        got.column("detail").null_count == 3
+        and got.column("reason").to_pylist() == ["not_json"] * 3
+    )
+    assert store.read_table(rel, QUARANTINE).schema == QUARANTINE  # retired column dropped
+
+
 def test_conform_rejects_extra_missing_and_null_required() -> None:
     with pytest.raises(SchemaMismatch, match="not in the quarantine schema"):
         conform(_rows(1).append_column("surprise", pa.array([1])), QUARANTINE)
