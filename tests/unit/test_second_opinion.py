@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import sys
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -228,6 +229,19 @@ def test_read_back_reads_only_the_parts_holding_a_sampled_row(tmp_path, monkeypa
     read.clear()
     every = scan_written(store, config, parts, rows=60)["interactions"]  # all rows: all parts
     assert len(read) == 6 and every.rows_scanned == 60 and every.rows_with_hits == 2
+
+
+def test_phone_windows_without_a_match_are_remembered_and_matches_never() -> None:
+    scanner = SecondOpinion(QualityConfig())
+    phones = [r for r in scanner._engine().registry.recognizers if hasattr(r, "clean")]
+    assert len(phones) == 1
+    texts = [["Order ORD-2026-118842 of 2026-11-03 left on 2026-11-04.", "Call +44 20 7946 0958."]]
+    first = scanner.scan_texts(texts)
+    assert first == (1, Counter({"PHONE_NUMBER": 1}))
+    remembered = set(phones[0].clean)
+    assert any("2026-11-03" in w for w in remembered)
+    assert not any("7946" in w for w in remembered)  # a window with a match is never kept
+    assert scanner.scan_texts(texts) == first  # the same answer from the memo
 
 
 def test_only_text_columns_are_scanned() -> None:
