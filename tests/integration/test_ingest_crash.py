@@ -1,7 +1,9 @@
 """Exactly once under SIGKILL: kill ingest at each dangerous point, run again, count rows.
 
 The killed run is a real child process (``os.kill(os.getpid(), SIGKILL)``: no cleanup, no
-finally blocks, no atexit), so what it leaves behind is what a crashed worker would leave.
+finally blocks, no atexit), so what it leaves behind is what a crashed worker would leave. The
+runs after it (recovery, an overlapping file) are ordinary ingests in this process, with the same
+settings and config as the child: a fresh process each would only add its imports (seconds).
 """
 
 from __future__ import annotations
@@ -69,6 +71,32 @@ CHILD = textwrap.dedent(
 )
 
 
+def _ingest(home: Path, path: Path) -> None:
+    """An ordinary run (what ``CHILD`` does without a kill point), here in the test process."""
+    from datetime import UTC, datetime
+
+    from ratchet.config import PipelineConfig
+    from ratchet.db import open_database
+    from ratchet.ingest.pipeline import IngestContext, ingest_file
+    from ratchet.redaction import Redactor
+    from ratchet.settings import get_settings
+    from ratchet.store import Store
+
+    settings = get_settings(home=home)
+    config = PipelineConfig.model_validate(
+        {"ingest": {"batch_size": 100, "workers": 1}, "quality": {"second_opinion_enabled": False}}
+    )
+    ctx = IngestContext(
+        store=Store(settings.store_root),
+        sessions=open_database(settings),
+        config=config,
+        redactor=Redactor(config.redaction),
+        pseudonym_key=b"k" * 32,
+        now=datetime(2026, 11, 20, tzinfo=UTC),
+    )
+    ingest_file(ctx, path, kind="interactions")
+
+
 def _lines(n: int, start: int = 0) -> list[str]:
     out = []
     for i in range(start, start + n):
@@ -117,8 +145,10 @@ def _stored_ids(home: Path, table: str, column: str) -> list[str]:
 
 
 @pytest.mark.parametrize("point", ["mid_file", "before_commit", "inside_commit"])
-def test_killed_run_then_rerun_stores_everything_once(tmp_path: Path, point: str) -> None:
-    home = tmp_path / "home"
+def test_killed_run_then_rerun_stores_everything_once(
+    tmp_path: Path, ratchet_env: Path, point: str
+) -> None:
+    home = ratchet_env  # this process's RATCHET_* say only this home, as the child's do
     f = tmp_path / "week.jsonl"
     f.write_text("\n".join(_lines(350)) + "\n")
 
@@ -128,8 +158,7 @@ def test_killed_run_then_rerun_stores_everything_once(tmp_path: Path, point: str
         before = _stored_ids(home, "interactions", "interaction_id")
         assert len(before) == len(set(before)) < 350
 
-    done = _run(home, "none", f)
-    assert done.returncode == 0, done.stderr[-2000:]
+    _ingest(home, f)  # the rerun: raises if it fails
     ids = _stored_ids(home, "interactions", "interaction_id")
     assert len(ids) == 350 and len(set(ids)) == 350
     feedback = _stored_ids(home, "feedback", "interaction_id")
@@ -138,12 +167,14 @@ def test_killed_run_then_rerun_stores_everything_once(tmp_path: Path, point: str
     # an overlapping file after recovery adds only its new records
     g = tmp_path / "overlap.jsonl"
     g.write_text("\n".join(_lines(100, start=300)) + "\n")
-    assert _run(home, "none", g).returncode == 0
+    _ingest(home, g)
     ids = _stored_ids(home, "interactions", "interaction_id")
     assert len(ids) == 400 and len(set(ids)) == 400
 
 
-def test_gc_after_a_kill_leaves_exactly_the_ledgers_files(tmp_path: Path) -> None:
+def test_gc_after_a_kill_leaves_exactly_the_ledgers_files(
+    tmp_path: Path, ratchet_env: Path
+) -> None:
     """A kill between writing and committing leaves parts nobody references (here the killed
     file is never retried); after other runs, ``store gc`` leaves exactly the ledger's files."""
     from datetime import timedelta
@@ -152,14 +183,14 @@ def test_gc_after_a_kill_leaves_exactly_the_ledgers_files(tmp_path: Path) -> Non
     from ratchet.settings import get_settings
     from ratchet.store import Store, collect_orphans
 
-    home = tmp_path / "home"
+    home = ratchet_env
     f = tmp_path / "week.jsonl"
     f.write_text("\n".join(_lines(350) + ["not json"] * 3) + "\n")
     killed = _run(home, "before_commit", f)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     g = tmp_path / "other.jsonl"
     g.write_text("\n".join(_lines(50, start=1000)) + "\n")
-    assert _run(home, "none", g).returncode == 0
+    _ingest(home, g)
 
     settings = get_settings(home=home)
     store = Store(settings.store_root)
