@@ -1,9 +1,11 @@
 """The shipped deployment runs as shipped: ``deployments/prefect.yaml`` deployed to a real local
-Prefect server (``prefect server start`` on a loopback port), its weekly deployment run by a
-process worker to Completed, with the run named by its window and its report attached.
+Prefect server (the session's: ``prefect_test_harness`` runs the same server app as ``prefect
+server start``, as a subprocess on a loopback port; a second server would only cost its start),
+its weekly deployment run by a process worker to Completed, with the run named by its window and
+its report attached.
 
 Everything goes through the ``prefect`` CLI in subprocesses, as the README tells an operator,
-with the state (Prefect's and Ratchet's) in a temporary folder. Slow (about a minute).
+with the client state (Prefect's home and Ratchet's) in a temporary folder. Slow (half a minute).
 """
 
 from __future__ import annotations
@@ -11,10 +13,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,12 +26,6 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 DEPLOYMENTS = REPO / "deployments" / "prefect.yaml"
 PREFECT = [sys.executable, "-m", "prefect"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _get(url: str) -> Any:
@@ -51,10 +45,13 @@ def _post(url: str, body: dict[str, Any]) -> Any:
 
 
 @pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A Prefect server on 127.0.0.1 with its own PREFECT_HOME; yields the operator's env."""
+def prefect_server(
+    prefect_harness: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
+    """The operator's env for the session's Prefect server, with homes of its own."""
+    from prefect.settings import PREFECT_API_URL
+
     root = tmp_path_factory.mktemp("prefect-server")
-    port = _free_port()
     env = {
         k: v for k, v in os.environ.items()
         if not k.startswith(("PREFECT_", "RATCHET_"))
@@ -62,37 +59,11 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     env.update(
         PREFECT_HOME=str(root / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
         DO_NOT_TRACK="1", GX_ANALYTICS_ENABLED="false",
-        PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
+        PREFECT_API_URL=str(PREFECT_API_URL.value()),
         RATCHET_HOME=str(root / "ratchet-home"),
     )  # fmt: skip
-    log = (root / "server.log").open("w")
-    server = subprocess.Popen(
-        [*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=root,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                _get(f"{env['PREFECT_API_URL']}/health")
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(
-                        f"prefect server did not start: {(root / 'server.log').read_text()[-2000:]}"
-                    )
-                time.sleep(0.5)
-        yield env
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+    _get(f"{env['PREFECT_API_URL']}/health")  # up, and reachable from other processes
+    yield env
 
 
 def _prefect(env: dict[str, str], *args: str, timeout: int = 180) -> str:
