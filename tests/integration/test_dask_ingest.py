@@ -100,14 +100,14 @@ def scale_env(
             dispose_all()
 
 
-def _flow(env: dict[str, Any], paths: list[Path]) -> dict[str, Any]:
+def _flow(env: dict[str, Any], paths: list[Path], chunk: int | None = CHUNK) -> dict[str, Any]:
+    """The ingest flow on the cluster; ``chunk=None``: the default chunk (a task per file)."""
     from flows.ingest import ingest_flow
 
-    overrides = {
-        "runtime": {"task_runner": "dask", "dask_address": env["address"],
-                    "ingest_chunk_bytes": CHUNK},
-        "ingest": {"batch_size": 100},
-    }  # fmt: skip
+    runtime: dict[str, Any] = {"task_runner": "dask", "dask_address": env["address"]}
+    if chunk is not None:
+        runtime["ingest_chunk_bytes"] = chunk
+    overrides = {"runtime": runtime, "ingest": {"batch_size": 100}}
     return ingest_flow(paths=[str(p) for p in paths], config_overrides=overrides)
 
 
@@ -212,16 +212,28 @@ def test_a_worker_killed_mid_task_is_retried_and_nothing_is_duplicated_or_lost(
     ) == len(expected)
 
 
-@pytest.mark.usefixtures("prefect_harness")
-def test_curation_fans_out_per_agent_on_the_cluster(scale_env: dict[str, Any]) -> None:
-    """Each agent curated as its own task on the workers: the same versions as one by one."""
+@pytest.fixture(scope="module")
+def curated_week(
+    scale_env: dict[str, Any],
+    prefect_harness: None,  # noqa: F811 - the session's Prefect server, imported above
+) -> dict[str, Any]:
+    """The sample's first week ingested (a task per file: byte ranges are the tests' above) and
+    curated on the cluster, once for the tests below; the curate flow's summary."""
     from flows.curate import curate_flow
     from tests.conftest import SAMPLE_DIR
 
     week = ["interactions-week-01.jsonl", "feedback-week-01.jsonl"]
-    _flow(scale_env, [SAMPLE_DIR / f for f in week])
+    _flow(scale_env, [SAMPLE_DIR / f for f in week], chunk=None)
     overrides = {"runtime": {"task_runner": "dask", "dask_address": scale_env["address"]}}
-    summary = curate_flow(config_overrides=overrides)
+    return dict(curate_flow(config_overrides=overrides))
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_curation_fans_out_per_agent_on_the_cluster(curated_week: dict[str, Any]) -> None:
+    """Each agent curated as its own task on the workers: the same versions as one by one."""
+    from flows.curate import curate_flow
+
+    summary = curated_week
     agents = {r["agent"] for r in summary["reports"]}
     assert len(agents) >= 2  # the sample's agents, each its own task
     assert all(r["versions"] for r in summary["reports"])
@@ -232,7 +244,7 @@ def test_curation_fans_out_per_agent_on_the_cluster(scale_env: dict[str, Any]) -
     assert not any(v["created"] for r in again["reports"] for v in r["versions"])
 
 
-@pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.usefixtures("prefect_harness", "curated_week")
 def test_evaluation_fans_out_per_batch_of_cases_and_matches_one_task(
     scale_env: dict[str, Any],
 ) -> None:
@@ -241,7 +253,6 @@ def test_evaluation_fans_out_per_batch_of_cases_and_matches_one_task(
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    from flows.curate import curate_flow
     from flows.evaluate import evaluate_flow
     from flows.ingest import ingest_flow
     from ratchet.backends.logs import register_logs_model
@@ -250,10 +261,7 @@ def test_evaluation_fans_out_per_batch_of_cases_and_matches_one_task(
     from tasks import runtime
     from tests.conftest import SAMPLE_DIR
 
-    agent = "shop-assistant"
-    week = ["interactions-week-01.jsonl", "feedback-week-01.jsonl"]
-    _flow(scale_env, [SAMPLE_DIR / f for f in week])  # already stored when run after the above
-    curate_flow()
+    agent = "shop-assistant"  # its logs and eval cases: the first week's (curated_week)
     s = runtime.settings()
     store, sessions = runtime.store(s), runtime.sessions(s)
     with sessions() as session, session.begin():
