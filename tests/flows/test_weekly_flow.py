@@ -1,6 +1,8 @@
 """The weekly flow under a real Prefect run: the bundled sample through the inbox, counted
-exactly against its manifest; the run's own report, name, logs and progress as the API serves
-them to the UI; an empty inbox; and a transient error retried by the task (a permanent one not).
+exactly against its manifest; its curate stage's versions per agent (registered once, with
+lineage, exports and artifacts; an idempotent rerun); the run's own report, name, logs and
+progress as the API serves them to the UI; an empty inbox; and a transient error retried by the
+task (a permanent one not). The sample is ingested and curated once, for all of these checks.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pytest
 from tests.conftest import SAMPLE_DIR
 
 MANIFEST = json.loads((SAMPLE_DIR / "manifest.json").read_text())
+AGENTS = ("billing-helper", "returns-bot", "shop-assistant")
 RUN_LINK = re.compile(r"/runs/flow-run/([0-9a-f-]{36})")
 STAGE_LINK = {  # the report's stage table: | stage | state | [run id](.../runs/flow-run/<id>) |
     stage: re.compile(
@@ -77,9 +80,68 @@ def _fill_inbox(home: Path) -> None:
         shutil.copy(SAMPLE_DIR / f["name"], (feedback if f["kind"] == "feedback" else logs))
 
 
-def test_weekly_on_the_sample_inbox_counts_reports_and_logs(prefect_harness, ratchet_env) -> None:
+def _curate_checks(first: dict[str, Any], curate_run_id: str) -> None:
+    """The curate stage on the sample: versions per agent, each registered once with its
+    lineage, exports written or refused per rule, the run's artifacts; a rerun adds nothing."""
+    from flows.curate import curate_flow
+    from ratchet.db import open_database, repo
+    from ratchet.settings import get_settings
+
+    reports = {r["agent"]: r for r in first["reports"]}
+    assert sorted(reports) == list(AGENTS)
+    for agent, r in reports.items():
+        kinds = {v["kind"] for v in r["versions"]}
+        assert {"eval_cases", "sft_examples", "binary_feedback", "review_queue"} <= kinds, agent
+        assert all(v["created"] for v in r["versions"])
+    assert "preference_pairs" in {v["kind"] for v in reports["shop-assistant"]["versions"]}
+    assert first["signals"]["golden"] > 0 and first["signals"]["regression"] > 0
+    assert first["holdout_overlap"] == 0
+
+    settings = get_settings()
+    with open_database(settings)() as s:
+        registered = {v.id for v in repo.list_dataset_versions(s)}
+        for r in reports.values():
+            for v in r["versions"]:
+                row = repo.get_dataset_version(s, v["version"])
+                assert row.rows == v["rows"] and row.agent_id == r["agent"]
+                refs = repo.dataset_lineage(s, v["version"])
+                assert any(k == "part" for k, _ in refs)
+                assert ("flow_run", curate_run_id) in refs
+    assert len(registered) == first["versions_new"]
+
+    store = Path(settings.store_root)
+    for r in reports.values():
+        for v in r["versions"]:
+            assert (store / v["path"]).is_file()
+        for e in r["exports"]:
+            folder = store / "exports" / r["agent"] / e["version"]
+            if e["status"] == "written":
+                assert all((folder / f).is_file() for f in e["files"])
+            else:  # refused: reason counted per rule, nothing written for that format
+                assert e["violations"] and e["files"] == []
+    eval_export = next(e for e in reports["shop-assistant"]["exports"] if e["kind"] == "eval_cases")
+    assert eval_export["status"] == "written"
+    assert first["exports_refused"]  # some formats have fewer than min_examples
+
+    arts = {a.key: json.dumps(a.data) for a in _artifacts(curate_run_id) if a.key}
+    assert {"curate-summary", "curate-versions", "curate-exports"} <= set(arts)
+    assert "Signals" in arts["curate-summary"] and "too_few_examples" in arts["curate-exports"]
+
+    second = curate_flow()
+    assert second["versions_new"] == 0
+    assert second["versions"] == {k: v.replace(", new", "") for k, v in first["versions"].items()}
+    with open_database(settings)() as s:
+        assert {v.id for v in repo.list_dataset_versions(s)} == registered
+
+
+def test_weekly_on_the_sample_inbox_counts_reports_and_logs(
+    prefect_harness, ratchet_env, tmp_path, monkeypatch
+) -> None:
     from flows.weekly import weekly_flow
 
+    # A bar some of the sample's smaller datasets miss, so refused exports show too.
+    (tmp_path / "bar.yaml").write_text("export:\n  min_examples: 60\n")
+    monkeypatch.setenv("RATCHET_CONFIG", str(tmp_path / "bar.yaml"))
     _fill_inbox(ratchet_env)
     state = weekly_flow(all_time=True, improve=False, return_state=True)  # no paths: the inbox
     assert state.is_completed(), state.message
@@ -146,6 +208,8 @@ def test_weekly_on_the_sample_inbox_counts_reports_and_logs(prefect_harness, rat
     ingest_progress = [a for a in _artifacts(subflows[0]) if a.type == "progress"]
     assert len(ingest_progress) == len(MANIFEST["files"]) - 0
     assert all(a.data > 0 for a in ingest_progress)
+
+    _curate_checks(curate, str(subflows[1]))
 
 
 def test_weekly_on_an_empty_inbox_warns_and_is_named_by_its_window(
