@@ -35,7 +35,7 @@ def _decisions(flow_state: Any) -> dict[str, dict[str, Any]]:
 
 
 def test_weekly_promotes_a_candidate_that_learned_corrections_and_rejects_one_that_forgets(
-    prefect_harness, ratchet_env
+    prefect_harness, ratchet_env, tmp_path, monkeypatch
 ) -> None:
     """The sample's story, on a real Prefect run: the logs models become the first productions;
     ``shop-assistant``'s candidate learned its users' corrections of an out-of-date shipping
@@ -46,6 +46,11 @@ def test_weekly_promotes_a_candidate_that_learned_corrections_and_rejects_one_th
     from ratchet.db import open_database, repo
     from ratchet.settings import get_settings
 
+    # The similarity scorer is reported, never gated (the gate reads token_f1 and the per-case
+    # verdict, which is token_f1's): tfidf, as the other evaluation tests, instead of MiniLM,
+    # which scores case by case (about half of this test's time; its own tests cover it).
+    (tmp_path / "eval.yaml").write_text("evaluation:\n  embedding: tfidf\n")
+    monkeypatch.setenv("RATCHET_CONFIG", str(tmp_path / "eval.yaml"))
     logs, fb = _sample_paths()
     common: dict[str, Any] = {
         "paths": logs,
