@@ -66,8 +66,13 @@ def test_ingest_of_the_bundled_sample_folder_in_one_command(prefect_harness, rat
 
 
 def test_ingest_of_a_generated_sample_folder(prefect_harness, ratchet_env, tmp_path) -> None:
+    """Another seed, a quarter of the size (the bundled sample is the test above): every kind of
+    noise is still planted (at least once each), and counted by the sample's own manifest."""
     out = tmp_path / "sample"
-    assert runner.invoke(app, ["sample", "--out", str(out)]).exit_code == 0
+    args = ["--", "--seed", "11", "--weeks", "2", "--interactions", "600", "--openai", "15"]
+    assert runner.invoke(app, ["sample", "--out", str(out), *args]).exit_code == 0
+    quarantine = json.loads((out / "manifest.json").read_text())["interactions"]
+    assert all(n > 0 for n in quarantine["expected_quarantine"].values())
     result = runner.invoke(app, ["ingest", str(out)])
     assert result.exit_code == 0, result.output
     _assert_matches_manifest(out)
