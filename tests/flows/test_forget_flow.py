@@ -145,7 +145,13 @@ def _loop(logs: Path, fb: Path) -> list[str]:
         sft = latest.id
     trained = train_flow(dataset=sft, strategy="sft", backend="local", agent=AGENT)
     candidate = trained["model_version_id"]
-    evaluate_flow(candidate=candidate, baseline=prod)
+    # tfidf similarity, as the other evaluation tests: MiniLM (scored case by case, seconds
+    # here) keeps nothing in the store, so forget has the same files to reach either way
+    evaluate_flow(
+        candidate=candidate,
+        baseline=prod,
+        config_overrides={"evaluation": {"embedding": "tfidf"}},
+    )
     return [prod, candidate]
 
 
