@@ -91,6 +91,16 @@ def _store_hits(root: Path, needles: list[str]) -> list[str]:
     return hits
 
 
+def _every(read, page: int = 200) -> list:
+    """All records a Prefect client ``read_*`` call serves, page by page."""
+    out: list = []
+    while True:
+        got = read(limit=page, offset=len(out))
+        out += got
+        if len(got) < page:
+            return out
+
+
 def _prefect_hits(needles: list[str]) -> list[str]:
     """Needles in any flow run's name or parameters, any task run's name or inputs, any log
     line, any artifact."""
@@ -98,22 +108,16 @@ def _prefect_hits(needles: list[str]) -> list[str]:
 
     hits = []
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(limit=200)
+        # every page: the session's server holds the whole suite's runs, far more than one page
+        runs = _every(client.read_flow_runs)
         texts = [json.dumps({"name": r.name, "parameters": r.parameters}, default=str)
                  for r in runs]  # fmt: skip
-        texts += [log.message for log in client.read_logs(limit=200)]
-        offset = 200
-        while True:
-            more = client.read_logs(limit=200, offset=offset)
-            if not more:
-                break
-            texts += [log.message for log in more]
-            offset += 200
-        texts += [json.dumps(a.data, default=str) for a in client.read_artifacts(limit=200)]
+        texts += [log.message for log in _every(client.read_logs)]
+        texts += [json.dumps(a.data, default=str) for a in _every(client.read_artifacts)]
         texts += [
             json.dumps({"name": t.name, "inputs": t.task_inputs, "state": t.state_name},
                        default=str)
-            for t in client.read_task_runs(limit=200)
+            for t in _every(client.read_task_runs)
         ]  # fmt: skip
     for text in texts:
         hits += [n for n in needles if n in text]

@@ -65,6 +65,16 @@ def _inputs(tmp_path: Path) -> tuple[Path, Path]:
     return logs, feedback
 
 
+def _every(read, page: int = 200) -> list:
+    """All records a Prefect client ``read_*`` call serves, page by page."""
+    out: list = []
+    while True:
+        got = read(limit=page, offset=len(out))
+        out += got
+        if len(got) < page:
+            return out
+
+
 def _prefect_records() -> dict[str, str]:
     """Every flow run, task run, artifact and log line the API serves (the UI's view)."""
     from prefect.client.orchestration import get_client
@@ -73,22 +83,16 @@ def _prefect_records() -> dict[str, str]:
     APILogHandler().flush()  # the handler ships in batches
     out: dict[str, str] = {}
     with get_client(sync_client=True) as client:
-        flows = client.read_flow_runs(limit=200)
+        # every page: the session's server holds the whole suite's runs, far more than one page
+        flows = _every(client.read_flow_runs)
         out["flow runs"] = json.dumps([r.model_dump(mode="json") for r in flows])
         out["task runs"] = json.dumps(
-            [r.model_dump(mode="json") for r in client.read_task_runs(limit=200)]
+            [r.model_dump(mode="json") for r in _every(client.read_task_runs)]
         )
         out["artifacts"] = json.dumps(
-            [a.model_dump(mode="json") for a in client.read_artifacts(limit=200)]
+            [a.model_dump(mode="json") for a in _every(client.read_artifacts)]
         )
-        logs: list[str] = []
-        offset = 0
-        while True:
-            page = client.read_logs(limit=200, offset=offset)
-            logs += [f"{g.name}: {g.message}" for g in page]
-            if len(page) < 200:
-                break
-            offset += 200
+        logs = [f"{g.name}: {g.message}" for g in _every(client.read_logs)]
         out["prefect logs"] = "\n".join(logs)
     return out
 
