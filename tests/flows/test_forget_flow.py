@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import SAMPLE_DIR
+from tests.prefect_records import every
 
 RAW_USER = "zed.quokka-7731"
 PHRASE = "marmalade zeppelin"
@@ -91,16 +92,6 @@ def _store_hits(root: Path, needles: list[str]) -> list[str]:
     return hits
 
 
-def _every(read, page: int = 200) -> list:
-    """All records a Prefect client ``read_*`` call serves, page by page."""
-    out: list = []
-    while True:
-        got = read(limit=page, offset=len(out))
-        out += got
-        if len(got) < page:
-            return out
-
-
 def _prefect_hits(needles: list[str]) -> list[str]:
     """Needles in any flow run's name or parameters, any task run's name or inputs, any log
     line, any artifact."""
@@ -108,16 +99,15 @@ def _prefect_hits(needles: list[str]) -> list[str]:
 
     hits = []
     with get_client(sync_client=True) as client:
-        # every page: the session's server holds the whole suite's runs, far more than one page
-        runs = _every(client.read_flow_runs)
+        runs = every(client.read_flow_runs)
         texts = [json.dumps({"name": r.name, "parameters": r.parameters}, default=str)
                  for r in runs]  # fmt: skip
-        texts += [log.message for log in _every(client.read_logs)]
-        texts += [json.dumps(a.data, default=str) for a in _every(client.read_artifacts)]
+        texts += [log.message for log in every(client.read_logs)]
+        texts += [json.dumps(a.data, default=str) for a in every(client.read_artifacts)]
         texts += [
             json.dumps({"name": t.name, "inputs": t.task_inputs, "state": t.state_name},
                        default=str)
-            for t in _every(client.read_task_runs)
+            for t in every(client.read_task_runs)
         ]  # fmt: skip
     for text in texts:
         hits += [n for n in needles if n in text]

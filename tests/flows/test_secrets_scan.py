@@ -19,6 +19,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from tests.prefect_records import every
+
 OPENAI_KEY = "sk-test-" + "Q7wX" * 10
 PSEUDONYM_KEY = "pseudonym-test-key-" + "Zr9k" * 8
 PLANTED = "planted.person@example.org"
@@ -65,16 +67,6 @@ def _inputs(tmp_path: Path) -> tuple[Path, Path]:
     return logs, feedback
 
 
-def _every(read, page: int = 200) -> list:
-    """All records a Prefect client ``read_*`` call serves, page by page."""
-    out: list = []
-    while True:
-        got = read(limit=page, offset=len(out))
-        out += got
-        if len(got) < page:
-            return out
-
-
 def _prefect_records() -> dict[str, str]:
     """Every flow run, task run, artifact and log line the API serves (the UI's view)."""
     from prefect.client.orchestration import get_client
@@ -83,16 +75,15 @@ def _prefect_records() -> dict[str, str]:
     APILogHandler().flush()  # the handler ships in batches
     out: dict[str, str] = {}
     with get_client(sync_client=True) as client:
-        # every page: the session's server holds the whole suite's runs, far more than one page
-        flows = _every(client.read_flow_runs)
+        flows = every(client.read_flow_runs)
         out["flow runs"] = json.dumps([r.model_dump(mode="json") for r in flows])
         out["task runs"] = json.dumps(
-            [r.model_dump(mode="json") for r in _every(client.read_task_runs)]
+            [r.model_dump(mode="json") for r in every(client.read_task_runs)]
         )
         out["artifacts"] = json.dumps(
-            [a.model_dump(mode="json") for a in _every(client.read_artifacts)]
+            [a.model_dump(mode="json") for a in every(client.read_artifacts)]
         )
-        logs = [f"{g.name}: {g.message}" for g in _every(client.read_logs)]
+        logs = [f"{g.name}: {g.message}" for g in every(client.read_logs)]
         out["prefect logs"] = "\n".join(logs)
     return out
 
