@@ -70,6 +70,7 @@ def _summarise(reports: list[dict[str, Any]]) -> dict[str, Any]:
     quarantined: Counter[str] = Counter()
     pii: Counter[str] = Counter()
     second_opinion: Counter[str] = Counter()  # hits by type of the independent PII scan
+    sampled = 0  # rows it looked at (its sample is sized per file: the reader should see it)
     for r in reports:
         for key in ("lines", "records", "dropped_consent", "skipped_tombstone", "assumed_utc"):
             total[key] += r[key]
@@ -79,10 +80,12 @@ def _summarise(reports: list[dict[str, Any]]) -> dict[str, Any]:
         pii.update(r["pii_by_type"])
         for scan in r.get("second_opinion", {}).values():
             second_opinion.update(scan["hits_by_type"])
+            sampled += scan["rows_scanned"]
     total.update(
         stored=dict(stored), skipped_already_stored=dict(skipped),
         quarantined=dict(quarantined), pii_by_type=dict(pii),
     )  # fmt: skip
+    total["second_opinion_rows_scanned"] = sampled
     total["second_opinion_hits_by_type"] = dict(second_opinion)
     return total
 

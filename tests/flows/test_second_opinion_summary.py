@@ -24,3 +24,4 @@ def test_summary_totals_second_opinion_hits_by_type() -> None:
         [_report("a", {"PHONE_NUMBER": 1}), _report("b", {"PHONE_NUMBER": 2, "CRYPTO": 1})]
     )
     assert summary["second_opinion_hits_by_type"] == {"PHONE_NUMBER": 3, "CRYPTO": 1}
+    assert summary["second_opinion_rows_scanned"] == 4  # two rows of each file
