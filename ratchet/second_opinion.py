@@ -364,6 +364,8 @@ class SecondOpinion:
     def scan(self, table: pa.Table, name: str, rows: int | None = None) -> SecondOpinionResult:
         """Scan a sample of the table's text columns (``rows`` rows, default
         ``quality.second_opinion_sample_rows``); never raises for a missing package."""
+        if self.skipped():  # nothing to sample
+            return self.scan_sample(pa.table({}), name, table.num_rows)
         cfg = self.config
         size = cfg.second_opinion_sample_rows if rows is None else rows
         idx = sample_indices(table.num_rows, size, cfg.second_opinion_seed, name)
@@ -458,7 +460,6 @@ def scan_written(
     out: dict[str, SecondOpinionResult] = {}
     for table, items in by_table.items():
         total = sum(n for _, n in items)
-        columns = text_columns(schema_for(table))
         if scanner.skipped():
             out[table] = scanner.scan_sample(pa.table({}), table, total)
             continue
@@ -466,7 +467,8 @@ def scan_written(
         starts = np.cumsum([0] + [n for _, n in items])
         owner = np.searchsorted(starts, idx, side="right") - 1  # the part of each sampled row
         needed = np.unique(owner)
-        data = store.read_tables([items[i][0] for i in needed], schema_for(table), columns)
+        schema = schema_for(table)
+        data = store.read_tables([items[i][0] for i in needed], schema, text_columns(schema))
         # a sampled row's place among the parts read: its offset in its part, plus the rows of
         # the parts read before it
         read_before = np.cumsum([0] + [items[i][1] for i in needed])
